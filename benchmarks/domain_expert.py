@@ -1,0 +1,206 @@
+"""Table 1 / Table 3 style benchmark of the domain expert against baselines.
+
+Each system trains on the training file and is scored on the test file with the same metrics
+(per-level accuracy, weighted / macro P/R/F1, top-K recall, head/tail). Results are written
+one JSON per system to ``benchmarks/results/<dataset>/`` and the table of all systems present
+is printed.
+
+    python benchmarks/domain_expert.py --dataset mwpd --systems tfidf_linear,knn_embed
+    python benchmarks/domain_expert.py --dataset mwpd --systems domain_expert --epochs 3
+    python benchmarks/domain_expert.py --dataset mwpd --table
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import time
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from dualexpert.data import Product, load_catalogue  # noqa: E402
+from dualexpert.metrics import categorisation_report  # noqa: E402
+
+SHARED = Path(os.environ.get("DUALEXPERT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+ABLATIONS = {
+    "ce_finetune": dict(label_augmentation=False, focal=False, bootstrap=False),
+    "domain_expert": {},
+    "no_label_aug": dict(label_augmentation=False),
+    "no_phase1": dict(focal=False),
+    "no_phase2": dict(bootstrap=False),
+}
+SYSTEMS = ["tfidf_linear", "knn_embed", *ABLATIONS]
+
+
+def load_dataset(name: str, seed: int = 0) -> tuple[list[Product], list[Product]]:
+    if name == "mwpd":
+        d = SHARED / "mwpd"
+        return (load_catalogue(d / "train.jsonl").products,
+                load_catalogue(d / "validation.jsonl").products)
+    if name == "bigbasket":
+        prods = load_catalogue(SHARED / "bigbasket" / "products.csv", on_error="skip").products
+        rng = random.Random(seed)
+        idx = list(range(len(prods)))
+        rng.shuffle(idx)
+        cut = int(0.8 * len(idx))
+        return [prods[i] for i in idx[:cut]], [prods[i] for i in idx[cut:]]
+    raise SystemExit(f"unknown dataset {name}")
+
+
+def ranked_tfidf(train, test, k):
+    from scipy.sparse import hstack
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.svm import LinearSVC
+
+    word = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, max_features=300_000)
+    char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
+                           max_features=300_000)
+    tx = [p.text() for p in train]
+    y = [" > ".join(p.category) for p in train]
+    t0 = time.perf_counter()
+    X = hstack([word.fit_transform(tx), char.fit_transform(tx)]).tocsr()
+    clf = LinearSVC(C=0.5, class_weight=None).fit(X, y)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ex = [p.text() for p in test]
+    scores = clf.decision_function(hstack([word.transform(ex), char.transform(ex)]).tocsr())
+    pred_s = time.perf_counter() - t0
+    top = np.argsort(-scores, axis=1)[:, :k]
+    return [[tuple(clf.classes_[j].split(" > ")) for j in row] for row in top], fit_s, pred_s
+
+
+def ranked_knn(train, test, k, neighbours=25):
+    from sentence_transformers import SentenceTransformer
+
+    from dualexpert.models import resolve_encoder
+
+    model = SentenceTransformer(resolve_encoder("minilm"), device="cpu")
+    t0 = time.perf_counter()
+    E = model.encode([p.text() for p in train], batch_size=128, normalize_embeddings=True)
+    fit_s = time.perf_counter() - t0
+    labels = [p.category for p in train]
+    t0 = time.perf_counter()
+    Q = model.encode([p.text() for p in test], batch_size=128, normalize_embeddings=True)
+    sims = Q @ E.T
+    out = []
+    for row in sims:
+        nn = np.argpartition(-row, neighbours)[:neighbours]
+        score: Counter = Counter()
+        for j in nn:
+            score[labels[j]] += float(row[j])
+        out.append([c for c, _ in score.most_common(k)])
+    pred_s = time.perf_counter() - t0
+    # pad rankings shorter than k with frequent classes so top-k recall is defined
+    freq = [c for c, _ in Counter(labels).most_common(k)]
+    out = [r + [c for c in freq if c not in r][: k - len(r)] for r in out]
+    return out, fit_s, pred_s
+
+
+def ranked_expert(train, test, k, args, overrides):
+    from dualexpert.domain import DomainExpert
+
+    cfg = dict(encoder=args.encoder, epochs=args.epochs, batch_size=args.batch_size,
+               max_length=args.max_length, learning_rate=args.lr, seed=args.seed, **overrides)
+    expert = DomainExpert(**cfg)
+    run_dir = ROOT / "runs" / f"{args.dataset}-{args.system_name}-s{args.seed}"
+    t0 = time.perf_counter()
+    expert.fit(train, output_dir=run_dir / "checkpoints", progress=not args.quiet)
+    fit_s = time.perf_counter() - t0
+    expert.save(run_dir / "model")
+    expert.predict_proba(test[:64])  # warm-up
+    t0 = time.perf_counter()
+    topk = expert.predict_topk(test, k=k)
+    pred_s = time.perf_counter() - t0
+    return [[c.path for c in cands] for cands in topk], fit_s, pred_s
+
+
+def run_system(name, train, test, args):
+    k = 10
+    args.system_name = name
+    if name == "tfidf_linear":
+        ranked, fit_s, pred_s = ranked_tfidf(train, test, k)
+    elif name == "knn_embed":
+        ranked, fit_s, pred_s = ranked_knn(train, test, k)
+    else:
+        ranked, fit_s, pred_s = ranked_expert(train, test, k, args, ABLATIONS[name])
+    report = categorisation_report(
+        [p.category for p in test], [r[0] for r in ranked], ranked,
+        Counter(p.category for p in train), ks=(1, 3, 5, 10),
+    )
+    report["timing"] = {"fit_seconds": fit_s, "predict_seconds": pred_s,
+                        "products_per_second": len(test) / pred_s}
+    report["meta"] = {"system": name, "dataset": args.dataset, "n_train": len(train),
+                      "n_test": len(test), "date": str(date.today()),
+                      "machine": f"{platform.machine()} {os.cpu_count()} cores",
+                      "command": " ".join(sys.argv),
+                      "config": {"encoder": args.encoder, "epochs": args.epochs,
+                                 "max_length": args.max_length, "lr": args.lr,
+                                 "seed": args.seed} if name in ABLATIONS else {}}
+    return report
+
+
+def print_table(folder: Path) -> None:
+    rows = []
+    for f in sorted(folder.glob("*.json")):
+        r = json.loads(f.read_text())
+        if "meta" in r:
+            rows.append(r)
+    order = {s: i for i, s in enumerate(SYSTEMS)}
+    rows.sort(key=lambda r: order.get(r["meta"]["system"], 99))
+    hdr = ("system", "lvl1 acc", "lvl2 acc", "lvl3 acc", "lvl3 wF1", "lvl3 mF1", "top10",
+           "head mF1", "tail mF1", "fit s", "pred/s")
+    print("| " + " | ".join(hdr) + " |")
+    print("|" + "---|" * len(hdr))
+    for r in rows:
+        lv = r.get("lvl3", r["leaf"])
+        vals = [r["meta"]["system"], f"{r['lvl1']['accuracy']:.4f}", f"{r['lvl2']['accuracy']:.4f}",
+                f"{lv['accuracy']:.4f}", f"{lv['f1_weighted']:.4f}", f"{lv['f1_macro']:.4f}",
+                f"{r['leaf'].get('top10_recall', float('nan')):.4f}",
+                f"{r.get('leaf_head', {}).get('f1_macro', float('nan')):.4f}",
+                f"{r.get('leaf_tail', {}).get('f1_macro', float('nan')):.4f}",
+                f"{r['timing']['fit_seconds']:.0f}", f"{r['timing']['products_per_second']:.0f}"]
+        print("| " + " | ".join(vals) + " |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--dataset", default="mwpd", choices=["mwpd", "bigbasket"])
+    ap.add_argument("--systems", default="tfidf_linear,knn_embed,domain_expert")
+    ap.add_argument("--encoder", default="minilm")
+    ap.add_argument("--epochs", type=float, default=3.0)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--max-length", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-4)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--table", action="store_true", help="only print the table of saved results")
+    ap.add_argument("--quiet", action="store_true")
+    args = ap.parse_args()
+    folder = ROOT / "benchmarks" / "results" / args.dataset
+    folder.mkdir(parents=True, exist_ok=True)
+    if not args.table:
+        if not SHARED.is_dir():
+            raise SystemExit(f"shared data not found at {SHARED}")
+        train, test = load_dataset(args.dataset, args.seed)
+        for name in args.systems.split(","):
+            if name not in SYSTEMS:
+                raise SystemExit(f"unknown system {name}; choose from {SYSTEMS}")
+            report = run_system(name, train, test, args)
+            (folder / f"{name}.json").write_text(json.dumps(report, indent=1))
+            print(f"{name}: lvl3 acc {report['lvl3']['accuracy']:.4f} "
+                  f"wF1 {report['lvl3']['f1_weighted']:.4f} mF1 {report['lvl3']['f1_macro']:.4f}",
+                  flush=True)
+    print_table(folder)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""dualexpert: dual-expert product categorisation and rationale-guided relevance distillation.
+
+The public API is imported lazily so that ``import dualexpert`` stays cheap (no torch until a
+model is used).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    "Taxonomy": "dualexpert.taxonomy",
+    "Category": "dualexpert.taxonomy",
+    "Product": "dualexpert.data",
+    "ColumnMap": "dualexpert.data",
+    "Catalogue": "dualexpert.data",
+    "RecordError": "dualexpert.data",
+    "load_catalogue": "dualexpert.data",
+    "DomainExpert": "dualexpert.domain",
+    "Candidate": "dualexpert.domain",
+    "categorisation_report": "dualexpert.metrics",
+    "resolve_encoder": "dualexpert.models",
+    "resolve_llm": "dualexpert.models",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'dualexpert' has no attribute {name!r}")

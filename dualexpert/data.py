@@ -1,0 +1,256 @@
+"""Product records and catalogue readers (CSV, JSONL, Parquet) with a column mapping.
+
+No torch and no DSPy here. Errors name the file, the line (or row) and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .taxonomy import PATH_SEP
+
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+
+
+class Product(BaseModel):
+    """One catalogue item. ``category`` is the path from the root to the leaf, if labelled."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str = ""
+    title: str = Field(min_length=1)
+    description: str = ""
+    category: tuple[str, ...] | None = None
+
+    @field_validator("title")
+    @classmethod
+    def _title_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("title is blank")
+        return v
+
+    @field_validator("category")
+    @classmethod
+    def _path_not_blank(cls, v: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if v is not None and (not v or any(not s.strip() for s in v)):
+            raise ValueError("category path has an empty level")
+        return v
+
+    def text(self, max_chars: int = 1000) -> str:
+        """Title and description as one model input."""
+        if self.description and self.description.strip() != self.title.strip():
+            return f"{self.title} . {self.description}"[:max_chars]
+        return self.title[:max_chars]
+
+
+class RecordError(ValueError):
+    """A catalogue record that could not be read; names the file, line and field."""
+
+    def __init__(self, file: str, line: int, field_name: str, message: str) -> None:
+        self.file, self.line, self.field, self.message = file, line, field_name, message
+        super().__init__(f"{file}:{line}: field {field_name!r}: {message}")
+
+
+class ColumnMap(BaseModel):
+    """Which columns of a file hold which fields.
+
+    Give either ``category`` (one column holding a path, split on ``separator``) or ``levels``
+    (one column per level, root first). Both may be empty for unlabelled catalogues.
+    """
+
+    id: str | None = None
+    title: str = "title"
+    description: str | None = None
+    category: str | None = None
+    separator: str = ">"
+    levels: list[str] = Field(default_factory=list)
+
+
+PRESETS: dict[str, ColumnMap] = {
+    "mwpd": ColumnMap(
+        id="ID", title="Name", description="Description", levels=["lvl1", "lvl2", "lvl3"]
+    ),
+    "bigbasket": ColumnMap(
+        id="index", title="product", levels=["category", "sub_category", "type"]
+    ),
+    "default": ColumnMap(id="id", title="title", description="description", category="category"),
+}
+
+
+def detect_columns(columns: Sequence[str]) -> ColumnMap:
+    """Pick a preset whose columns the file has; falls back to ``title``/``category``."""
+    cols = set(columns)
+    for name in ("mwpd", "bigbasket"):
+        m = PRESETS[name]
+        if m.title in cols and set(m.levels) <= cols:
+            return m
+    m = PRESETS["default"].model_copy()
+    if "id" not in cols:
+        m.id = None
+    if "description" not in cols:
+        m.description = None
+    if "category" not in cols:
+        m.category = None
+        levels = sorted(c for c in cols if c.startswith("lvl"))
+        m.levels = levels
+    return m
+
+
+@dataclass
+class Catalogue:
+    """Products read from one file, plus what was skipped and why."""
+
+    products: list[Product]
+    source: str = ""
+    skipped: int = 0
+    errors: list[RecordError] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.products)
+
+    def __iter__(self) -> Iterator[Product]:
+        return iter(self.products)
+
+    def __getitem__(self, i: int) -> Product:
+        return self.products[i]
+
+    @property
+    def paths(self) -> list[tuple[str, ...]]:
+        return [p.category for p in self.products if p.category is not None]
+
+
+def _iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield ``(line_or_row_number, row)``; numbers are 1-based file lines (CSV/JSONL)."""
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson", ".json"):
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for lineno, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as e:
+                    yield lineno, {"__error__": f"invalid JSON: {e.msg} at column {e.colno}"}
+                    continue
+                if not isinstance(obj, dict):
+                    yield lineno, {"__error__": "a JSON line must be an object"}
+                    continue
+                yield lineno, obj
+    elif suffix in (".csv", ".tsv"):
+        with path.open(encoding="utf-8", errors="replace", newline="") as f:
+            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
+            for row in reader:
+                yield reader.line_num, row
+    elif suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(path)
+        row_no = 0
+        for batch in pf.iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                row_no += 1
+                yield row_no, row
+    else:
+        raise ValueError(f"{path}: unsupported catalogue format {suffix!r} (csv, jsonl, parquet)")
+
+
+def _columns_of(path: Path) -> list[str]:
+    for _, row in _iter_rows(path):
+        if "__error__" not in row:
+            return list(row)
+    return []
+
+
+def _cell(row: dict[str, Any], col: str, file: str, line: int, required: bool) -> str:
+    if col not in row:
+        if required:
+            raise RecordError(file, line, col, "column is missing")
+        return ""
+    v = row[col]
+    if v is None:
+        if required:
+            raise RecordError(file, line, col, "value is empty")
+        return ""
+    return str(v)
+
+
+def parse_record(row: dict[str, Any], cmap: ColumnMap, file: str, line: int) -> Product:
+    """Turn one raw row into a :class:`Product`, or raise :class:`RecordError`."""
+    if "__error__" in row:
+        raise RecordError(file, line, "<record>", row["__error__"])
+    category: tuple[str, ...] | None = None
+    if cmap.levels:
+        vals = [_cell(row, c, file, line, required=False).strip() for c in cmap.levels]
+        while vals and not vals[-1]:
+            vals.pop()  # shallower paths are allowed
+        if vals:
+            for c, v in zip(cmap.levels, vals, strict=False):
+                if not v:
+                    raise RecordError(file, line, c, "level is empty but a deeper level is set")
+            category = tuple(vals)
+    elif cmap.category:
+        raw = _cell(row, cmap.category, file, line, required=False).strip()
+        if raw:
+            category = tuple(s.strip() for s in raw.split(cmap.separator))
+    data = {
+        "id": _cell(row, cmap.id, file, line, False) if cmap.id else str(line),
+        "title": _cell(row, cmap.title, file, line, True),
+        "description": _cell(row, cmap.description, file, line, False) if cmap.description else "",
+        "category": category,
+    }
+    try:
+        return Product(**data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = str(err["loc"][0]) if err["loc"] else "<record>"
+        col = {"title": cmap.title, "description": cmap.description, "id": cmap.id}.get(loc)
+        col = col or (cmap.category or ",".join(cmap.levels) if loc == "category" else loc)
+        raise RecordError(file, line, col, err["msg"]) from None
+
+
+def load_catalogue(
+    path: str | Path,
+    columns: ColumnMap | str | None = None,
+    on_error: Literal["raise", "skip"] = "raise",
+    limit: int | None = None,
+) -> Catalogue:
+    """Read a CSV, TSV, JSONL or Parquet catalogue.
+
+    ``columns`` is a :class:`ColumnMap`, a preset name (``mwpd``, ``bigbasket``, ``default``)
+    or ``None`` to detect from the header. With ``on_error="skip"`` bad records are counted in
+    ``Catalogue.skipped`` (and kept in ``errors``) instead of raising.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"catalogue {p} does not exist")
+    if isinstance(columns, str):
+        try:
+            cmap = PRESETS[columns]
+        except KeyError:
+            raise ValueError(f"unknown column preset {columns!r}: {sorted(PRESETS)}") from None
+    else:
+        cmap = columns or detect_columns(_columns_of(p))
+    out = Catalogue(products=[], source=str(p))
+    for line, row in _iter_rows(p):
+        try:
+            out.products.append(parse_record(row, cmap, str(p), line))
+        except RecordError as e:
+            if on_error == "raise":
+                raise
+            out.skipped += 1
+            out.errors.append(e)
+        if limit is not None and len(out.products) >= limit:
+            break
+    return out
+
+
+def path_string(path: Sequence[str]) -> str:
+    return PATH_SEP.join(path)

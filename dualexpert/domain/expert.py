@@ -1,0 +1,319 @@
+"""The domain expert (paper section 3.1): a fine-tuned encoder proposing top-K leaf categories.
+
+Estimator habits: configuration in the constructor, ``fit`` / ``predict`` / ``predict_proba`` /
+``predict_topk``, ``save`` / ``load`` (safetensors + JSON, no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from transformers import AutoConfig, AutoModel, AutoTokenizer, TrainingArguments
+from transformers import logging as hf_logging
+
+from ..data import Product
+from ..models import resolve_encoder
+from ..taxonomy import Taxonomy, UnknownCategoryError
+from .augment import augment
+from .losses import BootstrapLoss, FocalLoss, TwoPhaseLoss, class_weights
+from .model import EncoderClassifier
+from .trainer import (
+    PhaseLogger,
+    TextLabelDataset,
+    TokenizingCollator,
+    TwoPhaseTrainer,
+    last_checkpoint,
+)
+
+ProductLike = Product | str | dict
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One proposed leaf category with the domain expert's probability."""
+
+    id: str
+    path: tuple[str, ...]
+    probability: float
+
+    @property
+    def label(self) -> str:
+        return self.path[-1]
+
+
+@dataclass
+class DomainExpertConfig:
+    encoder: str = "minilm"
+    max_length: int = 64
+    batch_size: int = 32
+    epochs: float = 3.0
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.06
+    weight_decay: float = 0.01
+    dropout: float = 0.1
+    seed: int = 42
+    # label augmentation (3.1.1)
+    label_augmentation: bool = True
+    aug_ratio: float = 0.2
+    aug_per_leaf: int = 2
+    aug_p_mask: float = 0.5
+    # phase 1: focal loss (eq. 1)
+    focal: bool = True
+    gamma: float = 2.0
+    alpha_power: float = 0.5
+    # phase 2: bootstrap loss (eq. 2-3)
+    bootstrap: bool = True
+    beta: float = 0.9
+    gate: float = 0.6  # < 1: fraction of the training steps; >= 1: an absolute global step
+    # trainer plumbing
+    save_steps: int = 200
+    logging_steps: int = 50
+    eval_batch_size: int = 128
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_product(x: ProductLike) -> Product:
+    if isinstance(x, Product):
+        return x
+    if isinstance(x, str):
+        return Product(title=x)
+    if isinstance(x, dict):
+        return Product(**x)
+    raise TypeError(f"expected a Product, a str or a dict, got {type(x).__name__}")
+
+
+class DomainExpert:
+    """Fine-tuned encoder over the leaves of a taxonomy.
+
+    >>> expert = DomainExpert(encoder="minilm", epochs=3)
+    >>> expert.fit(catalogue.products)                          # doctest: +SKIP
+    >>> expert.predict_topk(["Sterling silver angel charm"], k=5)  # doctest: +SKIP
+    """
+
+    def __init__(self, **config: Any):
+        known = {f for f in DomainExpertConfig.__dataclass_fields__}
+        bad = set(config) - known
+        if bad:
+            raise TypeError(f"unknown DomainExpert option(s): {sorted(bad)}")
+        self.config = DomainExpertConfig(**config)
+        self.taxonomy: Taxonomy | None = None
+        self.classes_: list[str] = []
+        self.model: EncoderClassifier | None = None
+        self.tokenizer: Any = None
+        self.train_log: list[dict[str, Any]] = []
+
+    # ---- training -----------------------------------------------------------------------
+    def _labels_for(self, products: Sequence[Product]) -> list[int]:
+        assert self.taxonomy is not None
+        index = {c: i for i, c in enumerate(self.classes_)}
+        out = []
+        for p in products:
+            if p.category is None:
+                raise ValueError(f"product {p.id!r}: field 'category' is missing (needed to fit)")
+            try:
+                cat = self.taxonomy.by_path(p.category)
+            except UnknownCategoryError as e:
+                raise UnknownCategoryError(f"product {p.id!r}: field 'category': {e}") from None
+            if cat.id not in index:
+                raise ValueError(
+                    f"product {p.id!r}: field 'category' {cat.id!r} is not a leaf category"
+                )
+            out.append(index[cat.id])
+        return out
+
+    def fit(
+        self,
+        products: Iterable[ProductLike],
+        taxonomy: Taxonomy | None = None,
+        output_dir: str | Path | None = None,
+        resume: bool = True,
+        progress: bool = True,
+    ) -> DomainExpert:
+        """Fine-tune on labelled products.
+
+        ``taxonomy`` defaults to the tree of the products' own paths. ``output_dir`` holds the
+        trainer's checkpoints; when it already has some and ``resume`` is true, training goes
+        on from the last one.
+        """
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        prods = [_as_product(p) for p in products]
+        if not prods:
+            raise ValueError("no products to fit on")
+        self.taxonomy = taxonomy or Taxonomy.from_paths(
+            [p.category for p in prods if p.category is not None]
+        )
+        self.classes_ = [c.id for c in self.taxonomy.leaves]
+        labels = self._labels_for(prods)
+        counts = Counter(labels)
+        if cfg.label_augmentation:
+            synth = augment(
+                prods, self.taxonomy, cfg.aug_ratio, cfg.aug_per_leaf, cfg.aug_p_mask, cfg.seed
+            )
+            prods = prods + synth
+            labels = labels + self._labels_for(synth)
+
+        path = resolve_encoder(cfg.encoder)
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        encoder = AutoModel.from_pretrained(path)
+        self.model = EncoderClassifier(encoder, len(self.classes_), cfg.dropout)
+
+        steps_per_epoch = math.ceil(len(prods) / cfg.batch_size)
+        total = math.ceil(steps_per_epoch * cfg.epochs)
+        gate = int(cfg.gate * total) if cfg.gate < 1 else int(cfg.gate)
+        alpha = class_weights([counts.get(i, 0) for i in range(len(self.classes_))], cfg.alpha_power)
+        loss_fn = TwoPhaseLoss(
+            FocalLoss(cfg.gamma, alpha) if cfg.focal else None,
+            BootstrapLoss(cfg.beta) if cfg.bootstrap else None,
+            gate,
+        )
+        tmp = None
+        if output_dir is None:
+            tmp = tempfile.mkdtemp(prefix="dualexpert-train-")
+            output_dir = tmp
+        args = TrainingArguments(
+            output_dir=str(output_dir),
+            per_device_train_batch_size=cfg.batch_size,
+            num_train_epochs=cfg.epochs,
+            learning_rate=cfg.learning_rate,
+            warmup_steps=int(cfg.warmup_ratio * total),
+            weight_decay=cfg.weight_decay,
+            lr_scheduler_type="linear",
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            save_strategy="steps",
+            save_steps=cfg.save_steps,
+            save_total_limit=2,
+            logging_steps=cfg.logging_steps,
+            report_to="none",
+            use_cpu=not torch.cuda.is_available(),
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+            disable_tqdm=not progress,
+        )
+        trainer = TwoPhaseTrainer(
+            model=self.model,
+            args=args,
+            train_dataset=TextLabelDataset([p.text() for p in prods], labels),
+            data_collator=TokenizingCollator(self.tokenizer, cfg.max_length),
+            loss_fn=loss_fn,
+            callbacks=[PhaseLogger(loss_fn)],
+        )
+        ckpt = last_checkpoint(output_dir) if resume else None
+        verbosity = hf_logging.get_verbosity()
+        try:
+            trainer.train(resume_from_checkpoint=ckpt)
+        finally:
+            hf_logging.set_verbosity(verbosity)
+        self.train_log = [dict(x) for x in trainer.state.log_history]
+        self.model = trainer.model.cpu().eval()
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return self
+
+    # ---- inference ----------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if self.model is None or self.taxonomy is None:
+            raise RuntimeError("this DomainExpert is not fitted: call fit() or load() first")
+
+    @torch.inference_mode()
+    def predict_proba(self, products: Iterable[ProductLike], batch_size: int | None = None) -> np.ndarray:
+        """Probabilities over ``classes_``, shape ``(n_products, n_leaves)``."""
+        self._check_fitted()
+        assert self.model is not None
+        self.model.eval()
+        texts = [_as_product(p).text() for p in products]
+        bs = batch_size or self.config.eval_batch_size
+        order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths per batch
+        out = np.zeros((len(texts), len(self.classes_)), dtype=np.float32)
+        for start in range(0, len(texts), bs):
+            idx = order[start : start + bs]
+            enc = self.tokenizer(
+                [texts[i] for i in idx],
+                truncation=True,
+                max_length=self.config.max_length,
+                padding=True,
+                return_tensors="pt",
+            )
+            logits = self.model(**enc)["logits"]
+            out[idx] = torch.softmax(logits.float(), -1).numpy()
+        return out
+
+    def predict(self, products: Iterable[ProductLike]) -> list[str]:
+        """The top-1 leaf category id for each product."""
+        proba = self.predict_proba(products)
+        return [self.classes_[i] for i in proba.argmax(1)]
+
+    def predict_topk(
+        self, products: Iterable[ProductLike], k: int = 10, batch_size: int | None = None
+    ) -> list[list[Candidate]]:
+        """The ``k`` most probable leaves per product, best first, with probabilities."""
+        proba = self.predict_proba(products, batch_size)
+        return self.topk_from_proba(proba, k)
+
+    def topk_from_proba(self, proba: np.ndarray, k: int) -> list[list[Candidate]]:
+        assert self.taxonomy is not None
+        k = min(k, proba.shape[1])
+        top = np.argsort(-proba, axis=1)[:, :k]
+        return [
+            [
+                Candidate(self.classes_[j], self.taxonomy.get(self.classes_[j]).path, float(row[j]))
+                for j in idx
+            ]
+            for row, idx in zip(proba, top, strict=True)
+        ]
+
+    # ---- persistence --------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        """Write ``config.json``, ``model.safetensors``, tokenizer files and ``taxonomy.json``."""
+        self._check_fitted()
+        assert self.model is not None and self.taxonomy is not None
+        d = Path(folder)
+        d.mkdir(parents=True, exist_ok=True)
+        state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
+        save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
+        self.tokenizer.save_pretrained(d)
+        self.taxonomy.save(d / "taxonomy.json")
+        meta = {
+            "dualexpert": "domain-expert",
+            "config": asdict(self.config),
+            "classes": self.classes_,
+            "encoder_config": self.model.encoder.config.to_dict(),
+        }
+        (d / "config.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1))
+        return d
+
+    @classmethod
+    def load(cls, folder: str | Path) -> DomainExpert:
+        d = Path(folder)
+        if not (d / "config.json").exists():
+            raise FileNotFoundError(f"{d} is not a saved DomainExpert (no config.json)")
+        meta = json.loads((d / "config.json").read_text())
+        if meta.get("dualexpert") != "domain-expert":
+            raise ValueError(f"{d}/config.json is not a DomainExpert config")
+        self = cls(**meta["config"])
+        self.classes_ = list(meta["classes"])
+        self.taxonomy = Taxonomy.load(d / "taxonomy.json")
+        enc_cfg = dict(meta["encoder_config"])
+        econf = AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg)
+        model = EncoderClassifier(AutoModel.from_config(econf), len(self.classes_), self.config.dropout)
+        missing, unexpected = model.load_state_dict(load_file(str(d / "model.safetensors")), strict=False)
+        missing = [m for m in missing if not m.endswith("position_ids")]
+        if missing or unexpected:
+            raise ValueError(f"{d}: weights do not match the model: {missing or unexpected}")
+        self.model = model.eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(d)
+        return self

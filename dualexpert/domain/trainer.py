@@ -1,0 +1,83 @@
+"""Training plumbing on the transformers ``Trainer``: progress, checkpoints, resume, seeds."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from transformers import Trainer, TrainerCallback
+
+from .losses import TwoPhaseLoss
+
+
+class TextLabelDataset(Dataset):
+    def __init__(self, texts: Sequence[str], labels: Sequence[int]):
+        if len(texts) != len(labels):
+            raise ValueError("texts and labels differ in length")
+        self.texts, self.labels = list(texts), list(labels)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"text": self.texts[i], "label": self.labels[i]}
+
+
+class TokenizingCollator:
+    """Tokenises a batch on the fly with dynamic padding."""
+
+    def __init__(self, tokenizer: Any, max_length: int):
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        enc = self.tokenizer(
+            [b["text"] for b in batch],
+            truncation=True,
+            max_length=self.max_length,
+            padding=True,
+            return_tensors="pt",
+        )
+        enc["labels"] = torch.tensor([b["label"] for b in batch], dtype=torch.long)
+        return dict(enc)
+
+
+class TwoPhaseTrainer(Trainer):
+    """``Trainer`` whose loss is a :class:`TwoPhaseLoss` driven by the global step."""
+
+    def __init__(self, *args: Any, loss_fn: TwoPhaseLoss, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.loss_fn = loss_fn
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ):
+        labels = inputs.pop("labels")
+        out = model(**inputs)
+        loss = self.loss_fn(out["logits"], labels, self.state.global_step)
+        return (loss, out) if return_outputs else loss
+
+
+class PhaseLogger(TrainerCallback):
+    """Adds the active loss phase to the trainer's logs."""
+
+    def __init__(self, loss_fn: TwoPhaseLoss):
+        self.loss_fn = loss_fn
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D401
+        if logs is not None:
+            logs["phase"] = self.loss_fn.phase(state.global_step)
+
+
+def last_checkpoint(folder: str | Path) -> str | None:
+    d = Path(folder)
+    if not d.is_dir():
+        return None
+    cks = [p for p in d.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
+    return str(max(cks, key=lambda p: int(p.name.split("-")[-1]))) if cks else None

@@ -1,0 +1,76 @@
+"""Categorisation metrics per hierarchy level, top-K recall and a head/tail breakdown.
+
+Built on scikit-learn; no torch, no DSPy.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+
+def level_scores(gold: Sequence[str], pred: Sequence[str]) -> dict[str, float]:
+    """Accuracy plus weighted and macro precision / recall / F1 (macro over gold labels)."""
+    labels = sorted(set(gold))
+    out = {"accuracy": float(accuracy_score(gold, pred)), "n": len(gold)}
+    for avg in ("weighted", "macro"):
+        p, r, f, _ = precision_recall_fscore_support(
+            gold, pred, labels=labels, average=avg, zero_division=0
+        )
+        out[f"precision_{avg}"] = float(p)
+        out[f"recall_{avg}"] = float(r)
+        out[f"f1_{avg}"] = float(f)
+    return out
+
+
+def topk_recall(gold: Sequence[str], ranked: Sequence[Sequence[str]], ks: Sequence[int]) -> dict[str, float]:
+    """Share of items whose gold label is within the first k of its ranking."""
+    out = {}
+    for k in ks:
+        hits = [g in r[:k] for g, r in zip(gold, ranked, strict=True)]
+        out[f"top{k}_recall"] = float(np.mean(hits)) if hits else 0.0
+    return out
+
+
+def categorisation_report(
+    gold_paths: Sequence[Sequence[str]],
+    pred_paths: Sequence[Sequence[str]],
+    ranked_paths: Sequence[Sequence[Sequence[str]]] | None = None,
+    train_counts: Counter | None = None,
+    ks: Sequence[int] = (1, 3, 5, 10),
+    head_min: int = 10,
+) -> dict[str, dict]:
+    """Scores per level (``lvl1`` … ``lvlN``), top-K recall at the leaf level, and the leaf
+    scores split into head (``>= head_min`` training examples) and tail categories.
+
+    Paths are raw label tuples, root first. Levels beyond a path's depth are skipped.
+    """
+    depth = max(len(p) for p in gold_paths)
+    report: dict[str, dict] = {}
+    for lvl in range(depth):
+        idx = [i for i, g in enumerate(gold_paths) if len(g) > lvl]
+        g = [" > ".join(gold_paths[i][: lvl + 1]) for i in idx]
+        p = [" > ".join(pred_paths[i][: lvl + 1]) for i in idx]
+        report[f"lvl{lvl + 1}"] = level_scores(g, p)
+    leaf_gold = [" > ".join(x) for x in gold_paths]
+    leaf_pred = [" > ".join(x) for x in pred_paths]
+    if ranked_paths is not None:
+        ranked = [[" > ".join(c) for c in r] for r in ranked_paths]
+        report["leaf"] = {**level_scores(leaf_gold, leaf_pred), **topk_recall(leaf_gold, ranked, ks)}
+    else:
+        report["leaf"] = level_scores(leaf_gold, leaf_pred)
+    if train_counts is not None:
+        for name, keep in (
+            ("head", lambda c: c >= head_min),
+            ("tail", lambda c: c < head_min),
+        ):
+            idx = [i for i, g in enumerate(gold_paths) if keep(train_counts.get(tuple(g), 0))]
+            if idx:
+                report[f"leaf_{name}"] = level_scores(
+                    [leaf_gold[i] for i in idx], [leaf_pred[i] for i in idx]
+                )
+                report[f"leaf_{name}"]["categories"] = len({leaf_gold[i] for i in idx})
+    return report

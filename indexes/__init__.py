@@ -1,0 +1,1 @@
+"""The FAISS index of LLM-written category summaries."""

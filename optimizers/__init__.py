@@ -1,0 +1,1 @@
+"""Metrics and DSPy optimisation runs for the general expert."""

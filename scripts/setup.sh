@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Set up a virtual environment in .venv with the CPU build of torch and the project.
+# Idempotent: re-running only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+. .venv/bin/activate
+export LITELLM_LOCAL_MODEL_COST_MAP=True
+python -m pip install -q --upgrade pip
+# torch first: the CPU build that lies on local disk (a bare 'torch' pulls a CUDA build).
+python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
+python -m pip install -q -e ".[models,dev]"
+echo "setup done: $(python -c 'import torch, dualexpert; print("torch", torch.__version__, "dualexpert", dualexpert.__version__)')"

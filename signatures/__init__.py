@@ -1,0 +1,1 @@
+"""DSPy Signature classes for the general expert and the relevance tasks (prompts only)."""

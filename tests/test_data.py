@@ -1,0 +1,70 @@
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from dualexpert.data import ColumnMap, RecordError, load_catalogue
+
+
+def test_demo_catalogue(demo_catalogue):
+    cat = load_catalogue(demo_catalogue)
+    assert len(cat) == 240 and cat.skipped == 0
+    assert all(p.category and len(p.category) == 3 for p in cat)
+
+
+def test_jsonl_bad_record_names_file_line_field(tmp_path):
+    f = tmp_path / "c.jsonl"
+    rows = [
+        {"ID": "1", "Name": "Silver charm", "Description": "", "lvl1": "A", "lvl2": "B", "lvl3": "C"},
+        {"ID": "2", "Name": "   ", "Description": "x", "lvl1": "A", "lvl2": "B", "lvl3": "C"},
+    ]
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
+    with pytest.raises(RecordError) as ei:
+        load_catalogue(f, "mwpd")
+    assert ei.value.line == 2 and ei.value.field == "Name" and str(f) in str(ei.value)
+    cat = load_catalogue(f, "mwpd", on_error="skip")
+    assert len(cat) == 1 and cat.skipped == 2
+    assert cat.errors[1].line == 3 and "invalid JSON" in str(cat.errors[1])
+
+
+def test_csv_missing_column_and_level_gap(tmp_path):
+    f = tmp_path / "c.csv"
+    f.write_text("sku,name,cat\n1,Mouse,Electronics>Mice\n2,Shoe,\n")
+    cmap = ColumnMap(id="sku", title="name", category="cat")
+    cat = load_catalogue(f, cmap)
+    assert cat[0].category == ("Electronics", "Mice") and cat[1].category is None
+    with pytest.raises(RecordError, match=r"c.csv:2: field 'title': column is missing"):
+        load_catalogue(f, ColumnMap(title="title"))
+    g = tmp_path / "g.csv"
+    g.write_text("title,l1,l2,l3\nMouse,Electronics,,Mice\n")
+    with pytest.raises(RecordError, match="field 'l2'.*deeper level"):
+        load_catalogue(g, ColumnMap(levels=["l1", "l2", "l3"]))
+
+
+def test_parquet_and_broken_encoding(tmp_path):
+    f = tmp_path / "c.parquet"
+    table = pa.table({"title": ["Toy car \ufffd non-ride", "Laptop"], "category": ["Toys", "PC"]})
+    pq.write_table(table, f)
+    cat = load_catalogue(f)
+    assert cat[0].title == "Toy car \ufffd non-ride"
+    # invalid UTF-8 bytes in a CSV become U+FFFD rather than a crash
+    g = tmp_path / "latin.csv"
+    g.write_bytes(b"title,category\nCaf\xe9 cup,Kitchen\n")
+    assert "\ufffd" in load_catalogue(g)[0].title
+
+
+def test_mwpd_real(shared_data):
+    cat = load_catalogue(shared_data / "mwpd" / "train.jsonl")
+    assert len(cat) == 10012 and cat.skipped == 0
+    # 281 leaf labels; one of them (Household Beds/Mattresses) sits under two lvl2 parents
+    assert len({p[-1] for p in cat.paths}) == 281 and len(set(cat.paths)) == 282
+    assert any("\ufffd" in p.category[-1] for p in cat)
+
+
+def test_bigbasket_real(shared_data):
+    cat = load_catalogue(shared_data / "bigbasket" / "products.csv", on_error="skip")
+    assert len(cat) > 27000
+    assert len(set(cat.paths)) == 597

@@ -1,0 +1,85 @@
+"""A small real training run on the shipped demo catalogue (MiniLM from PyPI)."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+import pytest
+
+from dualexpert.data import load_catalogue
+from dualexpert.domain import DomainExpert
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def split():
+    from tests.conftest import DEMO
+
+    prods = load_catalogue(DEMO).products
+    rng = random.Random(0)
+    idx = list(range(len(prods)))
+    rng.shuffle(idx)
+    train = [prods[i] for i in idx[:160]]
+    test = [prods[i] for i in idx[160:]]
+    return train, test
+
+
+@pytest.fixture(scope="module")
+def fitted(split, tmp_path_factory):
+    train, _ = split
+    expert = DomainExpert(encoder="minilm", epochs=4, batch_size=16, learning_rate=2e-4,
+                          save_steps=20, logging_steps=5, seed=3)
+    out = tmp_path_factory.mktemp("ckpt")
+    expert.fit(train, output_dir=out, progress=False)
+    return expert, out
+
+
+def test_learns_far_above_chance(fitted, split):
+    expert, _ = fitted
+    _, test = split
+    pred = expert.predict(test)
+    acc = np.mean([p == " > ".join(t.category) for p, t in zip(pred, test, strict=True)])
+    chance = 1 / len(expert.classes_)
+    assert acc >= 0.8, f"held-out accuracy {acc:.3f} (chance {chance:.3f})"
+    # both phases ran: the log shows phase 1 and then phase 2
+    phases = [x["phase"] for x in expert.train_log if "phase" in x]
+    assert phases[0] == 1 and phases[-1] == 2
+    losses = [x["loss"] for x in expert.train_log if "loss" in x]
+    assert losses[-1] < losses[0]
+
+
+def test_topk_shapes_and_probabilities(fitted, split):
+    expert, _ = fitted
+    _, test = split
+    topk = expert.predict_topk(test[:5], k=4)
+    assert [len(c) for c in topk] == [4] * 5
+    for cands in topk:
+        probs = [c.probability for c in cands]
+        assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1.0001
+        assert all(c.id in expert.classes_ for c in cands)
+    full = expert.predict_proba(test[:5])
+    assert np.allclose(full.sum(1), 1.0, atol=1e-4)
+
+
+def test_save_load_identical(fitted, split, tmp_path):
+    expert, _ = fitted
+    _, test = split
+    expert.save(tmp_path / "m")
+    names = {p.name for p in (tmp_path / "m").iterdir()}
+    assert {"config.json", "model.safetensors", "taxonomy.json", "tokenizer.json"} <= names
+    back = DomainExpert.load(tmp_path / "m")
+    assert back.classes_ == expert.classes_
+    assert np.allclose(back.predict_proba(test), expert.predict_proba(test), atol=1e-6)
+
+
+def test_checkpoints_written_and_resume(fitted, split):
+    expert, out = fitted
+    train, _ = split
+    ckpts = sorted(out.glob("checkpoint-*"))
+    assert ckpts, "the trainer wrote no checkpoint"
+    # Resuming from the final checkpoint trains no further steps and restores the weights.
+    again = DomainExpert(**{**expert.config.__dict__, "extra": {}})
+    again.fit(train, output_dir=out, progress=False)
+    assert again.train_log[-1]["step"] == expert.train_log[-1]["step"]
