@@ -54,7 +54,7 @@ def train(
     encoder: str = "minilm",
     epochs: float = 3.0,
     batch_size: int = 32,
-    max_length: int = 64,
+    max_length: int = 32,
     learning_rate: float = 1e-4,
     seed: int = 42,
     label_augmentation: bool = True,

@@ -30,7 +30,6 @@ from .augment import augment
 from .losses import BootstrapLoss, FocalLoss, TwoPhaseLoss, class_weights
 from .model import EncoderClassifier
 from .trainer import (
-    PhaseLogger,
     TextLabelDataset,
     TokenizingCollator,
     TwoPhaseTrainer,
@@ -56,7 +55,7 @@ class Candidate:
 @dataclass
 class DomainExpertConfig:
     encoder: str = "minilm"
-    max_length: int = 64
+    max_length: int = 32
     batch_size: int = 32
     epochs: float = 3.0
     learning_rate: float = 1e-4
@@ -210,7 +209,6 @@ class DomainExpert:
             train_dataset=TextLabelDataset([p.text() for p in prods], labels),
             data_collator=TokenizingCollator(self.tokenizer, cfg.max_length),
             loss_fn=loss_fn,
-            callbacks=[PhaseLogger(loss_fn)],
         )
         ckpt = last_checkpoint(output_dir) if resume else None
         verbosity = hf_logging.get_verbosity()

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
-from transformers import Trainer, TrainerCallback
+from transformers import Trainer
 
 from .losses import TwoPhaseLoss
 
@@ -63,16 +63,10 @@ class TwoPhaseTrainer(Trainer):
         loss = self.loss_fn(out["logits"], labels, self.state.global_step)
         return (loss, out) if return_outputs else loss
 
-
-class PhaseLogger(TrainerCallback):
-    """Adds the active loss phase to the trainer's logs."""
-
-    def __init__(self, loss_fn: TwoPhaseLoss):
-        self.loss_fn = loss_fn
-
-    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D401
-        if logs is not None:
-            logs["phase"] = self.loss_fn.phase(state.global_step)
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """Record the active loss phase with every log entry."""
+        logs["phase"] = self.loss_fn.phase(self.state.global_step)
+        super().log(logs, *args, **kwargs)
 
 
 def last_checkpoint(folder: str | Path) -> str | None:
