@@ -1,1 +1,10 @@
-"""DSPy Signature classes for the general expert and the relevance tasks (prompts only)."""
+"""DSPy Signature classes (prompts only): categorisation, category summaries, relevance."""
+
+from .categorisation import (
+    RankCategories,
+    ReasonAndRankCategories,
+    SelectCategory,
+    SummariseCategory,
+)
+
+__all__ = ["RankCategories", "ReasonAndRankCategories", "SelectCategory", "SummariseCategory"]

@@ -1,0 +1,107 @@
+"""The general expert (paper 3.2): an LLM, driven by DSPy, that picks one of the candidates.
+
+Strategies (Figure 3): ``zero_shot`` (select one; "none" / "cannot decide" allowed), ``rank`` and
+``cot_rank`` (chain of thought, then rank). Candidates are shown as numbered lines; the text of
+each line is chosen by the caller (leaf, full path, descriptive name, or name plus summary).
+
+Product text is untrusted: an answer outside the candidate numbers is never accepted. The module
+retries once, then falls back to the first candidate (the domain expert's top-1) and flags it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import dspy
+from dspy.utils.exceptions import AdapterParseError
+
+from .signatures import RankCategories, ReasonAndRankCategories, SelectCategory
+
+STRATEGIES = {
+    "zero_shot": SelectCategory,
+    "rank": RankCategories,
+    "cot_rank": ReasonAndRankCategories,
+}
+
+
+def format_candidates(texts: Sequence[str]) -> str:
+    """Numbered, one per line, compact: ``1. Jewellery (Personal Accessories)``."""
+    return "\n".join(f"{i}. {t}" for i, t in enumerate(texts, 1))
+
+
+def clean_ranking(raw: Any, n: int) -> list[int]:
+    """Valid, unique 1-based candidate numbers from a model's ranking, in order."""
+    if isinstance(raw, int | str):
+        raw = [raw]
+    out: list[int] = []
+    for x in raw or []:
+        try:
+            v = int(str(x).strip().rstrip("."))
+        except ValueError:
+            continue
+        if 1 <= v <= n and v not in out:
+            out.append(v)
+    return out
+
+
+class GeneralExpert(dspy.Module):
+    """Choose among candidate categories for a product.
+
+    Inputs: ``product`` (text) and ``candidates`` (the texts to show, best domain-expert guess
+    first). Output ``dspy.Prediction`` fields:
+
+    * ``index``: 0-based index of the chosen candidate (always valid);
+    * ``ranking``: 0-based indices, best first (the chosen one first);
+    * ``reason``: the LLM's explanation;
+    * ``decision``: ``chosen``, ``none``, ``cannot_decide`` or ``invalid``;
+    * ``fallback``: True when the LLM gave no valid answer and the first candidate was kept.
+    """
+
+    def __init__(self, strategy: str = "zero_shot", retries: int = 1):
+        super().__init__()
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}: choose from {sorted(STRATEGIES)}")
+        self.strategy = strategy
+        self.retries = retries
+        self.predict = dspy.Predict(STRATEGIES[strategy])
+
+    def _ask(self, product: str, shown: str, attempt: int) -> dspy.Prediction | None:
+        cfg = {"rollout_id": attempt, "temperature": 0.7} if attempt else {}
+        try:
+            return self.predict(product=product, candidates=shown, config=cfg)
+        except AdapterParseError:  # unparseable even after DSPy's own JSON fallback
+            return None
+
+    def forward(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
+        n = len(candidates)
+        if n == 0:
+            raise ValueError("the general expert needs at least one candidate")
+        shown = format_candidates(candidates)
+        decision, reason, ranking = "invalid", "", []
+        for attempt in range(self.retries + 1):
+            pred = self._ask(product, shown, attempt)
+            if pred is None:
+                continue
+            if self.strategy == "zero_shot":
+                reason = str(getattr(pred, "reason", "") or "")
+                choice = clean_ranking(getattr(pred, "choice", None), n)
+                raw = str(getattr(pred, "choice", "")).strip()
+                if choice:
+                    ranking, decision = choice, "chosen"
+                elif raw in ("0", "-1"):
+                    decision = "none" if raw == "0" else "cannot_decide"
+                    break
+            else:
+                reason = str(getattr(pred, "reason", "") or getattr(pred, "reasoning", "") or "")
+                ranking = clean_ranking(getattr(pred, "ranking", None), n)
+                if ranking:
+                    decision = "chosen"
+            if decision == "chosen":
+                break
+        fallback = decision != "chosen"
+        order = [r - 1 for r in ranking]
+        order += [i for i in range(n) if i not in order]
+        return dspy.Prediction(
+            index=order[0], ranking=order, reason=reason, decision=decision, fallback=fallback
+        )

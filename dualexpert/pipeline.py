@@ -1,0 +1,111 @@
+"""DualExpert: the domain expert's top-K, threshold routing, the general expert, and fusion.
+
+Data flows one way: product → domain expert (top-K + probabilities) → router (confident? done)
+→ general expert (LLM over the candidates, shown in the chosen representation) → fusion.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import dspy
+
+from .data import Product
+from .general import GeneralExpert
+from .retriever import DomainRetriever
+
+REPRESENTATIONS = ("leaf", "path", "descriptive", "summary")
+
+
+def _product(x: Product | str | Mapping) -> Product:
+    if isinstance(x, Product):
+        return x
+    if isinstance(x, str):
+        return Product(title=x)
+    return Product(**dict(x))
+
+
+class DualExpert(dspy.Module):
+    """Dual-expert categoriser, usable as a plain ``dspy.Module``.
+
+    ``forward(product)`` returns a ``dspy.Prediction`` with:
+
+    * ``category`` (leaf id) and ``path`` (raw labels, root first);
+    * ``candidates``: ``[{"id", "path", "probability"}]`` from the domain expert;
+    * ``ranking`` (candidate ids, the LLM's order) and ``reason`` (its explanation);
+    * ``routed`` (whether the LLM was asked) and ``route_reason``;
+    * ``fallback`` (the LLM gave no valid answer; the domain expert's top-1 was kept).
+
+    ``threshold``: products whose top-1 probability is at least this skip the LLM.
+    ``fusion_weight``: ``None`` takes the LLM's pick as is (the paper). A number ``w`` fuses the
+    two experts: each candidate scores ``log p_domain - w * rank_LLM``, so the LLM overrides the
+    domain expert only where their confidence gap is small; tune ``w`` on dev data.
+    """
+
+    def __init__(
+        self,
+        domain: Any,
+        general: GeneralExpert | None = None,
+        k: int = 5,
+        threshold: float = 0.9,
+        representation: str = "descriptive",
+        summaries: Mapping[str, str] | Any | None = None,
+        fusion_weight: float | None = None,
+    ) -> None:
+        super().__init__()
+        if representation not in REPRESENTATIONS:
+            raise ValueError(f"representation must be one of {REPRESENTATIONS}")
+        if representation == "summary" and summaries is None:
+            raise ValueError("representation='summary' needs summaries (a SummaryIndex or a dict)")
+        self.retriever = DomainRetriever(domain, k=k)
+        self.general = general or GeneralExpert()
+        self.threshold = threshold
+        self.representation = representation
+        self.summaries = summaries
+        self.fusion_weight = fusion_weight
+
+    @property
+    def taxonomy(self):
+        return self.retriever.domain.taxonomy
+
+    def candidate_text(self, category_id: str) -> str:
+        tax = self.taxonomy
+        if self.representation != "summary":
+            return tax.represent(category_id, self.representation)
+        summary = self.summaries.get(category_id) if self.summaries is not None else None
+        name = tax.descriptive_name(category_id)
+        return f"{name}: {summary}" if summary else name
+
+    def forward(self, product: Product | str | Mapping) -> dspy.Prediction:
+        prod = _product(product)
+        cands = self.retriever(prod).candidates
+        top = cands[0]
+        out = {
+            "candidates": [{"id": c.id, "path": list(c.path), "probability": c.probability}
+                           for c in cands],
+            "ranking": [c.id for c in cands],
+            "reason": "",
+            "fallback": False,
+        }
+        if top.probability >= self.threshold or len(cands) == 1:
+            why = (f"domain expert confident: p={top.probability:.3f} >= {self.threshold}"
+                   if len(cands) > 1 else "a single candidate")
+            return dspy.Prediction(category=top.id, path=list(top.path), routed=False,
+                                   route_reason=why, decision="domain", **out)
+        g = self.general(product=prod.text(), candidates=[self.candidate_text(c.id) for c in cands])
+        order = list(g.ranking)
+        chosen = g.index
+        if self.fusion_weight is not None and not g.fallback:
+            rank = {idx: r for r, idx in enumerate(order)}
+            scores = [math.log(max(c.probability, 1e-12)) - self.fusion_weight * rank[i]
+                      for i, c in enumerate(cands)]
+            chosen = max(range(len(cands)), key=lambda i: scores[i])
+        pick = cands[chosen]
+        out.update(ranking=[cands[i].id for i in order], reason=g.reason, fallback=g.fallback)
+        return dspy.Prediction(
+            category=pick.id, path=list(pick.path), routed=True,
+            route_reason=f"domain expert unsure: p={top.probability:.3f} < {self.threshold}",
+            decision=g.decision, **out,
+        )

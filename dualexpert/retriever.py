@@ -1,0 +1,35 @@
+"""The domain expert as a DSPy retriever: candidate categories with their scores.
+
+The domain expert itself knows nothing of DSPy; this thin adapter lets other DSPy programs ask
+it for candidates (``passages`` are the candidates' full paths).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import dspy
+
+from .data import Product
+
+
+class DomainRetriever(dspy.Module):
+    """``forward(query, k=None)`` → ``Prediction(passages, candidates, scores)``."""
+
+    def __init__(self, domain: Any, k: int = 5, representation: str = "path"):
+        super().__init__()
+        self.domain = domain
+        self.k = k
+        self.representation = representation
+
+    def forward(self, query: Product | str | Mapping, k: int | None = None) -> dspy.Prediction:
+        if isinstance(query, Mapping):
+            query = Product(**dict(query))
+        cands = self.domain.predict_topk([query], k=k or self.k)[0]
+        tax = self.domain.taxonomy
+        return dspy.Prediction(
+            passages=[tax.represent(c.id, self.representation) for c in cands],
+            candidates=cands,
+            scores=[c.probability for c in cands],
+        )
