@@ -34,7 +34,8 @@ def diverse_sample(embeddings: np.ndarray, n: int, seed: int = 0) -> list[int]:
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     centre = x.mean(0)
     picked = [int(np.argmax(x @ centre))]
-    km = faiss.Kmeans(x.shape[1], n - 1, niter=20, seed=seed, verbose=False, min_points_per_centroid=1)
+    km = faiss.Kmeans(x.shape[1], n - 1, niter=20, nredo=5, seed=seed, verbose=False,
+                       min_points_per_centroid=1)
     km.train(x)
     index = faiss.IndexFlatL2(x.shape[1])
     index.add(x)
