@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import pytest
+
+from dualexpert.routing import (
+    choose_fusion_weight,
+    choose_threshold,
+    fused_choice,
+    plot_curve,
+    threshold_curve,
+)
+
+
+def rec(p1, p2, llm_first, gold):
+    return {"candidates": [{"id": "A", "probability": p1}, {"id": "B", "probability": p2}],
+            "ranking": [llm_first, "A" if llm_first == "B" else "B"], "fallback": False,
+            "gold": [gold]}
+
+
+RECORDS = [
+    rec(0.95, 0.05, "B", "A"),  # confident and right; the LLM would break it
+    rec(0.55, 0.45, "B", "B"),  # unsure and wrong; the LLM fixes it
+    rec(0.60, 0.40, "A", "A"),  # unsure, both right
+    rec(0.50, 0.10, "B", "A"),  # unsure; the LLM picks a far less likely candidate wrongly
+]
+
+
+def test_threshold_curve_and_choice():
+    curve = threshold_curve(RECORDS, thresholds=[0.0, 0.7, 1.001])
+    by_t = {c["threshold"]: c for c in curve}
+    assert by_t[0.0]["llm_traffic"] == 0 and by_t[0.0]["accuracy"] == 0.75
+    assert by_t[0.7]["llm_traffic"] == 0.75 and by_t[0.7]["accuracy"] == 0.75
+    assert by_t[1.001]["llm_traffic"] == 1 and by_t[1.001]["accuracy"] == 0.5
+    best = choose_threshold(curve)
+    assert best["threshold"] == 0.0  # equal accuracy, less traffic wins
+
+
+def test_fusion_weight():
+    assert fused_choice(RECORDS[3], None) == "B"
+    assert fused_choice(RECORDS[3], 1.0) == "A"  # log(0.5)-0 > log(0.1)-... gap too big
+    assert fused_choice(RECORDS[1], 1.0) == "B"  # gap small: the LLM overrides
+    w, scores = choose_fusion_weight(RECORDS[1:])
+    assert scores["llm"] == pytest.approx(2 / 3) and w is not None and scores[str(w)] == 1.0
+
+
+def test_plot(tmp_path):
+    out = plot_curve(threshold_curve(RECORDS), tmp_path / "fig.png")
+    assert out.stat().st_size > 5000
