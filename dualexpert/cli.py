@@ -168,6 +168,123 @@ def demo(
     console.print(f"wrote {out / 'demo.json'}")
 
 
+LlmOpt = Annotated[
+    str | None,
+    typer.Option("--llm", help="qwen-1.5b (default), smollm2, a .gguf path or a LiteLLM model."),
+]
+ApiBaseOpt = Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")]
+
+
+def _configure_lm(llm: str | None, api_base: str | None) -> None:
+    import dspy
+
+    from .lm import get_lm
+
+    dspy.configure(lm=get_lm(llm, api_base=api_base), track_usage=True)
+
+
+def _pipeline(model: Path, strategy: str, representation: str, k: int, threshold: float,
+              summaries: Path | None, fusion_weight: float | None, program: Path | None):
+    from .domain import DomainExpert
+    from .general import GeneralExpert
+    from .indexes import SummaryIndex
+    from .pipeline import DualExpert
+
+    index = SummaryIndex.load(summaries) if summaries else None
+    de = DualExpert(DomainExpert.load(model), GeneralExpert(strategy), k=k, threshold=threshold,
+                    representation=representation, summaries=index, fusion_weight=fusion_weight)
+    if program:
+        de.general.load(str(program))
+    return de
+
+
+@app.command()
+def summarize(
+    model: Annotated[Path, typer.Argument(help="A saved domain expert (for its taxonomy).")],
+    train_file: Annotated[Path, typer.Argument(help="Labelled catalogue to sample from.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Summary index folder.")],
+    llm: LlmOpt = None,
+    api_base: ApiBaseOpt = None,
+    n_examples: int = 8,
+    columns: ColumnsOpt = None,
+    skip_bad: SkipOpt = False,
+) -> None:
+    """Write a summary of every leaf category with the LLM and index them in FAISS (resumable)."""
+    from .domain import DomainExpert
+    from .indexes import SummaryIndex
+
+    _configure_lm(llm, api_base)
+    tax = DomainExpert.load(model).taxonomy
+    cat = _load(train_file, columns, skip_bad)
+    out.mkdir(parents=True, exist_ok=True)
+    with _progress() as prog:
+        task = prog.add_task("summarize", total=len(tax.leaves))
+        index = SummaryIndex().build(
+            tax, cat.products, n_examples=n_examples, journal=out / "journal.jsonl",
+            progress=lambda i, n: prog.update(task, completed=i),
+        )
+    index.save(out)
+    console.print(f"indexed {len(index)} summaries in {out}")
+
+
+@app.command()
+def index(
+    folder: Annotated[Path, typer.Argument(help="Summary index folder.")],
+    search: Annotated[str | None, typer.Option(help="Show the summaries nearest this text.")] = None,
+    update: Annotated[str | None, typer.Option(help="Category id to (re)write.")] = None,
+    summary: Annotated[str | None, typer.Option(help="New summary text for --update.")] = None,
+    k: int = 5,
+) -> None:
+    """Search a summary index, or update one category's summary."""
+    from .indexes import SummaryIndex
+
+    ix = SummaryIndex.load(folder)
+    if update:
+        if not summary:
+            console.print("[red]error:[/red] --update needs --summary")
+            raise typer.Exit(2)
+        ix.update(update, summary)
+        ix.save(folder)
+        console.print(f"updated {update!r}")
+    if search:
+        for cid, score, text in ix.search(search, k=k):
+            Console().print(f"{score:.3f}  {cid}\n       {text}")
+    if not (update or search):
+        console.print(f"{len(ix)} summaries, embedder {ix.embedder}, built {ix.built_at}")
+
+
+@app.command()
+def classify(
+    model: Annotated[Path, typer.Argument(help="A saved domain expert folder.")],
+    input_file: Annotated[Path, typer.Argument(help="Catalogue to categorise.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="JSONL output (appended, resumable).")],
+    llm: LlmOpt = None,
+    api_base: ApiBaseOpt = None,
+    strategy: str = "zero_shot",
+    representation: str = "descriptive",
+    k: int = 5,
+    threshold: float = 0.9,
+    summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
+    fusion_weight: float | None = None,
+    program: Annotated[Path | None, typer.Option(help="Compiled general expert JSON.")] = None,
+    limit: int | None = None,
+    columns: ColumnsOpt = None,
+    skip_bad: SkipOpt = False,
+) -> None:
+    """Categorise a file with both experts; uncertain products go to the LLM."""
+    from .batch import classify_products
+
+    _configure_lm(llm, api_base)
+    de = _pipeline(model, strategy, representation, k, threshold, summaries, fusion_weight,
+                   program)
+    prods = _load(input_file, columns, skip_bad).products[:limit]
+    with _progress() as prog:
+        task = prog.add_task("classify", total=len(prods))
+        totals = classify_products(de, prods, out, progress=lambda n: prog.advance(task, n))
+        prog.update(task, completed=len(prods))
+    console.print(json.dumps(totals))
+
+
 def _print_report(report: dict) -> None:
     table = Table(title="domain expert")
     cols = ["accuracy", "f1_weighted", "f1_macro", "precision_macro", "recall_macro"]
