@@ -68,8 +68,11 @@ class GeneralExpert(dspy.Module):
 
     def _ask(self, product: str, shown: str, attempt: int) -> dspy.Prediction | None:
         cfg = {"rollout_id": attempt, "temperature": 0.7} if attempt else {}
+        # Structured output by default: a JSON schema that small local models must follow.
+        adapter = dspy.settings.adapter or dspy.JSONAdapter()
         try:
-            return self.predict(product=product, candidates=shown, config=cfg)
+            with dspy.context(adapter=adapter):
+                return self.predict(product=product, candidates=shown, config=cfg)
         except AdapterParseError:  # unparseable even after DSPy's own JSON fallback
             return None
 

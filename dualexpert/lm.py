@@ -25,8 +25,15 @@ class LlamaCppEngine:
     """An lm15 engine (``complete(Request) -> Response``) over ``llama_cpp.Llama``.
 
     The model loads lazily, once per engine; calls are serialised with a lock because a
-    llama.cpp context is not thread-safe.
+    llama.cpp context is not thread-safe. The engine declares JSON-schema support, so DSPy's
+    ``JSONAdapter`` sends the output schema and llama.cpp enforces it with a grammar.
     """
+
+    supports_response_schema = True
+    supports_function_calling = False
+    supports_reasoning = False
+    supported_params = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed",
+                                  "response_format"})
 
     def __init__(
         self,
