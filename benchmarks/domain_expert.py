@@ -23,11 +23,10 @@ from collections import Counter
 from datetime import date
 from pathlib import Path
 
-import numpy as np
-
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from dualexpert.baselines import KnnEmbeddingRanker, TfidfLinearRanker  # noqa: E402
 from dualexpert.data import Product, load_catalogue  # noqa: E402
 from dualexpert.metrics import categorisation_report  # noqa: E402
 
@@ -45,8 +44,10 @@ SYSTEMS = ["tfidf_linear", "knn_embed", *ABLATIONS]
 def load_dataset(name: str, seed: int = 0) -> tuple[list[Product], list[Product]]:
     if name == "mwpd":
         d = SHARED / "mwpd"
-        return (load_catalogue(d / "train.jsonl").products,
-                load_catalogue(d / "validation.jsonl").products)
+        return (
+            load_catalogue(d / "train.jsonl").products,
+            load_catalogue(d / "validation.jsonl").products,
+        )
     if name == "bigbasket":
         prods = load_catalogue(SHARED / "bigbasket" / "products.csv", on_error="skip").products
         rng = random.Random(seed)
@@ -57,60 +58,28 @@ def load_dataset(name: str, seed: int = 0) -> tuple[list[Product], list[Product]
     raise SystemExit(f"unknown dataset {name}")
 
 
-def ranked_tfidf(train, test, k):
-    from scipy.sparse import hstack
-    from sklearn.feature_extraction.text import TfidfVectorizer
-    from sklearn.svm import LinearSVC
-
-    word = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True, max_features=300_000)
-    char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
-                           max_features=300_000)
-    tx = [p.text() for p in train]
-    y = [" > ".join(p.category) for p in train]
+def _timed_ranker(ranker, train, test, k):
     t0 = time.perf_counter()
-    X = hstack([word.fit_transform(tx), char.fit_transform(tx)]).tocsr()
-    clf = LinearSVC(C=0.5, class_weight=None).fit(X, y)
+    ranker.fit(train)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    ex = [p.text() for p in test]
-    scores = clf.decision_function(hstack([word.transform(ex), char.transform(ex)]).tocsr())
+    topk = ranker.predict_topk(test, k=k)
     pred_s = time.perf_counter() - t0
-    top = np.argsort(-scores, axis=1)[:, :k]
-    return [[tuple(clf.classes_[j].split(" > ")) for j in row] for row in top], fit_s, pred_s
-
-
-def ranked_knn(train, test, k, neighbours=25):
-    from sentence_transformers import SentenceTransformer
-
-    from dualexpert.models import resolve_encoder
-
-    model = SentenceTransformer(resolve_encoder("minilm"), device="cpu")
-    t0 = time.perf_counter()
-    E = model.encode([p.text() for p in train], batch_size=128, normalize_embeddings=True)
-    fit_s = time.perf_counter() - t0
-    labels = [p.category for p in train]
-    t0 = time.perf_counter()
-    Q = model.encode([p.text() for p in test], batch_size=128, normalize_embeddings=True)
-    sims = Q @ E.T
-    out = []
-    for row in sims:
-        nn = np.argpartition(-row, neighbours)[:neighbours]
-        score: Counter = Counter()
-        for j in nn:
-            score[labels[j]] += float(row[j])
-        out.append([c for c, _ in score.most_common(k)])
-    pred_s = time.perf_counter() - t0
-    # pad rankings shorter than k with frequent classes so top-k recall is defined
-    freq = [c for c, _ in Counter(labels).most_common(k)]
-    out = [r + [c for c in freq if c not in r][: k - len(r)] for r in out]
-    return out, fit_s, pred_s
+    return [[c.path for c in cands] for cands in topk], fit_s, pred_s
 
 
 def ranked_expert(train, test, k, args, overrides):
     from dualexpert.domain import DomainExpert
 
-    cfg = dict(encoder=args.encoder, epochs=args.epochs, batch_size=args.batch_size,
-               max_length=args.max_length, learning_rate=args.lr, seed=args.seed, **overrides)
+    cfg = dict(
+        encoder=args.encoder,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        max_length=args.max_length,
+        learning_rate=args.lr,
+        seed=args.seed,
+        **overrides,
+    )
     expert = DomainExpert(**cfg)
     run_dir = ROOT / "runs" / f"{args.dataset}-{args.system_name}-s{args.seed}"
     t0 = time.perf_counter()
@@ -128,24 +97,41 @@ def run_system(name, train, test, args):
     k = 10
     args.system_name = name
     if name == "tfidf_linear":
-        ranked, fit_s, pred_s = ranked_tfidf(train, test, k)
+        ranked, fit_s, pred_s = _timed_ranker(TfidfLinearRanker(), train, test, k)
     elif name == "knn_embed":
-        ranked, fit_s, pred_s = ranked_knn(train, test, k)
+        ranked, fit_s, pred_s = _timed_ranker(KnnEmbeddingRanker(), train, test, k)
     else:
         ranked, fit_s, pred_s = ranked_expert(train, test, k, args, ABLATIONS[name])
     report = categorisation_report(
-        [p.category for p in test], [r[0] for r in ranked], ranked,
-        Counter(p.category for p in train), ks=(1, 3, 5, 10),
+        [p.category for p in test],
+        [r[0] for r in ranked],
+        ranked,
+        Counter(p.category for p in train),
+        ks=(1, 3, 5, 10),
     )
-    report["timing"] = {"fit_seconds": fit_s, "predict_seconds": pred_s,
-                        "products_per_second": len(test) / pred_s}
-    report["meta"] = {"system": name, "dataset": args.dataset, "n_train": len(train),
-                      "n_test": len(test), "date": str(date.today()),
-                      "machine": f"{platform.machine()} {os.cpu_count()} cores",
-                      "command": " ".join(sys.argv),
-                      "config": {"encoder": args.encoder, "epochs": args.epochs,
-                                 "max_length": args.max_length, "lr": args.lr,
-                                 "seed": args.seed} if name in ABLATIONS else {}}
+    report["timing"] = {
+        "fit_seconds": fit_s,
+        "predict_seconds": pred_s,
+        "products_per_second": len(test) / pred_s,
+    }
+    report["meta"] = {
+        "system": name,
+        "dataset": args.dataset,
+        "n_train": len(train),
+        "n_test": len(test),
+        "date": str(date.today()),
+        "machine": f"{platform.machine()} {os.cpu_count()} cores",
+        "command": " ".join(sys.argv),
+        "config": {
+            "encoder": args.encoder,
+            "epochs": args.epochs,
+            "max_length": args.max_length,
+            "lr": args.lr,
+            "seed": args.seed,
+        }
+        if name in ABLATIONS
+        else {},
+    }
     return report
 
 
@@ -157,18 +143,36 @@ def print_table(folder: Path) -> None:
             rows.append(r)
     order = {s: i for i, s in enumerate(SYSTEMS)}
     rows.sort(key=lambda r: order.get(r["meta"]["system"], 99))
-    hdr = ("system", "lvl1 acc", "lvl2 acc", "lvl3 acc", "lvl3 wF1", "lvl3 mF1", "top10",
-           "head mF1", "tail mF1", "fit s", "pred/s")
+    hdr = (
+        "system",
+        "lvl1 acc",
+        "lvl2 acc",
+        "lvl3 acc",
+        "lvl3 wF1",
+        "lvl3 mF1",
+        "top10",
+        "head mF1",
+        "tail mF1",
+        "fit s",
+        "pred/s",
+    )
     print("| " + " | ".join(hdr) + " |")
     print("|" + "---|" * len(hdr))
     for r in rows:
         lv = r.get("lvl3", r["leaf"])
-        vals = [r["meta"]["system"], f"{r['lvl1']['accuracy']:.4f}", f"{r['lvl2']['accuracy']:.4f}",
-                f"{lv['accuracy']:.4f}", f"{lv['f1_weighted']:.4f}", f"{lv['f1_macro']:.4f}",
-                f"{r['leaf'].get('top10_recall', float('nan')):.4f}",
-                f"{r.get('leaf_head', {}).get('f1_macro', float('nan')):.4f}",
-                f"{r.get('leaf_tail', {}).get('f1_macro', float('nan')):.4f}",
-                f"{r['timing']['fit_seconds']:.0f}", f"{r['timing']['products_per_second']:.0f}"]
+        vals = [
+            r["meta"]["system"],
+            f"{r['lvl1']['accuracy']:.4f}",
+            f"{r['lvl2']['accuracy']:.4f}",
+            f"{lv['accuracy']:.4f}",
+            f"{lv['f1_weighted']:.4f}",
+            f"{lv['f1_macro']:.4f}",
+            f"{r['leaf'].get('top10_recall', float('nan')):.4f}",
+            f"{r.get('leaf_head', {}).get('f1_macro', float('nan')):.4f}",
+            f"{r.get('leaf_tail', {}).get('f1_macro', float('nan')):.4f}",
+            f"{r['timing']['fit_seconds']:.0f}",
+            f"{r['timing']['products_per_second']:.0f}",
+        ]
         print("| " + " | ".join(vals) + " |")
 
 
@@ -196,9 +200,11 @@ def main() -> None:
                 raise SystemExit(f"unknown system {name}; choose from {SYSTEMS}")
             report = run_system(name, train, test, args)
             (folder / f"{name}.json").write_text(json.dumps(report, indent=1))
-            print(f"{name}: lvl3 acc {report['lvl3']['accuracy']:.4f} "
-                  f"wF1 {report['lvl3']['f1_weighted']:.4f} mF1 {report['lvl3']['f1_macro']:.4f}",
-                  flush=True)
+            print(
+                f"{name}: lvl3 acc {report['lvl3']['accuracy']:.4f} "
+                f"wF1 {report['lvl3']['f1_weighted']:.4f} mF1 {report['lvl3']['f1_macro']:.4f}",
+                flush=True,
+            )
     print_table(folder)
 
 

@@ -32,10 +32,15 @@ class TfidfLinearRanker:
         from sklearn.feature_extraction.text import TfidfVectorizer
         from sklearn.svm import LinearSVC
 
-        self.word = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True,
-                                    max_features=self.max_features)
-        self.char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), sublinear_tf=True,
-                                    max_features=self.max_features)
+        self.word = TfidfVectorizer(
+            ngram_range=(1, 2), sublinear_tf=True, max_features=self.max_features
+        )
+        self.char = TfidfVectorizer(
+            analyzer="char_wb",
+            ngram_range=(2, 5),
+            sublinear_tf=True,
+            max_features=self.max_features,
+        )
         X = self._features([p.text() for p in products], fit=True)
         self.clf = LinearSVC(C=self.C).fit(X, [" > ".join(p.category) for p in products])
         return self
@@ -47,8 +52,14 @@ class TfidfLinearRanker:
         scores = self.decision_function(products)
         top = np.argsort(-scores, axis=1)[:, :k]
         return [
-            [Candidate(str(self.clf.classes_[j]), tuple(str(self.clf.classes_[j]).split(" > ")),
-                       float(row[j])) for j in idx]
+            [
+                Candidate(
+                    str(self.clf.classes_[j]),
+                    tuple(str(self.clf.classes_[j]).split(" > ")),
+                    float(row[j]),
+                )
+                for j in idx
+            ]
             for row, idx in zip(scores, top, strict=True)
         ]
 
@@ -60,8 +71,9 @@ class KnnEmbeddingRanker:
         self.encoder, self.neighbours, self.batch_size = encoder, neighbours, batch_size
 
     def _encode(self, products: Sequence[Product]) -> np.ndarray:
-        return self.model.encode([p.text() for p in products], batch_size=self.batch_size,
-                                 normalize_embeddings=True)
+        return self.model.encode(
+            [p.text() for p in products], batch_size=self.batch_size, normalize_embeddings=True
+        )
 
     def fit(self, products: Sequence[Product]) -> KnnEmbeddingRanker:
         from sentence_transformers import SentenceTransformer

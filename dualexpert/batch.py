@@ -32,8 +32,9 @@ def _usage(tracker: Any) -> dict[str, int]:
     calls = sum(len(v) for v in tracker.usage_data.values())
     totals = tracker.get_total_tokens()
     prompt = sum(int(u.get("prompt_tokens") or u.get("input_tokens") or 0) for u in totals.values())
-    completion = sum(int(u.get("completion_tokens") or u.get("output_tokens") or 0)
-                     for u in totals.values())
+    completion = sum(
+        int(u.get("completion_tokens") or u.get("output_tokens") or 0) for u in totals.values()
+    )
     return {"llm_calls": calls, "prompt_tokens": prompt, "completion_tokens": completion}
 
 
@@ -51,8 +52,16 @@ def classify_products(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     skip = done_ids(out)
-    totals = {"products": 0, "skipped": 0, "routed": 0, "fallback": 0, "llm_calls": 0,
-              "prompt_tokens": 0, "completion_tokens": 0, "seconds": 0.0}
+    totals = {
+        "products": 0,
+        "skipped": 0,
+        "routed": 0,
+        "fallback": 0,
+        "llm_calls": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "seconds": 0.0,
+    }
     with out.open("a", encoding="utf-8") as f:
         for prod in products:
             if prod.id in skip:
@@ -63,11 +72,21 @@ def classify_products(
                 pred = program(prod)
             secs = time.perf_counter() - t0
             usage = _usage(tracker)
-            rec = {"id": prod.id, "title": prod.title, "category": pred.category,
-                   "path": pred.path, "routed": pred.routed, "route_reason": pred.route_reason,
-                   "decision": pred.decision, "fallback": pred.fallback, "reason": pred.reason,
-                   "ranking": pred.ranking, "candidates": pred.candidates,
-                   "usage": usage, "seconds": round(secs, 4)}
+            rec = {
+                "id": prod.id,
+                "title": prod.title,
+                "category": pred.category,
+                "path": pred.path,
+                "routed": pred.routed,
+                "route_reason": pred.route_reason,
+                "decision": pred.decision,
+                "fallback": pred.fallback,
+                "reason": pred.reason,
+                "ranking": pred.ranking,
+                "candidates": pred.candidates,
+                "usage": usage,
+                "seconds": round(secs, 4),
+            }
             if prod.category is not None:
                 rec["gold"] = list(prod.category)
             f.write(json.dumps(rec, ensure_ascii=False) + "\n")

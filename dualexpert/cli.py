@@ -63,7 +63,9 @@ def train(
     gamma: float = 2.0,
     beta: float = 0.9,
     gate: float = 0.6,
-    taxonomy: Annotated[Path | None, typer.Option(help="Taxonomy file for the label space.")] = None,
+    taxonomy: Annotated[
+        Path | None, typer.Option(help="Taxonomy file for the label space.")
+    ] = None,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
 ) -> None:
@@ -73,9 +75,18 @@ def train(
 
     cat = _load(train_file, columns, skip_bad)
     expert = DomainExpert(
-        encoder=encoder, epochs=epochs, batch_size=batch_size, max_length=max_length,
-        learning_rate=learning_rate, seed=seed, label_augmentation=label_augmentation,
-        focal=focal, bootstrap=bootstrap, gamma=gamma, beta=beta, gate=gate,
+        encoder=encoder,
+        epochs=epochs,
+        batch_size=batch_size,
+        max_length=max_length,
+        learning_rate=learning_rate,
+        seed=seed,
+        label_augmentation=label_augmentation,
+        focal=focal,
+        bootstrap=bootstrap,
+        gamma=gamma,
+        beta=beta,
+        gate=gate,
     )
     tax = Taxonomy.load(taxonomy) if taxonomy else None
     expert.fit(cat.products, taxonomy=tax, output_dir=out / "checkpoints")
@@ -111,9 +122,15 @@ def predict(
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
             for p, cands in zip(batch, expert.predict_topk(batch, k=k), strict=True):
-                rec = {"id": p.id, "title": p.title, "category": cands[0].id,
-                       "candidates": [{"id": c.id, "path": list(c.path),
-                                       "probability": round(c.probability, 6)} for c in cands]}
+                rec = {
+                    "id": p.id,
+                    "title": p.title,
+                    "category": cands[0].id,
+                    "candidates": [
+                        {"id": c.id, "path": list(c.path), "probability": round(c.probability, 6)}
+                        for c in cands
+                    ],
+                }
                 f.write(json.dumps(rec, ensure_ascii=False) + "\n")
             f.flush()
             prog.advance(task, len(batch))
@@ -157,8 +174,14 @@ def demo(
 
     result = run_demo(out, epochs=epochs)
     table = Table(title=f"demo catalogue: {result['n_train']} train / {result['n_test']} test")
-    cols = ["lvl3_accuracy", "lvl3_f1_weighted", "lvl3_f1_macro", "top3_recall",
-            "fit_seconds", "products_per_second"]
+    cols = [
+        "lvl3_accuracy",
+        "lvl3_f1_weighted",
+        "lvl3_f1_macro",
+        "top3_recall",
+        "fit_seconds",
+        "products_per_second",
+    ]
     table.add_column("system")
     for c in cols:
         table.add_column(c)
@@ -183,16 +206,31 @@ def _configure_lm(llm: str | None, api_base: str | None) -> None:
     dspy.configure(lm=get_lm(llm, api_base=api_base), track_usage=True)
 
 
-def _pipeline(model: Path, strategy: str, representation: str, k: int, threshold: float,
-              summaries: Path | None, fusion_weight: float | None, program: Path | None):
+def _pipeline(
+    model: Path,
+    strategy: str,
+    representation: str,
+    k: int,
+    threshold: float,
+    summaries: Path | None,
+    fusion_weight: float | None,
+    program: Path | None,
+):
     from .domain import DomainExpert
     from .general import GeneralExpert
     from .indexes import SummaryIndex
     from .pipeline import DualExpert
 
     index = SummaryIndex.load(summaries) if summaries else None
-    de = DualExpert(DomainExpert.load(model), GeneralExpert(strategy), k=k, threshold=threshold,
-                    representation=representation, summaries=index, fusion_weight=fusion_weight)
+    de = DualExpert(
+        DomainExpert.load(model),
+        GeneralExpert(strategy),
+        k=k,
+        threshold=threshold,
+        representation=representation,
+        summaries=index,
+        fusion_weight=fusion_weight,
+    )
     if program:
         de.general.load(str(program))
     return de
@@ -220,7 +258,10 @@ def summarize(
     with _progress() as prog:
         task = prog.add_task("summarize", total=len(tax.leaves))
         index = SummaryIndex().build(
-            tax, cat.products, n_examples=n_examples, journal=out / "journal.jsonl",
+            tax,
+            cat.products,
+            n_examples=n_examples,
+            journal=out / "journal.jsonl",
             progress=lambda i, n: prog.update(task, completed=i),
         )
     index.save(out)
@@ -230,7 +271,9 @@ def summarize(
 @app.command()
 def index(
     folder: Annotated[Path, typer.Argument(help="Summary index folder.")],
-    search: Annotated[str | None, typer.Option(help="Show the summaries nearest this text.")] = None,
+    search: Annotated[
+        str | None, typer.Option(help="Show the summaries nearest this text.")
+    ] = None,
     update: Annotated[str | None, typer.Option(help="Category id to (re)write.")] = None,
     summary: Annotated[str | None, typer.Option(help="New summary text for --update.")] = None,
     k: int = 5,
@@ -275,8 +318,7 @@ def classify(
     from .batch import classify_products
 
     _configure_lm(llm, api_base)
-    de = _pipeline(model, strategy, representation, k, threshold, summaries, fusion_weight,
-                   program)
+    de = _pipeline(model, strategy, representation, k, threshold, summaries, fusion_weight, program)
     prods = _load(input_file, columns, skip_bad).products[:limit]
     with _progress() as prog:
         task = prog.add_task("classify", total=len(prods))
@@ -306,8 +348,11 @@ def _print_report(report: dict) -> None:
 
 def _progress() -> Progress:
     return Progress(
-        "[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-        TimeRemainingColumn(), console=console,
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=console,
     )
 
 

@@ -29,13 +29,21 @@ def _score(name: str, ranker: Any, train, test, fit_s: float) -> dict[str, Any]:
     topk = ranker.predict_topk(test, k=5)
     pred_s = time.perf_counter() - t0
     rep = categorisation_report(
-        [p.category for p in test], [c[0].path for c in topk], [[x.path for x in c] for c in topk],
-        Counter(p.category for p in train), ks=(1, 3, 5),
+        [p.category for p in test],
+        [c[0].path for c in topk],
+        [[x.path for x in c] for c in topk],
+        Counter(p.category for p in train),
+        ks=(1, 3, 5),
     )
-    return {"system": name, "lvl3_accuracy": rep["lvl3"]["accuracy"],
-            "lvl3_f1_weighted": rep["lvl3"]["f1_weighted"], "lvl3_f1_macro": rep["lvl3"]["f1_macro"],
-            "top3_recall": rep["leaf"]["top3_recall"], "fit_seconds": fit_s,
-            "products_per_second": len(test) / pred_s if pred_s else 0.0}
+    return {
+        "system": name,
+        "lvl3_accuracy": rep["lvl3"]["accuracy"],
+        "lvl3_f1_weighted": rep["lvl3"]["f1_weighted"],
+        "lvl3_f1_macro": rep["lvl3"]["f1_macro"],
+        "top3_recall": rep["leaf"]["top3_recall"],
+        "fit_seconds": fit_s,
+        "products_per_second": len(test) / pred_s if pred_s else 0.0,
+    }
 
 
 def run_demo(out_dir: str | Path = "runs/demo", epochs: float = 4.0, seed: int = 0) -> dict:
@@ -50,8 +58,9 @@ def run_demo(out_dir: str | Path = "runs/demo", epochs: float = 4.0, seed: int =
     t0 = time.perf_counter()
     tfidf = TfidfLinearRanker().fit(train)
     rows.append(_score("tfidf_linear", tfidf, train, test, time.perf_counter() - t0))
-    expert = DomainExpert(epochs=epochs, batch_size=16, learning_rate=2e-4, seed=seed,
-                          save_steps=50, logging_steps=10)
+    expert = DomainExpert(
+        epochs=epochs, batch_size=16, learning_rate=2e-4, seed=seed, save_steps=50, logging_steps=10
+    )
     t0 = time.perf_counter()
     expert.fit(train, output_dir=out / "checkpoints")
     fit_s = time.perf_counter() - t0

@@ -31,6 +31,9 @@ def evaluate_domain_expert(
         train_counts,
         ks=[x for x in (1, 3, 5, 10) if x <= k],
     )
-    report["speed"] = {"products": len(labelled), "seconds": secs,
-                       "products_per_second": len(labelled) / secs if secs else 0.0}
+    report["speed"] = {
+        "products": len(labelled),
+        "seconds": secs,
+        "products_per_second": len(labelled) / secs if secs else 0.0,
+    }
     return report

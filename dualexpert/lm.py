@@ -32,8 +32,9 @@ class LlamaCppEngine:
     supports_response_schema = True
     supports_function_calling = False
     supports_reasoning = False
-    supported_params = frozenset({"temperature", "max_tokens", "top_p", "stop", "seed",
-                                  "response_format"})
+    supported_params = frozenset(
+        {"temperature", "max_tokens", "top_p", "stop", "seed", "response_format"}
+    )
 
     def __init__(
         self,
@@ -73,8 +74,13 @@ class LlamaCppEngine:
         self._llm = None
 
     def dump_state(self) -> dict[str, Any]:
-        return {"model": self.model, "n_ctx": self.n_ctx, "n_threads": self.n_threads,
-                "seed": self.seed, "n_batch": self.n_batch}
+        return {
+            "model": self.model,
+            "n_ctx": self.n_ctx,
+            "n_threads": self.n_threads,
+            "seed": self.seed,
+            "n_batch": self.n_batch,
+        }
 
     @classmethod
     def load_state(cls, state: dict[str, Any]) -> LlamaCppEngine:
@@ -88,8 +94,10 @@ class LlamaCppEngine:
         validate_request(request)
         messages: list[dict[str, str]] = []
         if request.system is not None:
-            system = request.system if isinstance(request.system, str) else "".join(
-                getattr(p, "text", "") for p in request.system
+            system = (
+                request.system
+                if isinstance(request.system, str)
+                else "".join(getattr(p, "text", "") for p in request.system)
             )
             messages.append({"role": "system", "content": system})
         for m in request.messages:
@@ -119,8 +127,10 @@ class LlamaCppEngine:
             model=f"llamacpp/{self.model}",
             message=Message.assistant([TextPart(text)]),
             finish_reason="length" if finish == "length" else "stop",
-            usage=Usage(input_tokens=usage.get("prompt_tokens"),
-                        output_tokens=usage.get("completion_tokens")),
+            usage=Usage(
+                input_tokens=usage.get("prompt_tokens"),
+                output_tokens=usage.get("completion_tokens"),
+            ),
         )
 
     def stream(self, request: Any) -> Any:
@@ -129,7 +139,9 @@ class LlamaCppEngine:
         return response_to_events(self.complete(request))
 
     # -- scoring ------------------------------------------------------------------------------
-    def choice_logprobs(self, prompt_messages: list[dict[str, str]], options: list[str]) -> list[float]:
+    def choice_logprobs(
+        self, prompt_messages: list[dict[str, str]], options: list[str]
+    ) -> list[float]:
         """Log-probabilities of each single-token option as the first answer token.
 
         Used by the general expert to fuse the LLM's preference over candidate numbers with the
@@ -160,8 +172,9 @@ class LlamaCppEngine:
         if not tmpl:
             body = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
             return body + "<|assistant|>\n"
-        return Template(tmpl).render(messages=messages, add_generation_prompt=True,
-                                     bos_token="", eos_token="")
+        return Template(tmpl).render(
+            messages=messages, add_generation_prompt=True, bos_token="", eos_token=""
+        )
 
 
 class AsyncLlamaCppEngine:
@@ -188,9 +201,14 @@ def local_lm(model: str = DEFAULT_LLM, max_tokens: int = 512, cache: bool = True
     import dspy
 
     engine = LlamaCppEngine(model, **engine_kw)
-    return dspy.LM(f"llamacpp/{os.path.basename(model)}", engine=engine,
-                   async_engine=AsyncLlamaCppEngine(engine), max_tokens=max_tokens,
-                   temperature=0.0, cache=cache)
+    return dspy.LM(
+        f"llamacpp/{os.path.basename(model)}",
+        engine=engine,
+        async_engine=AsyncLlamaCppEngine(engine),
+        max_tokens=max_tokens,
+        temperature=0.0,
+        cache=cache,
+    )
 
 
 def hosted_lm(model: str, api_base: str | None = None, api_key: str | None = None, **kw: Any):

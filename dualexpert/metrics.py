@@ -26,7 +26,9 @@ def level_scores(gold: Sequence[str], pred: Sequence[str]) -> dict[str, float]:
     return out
 
 
-def topk_recall(gold: Sequence[str], ranked: Sequence[Sequence[str]], ks: Sequence[int]) -> dict[str, float]:
+def topk_recall(
+    gold: Sequence[str], ranked: Sequence[Sequence[str]], ks: Sequence[int]
+) -> dict[str, float]:
     """Share of items whose gold label is within the first k of its ranking."""
     out = {}
     for k in ks:
@@ -59,7 +61,10 @@ def categorisation_report(
     leaf_pred = [" > ".join(x) for x in pred_paths]
     if ranked_paths is not None:
         ranked = [[" > ".join(c) for c in r] for r in ranked_paths]
-        report["leaf"] = {**level_scores(leaf_gold, leaf_pred), **topk_recall(leaf_gold, ranked, ks)}
+        report["leaf"] = {
+            **level_scores(leaf_gold, leaf_pred),
+            **topk_recall(leaf_gold, ranked, ks),
+        }
     else:
         report["leaf"] = level_scores(leaf_gold, leaf_pred)
     if train_counts is not None:

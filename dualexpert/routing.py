@@ -23,8 +23,12 @@ def fused_choice(record: dict[str, Any], weight: float | None) -> str:
     if weight is None:
         return record["ranking"][0]
     rank = {cid: r for r, cid in enumerate(record["ranking"])}
-    return max(cands, key=lambda c: math.log(max(c["probability"], 1e-12))
-               - weight * rank.get(c["id"], len(cands)))["id"]
+    return max(
+        cands,
+        key=lambda c: (
+            math.log(max(c["probability"], 1e-12)) - weight * rank.get(c["id"], len(cands))
+        ),
+    )["id"]
 
 
 def _gold_id(record: dict[str, Any]) -> str:
@@ -47,14 +51,21 @@ def threshold_curve(
     for t in thresholds:
         routed = p < t
         acc = np.where(routed, llm, dom).mean() if len(p) else 0.0
-        out.append({"threshold": float(t), "accuracy": float(acc),
-                    "llm_traffic": float(routed.mean()) if len(p) else 0.0,
-                    "routed_llm_accuracy": float(llm[routed].mean()) if routed.any() else math.nan,
-                    "routed_domain_accuracy": float(dom[routed].mean()) if routed.any() else math.nan})
+        out.append(
+            {
+                "threshold": float(t),
+                "accuracy": float(acc),
+                "llm_traffic": float(routed.mean()) if len(p) else 0.0,
+                "routed_llm_accuracy": float(llm[routed].mean()) if routed.any() else math.nan,
+                "routed_domain_accuracy": float(dom[routed].mean()) if routed.any() else math.nan,
+            }
+        )
     return out
 
 
-def choose_threshold(curve: Sequence[dict[str, float]], max_traffic: float = 1.0) -> dict[str, float]:
+def choose_threshold(
+    curve: Sequence[dict[str, float]], max_traffic: float = 1.0
+) -> dict[str, float]:
     """The point of best accuracy within the traffic cap; ties go to less traffic."""
     ok = [c for c in curve if c["llm_traffic"] <= max_traffic] or list(curve)
     return max(ok, key=lambda c: (round(c["accuracy"], 6), -c["llm_traffic"]))
@@ -88,8 +99,9 @@ def plot_curve(curve: Sequence[dict[str, float]], path: str | Path, title: str =
     ax.set_xlabel("confidence threshold")
     ax.set_ylabel("accuracy")
     ax2 = ax.twinx()
-    ax2.plot(t, [c["llm_traffic"] for c in curve], color="tab:orange", marker="s",
-             label="LLM traffic")
+    ax2.plot(
+        t, [c["llm_traffic"] for c in curve], color="tab:orange", marker="s", label="LLM traffic"
+    )
     ax2.set_ylabel("share of products sent to the LLM")
     fig.legend(loc="lower center", ncol=2)
     ax.set_title(title or "accuracy and LLM traffic against the routing threshold")

@@ -34,8 +34,9 @@ def diverse_sample(embeddings: np.ndarray, n: int, seed: int = 0) -> list[int]:
     x = np.ascontiguousarray(embeddings, dtype=np.float32)
     centre = x.mean(0)
     picked = [int(np.argmax(x @ centre))]
-    km = faiss.Kmeans(x.shape[1], n - 1, niter=20, nredo=5, seed=seed, verbose=False,
-                       min_points_per_centroid=1)
+    km = faiss.Kmeans(
+        x.shape[1], n - 1, niter=20, nredo=5, seed=seed, verbose=False, min_points_per_centroid=1
+    )
     km.train(x)
     index = faiss.IndexFlatL2(x.shape[1])
     index.add(x)
@@ -159,13 +160,22 @@ class SummaryIndex:
             if cid in done:
                 continue
             texts = by_cat.get(cid, [])
-            examples = [texts[j] for j in diverse_sample(self.embed(texts), n_examples, seed)] if texts else []
-            pred = summariser(category=taxonomy.descriptive_name(cid),
-                              path=taxonomy.full_path(cid), examples=examples)
+            examples = (
+                [texts[j] for j in diverse_sample(self.embed(texts), n_examples, seed)]
+                if texts
+                else []
+            )
+            pred = summariser(
+                category=taxonomy.descriptive_name(cid),
+                path=taxonomy.full_path(cid),
+                examples=examples,
+            )
             self.update(cid, pred.summary)
             if jpath:
                 with jpath.open("a", encoding="utf-8") as f:
-                    f.write(json.dumps({"id": cid, "summary": pred.summary}, ensure_ascii=False) + "\n")
+                    f.write(
+                        json.dumps({"id": cid, "summary": pred.summary}, ensure_ascii=False) + "\n"
+                    )
             if progress:
                 progress(i + 1, len(todo))
         self.built_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -177,8 +187,11 @@ class SummaryIndex:
         if self._index is None or not self.summaries:
             return []
         scores, rows = self._index.search(self.embed([text]), min(k, len(self.summaries)))
-        return [(self._ids[r], float(s), self.summaries[self._ids[r]])
-                for s, r in zip(scores[0], rows[0], strict=True) if r >= 0]
+        return [
+            (self._ids[r], float(s), self.summaries[self._ids[r]])
+            for s, r in zip(scores[0], rows[0], strict=True)
+            if r >= 0
+        ]
 
     # ---- persistence ------------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
@@ -188,12 +201,20 @@ class SummaryIndex:
         d.mkdir(parents=True, exist_ok=True)
         with (d / "summaries.jsonl").open("w", encoding="utf-8") as f:
             for row, cid in enumerate(self._ids):
-                f.write(json.dumps({"row": row, "id": cid, "summary": self.summaries[cid]},
-                                   ensure_ascii=False) + "\n")
+                f.write(
+                    json.dumps(
+                        {"row": row, "id": cid, "summary": self.summaries[cid]}, ensure_ascii=False
+                    )
+                    + "\n"
+                )
         if self._index is not None:
             faiss.write_index(self._index, str(d / "index.faiss"))
-        meta = {"embedder": self.embedder, "dimension": self._index.d if self._index else None,
-                "count": len(self.summaries), "built_at": self.built_at}
+        meta = {
+            "embedder": self.embedder,
+            "dimension": self._index.d if self._index else None,
+            "count": len(self.summaries),
+            "built_at": self.built_at,
+        }
         (d / "meta.json").write_text(json.dumps(meta, indent=1))
         return d
 

@@ -57,8 +57,9 @@ def reciprocal_rank(example: Any, pred: Any, trace: Any = None) -> float:
     return 0.0
 
 
-def feedback_metric(example: Any, pred: Any, trace: Any = None, pred_name: Any = None,
-                    pred_trace: Any = None) -> dspy.Prediction:
+def feedback_metric(
+    example: Any, pred: Any, trace: Any = None, pred_name: Any = None, pred_trace: Any = None
+) -> dspy.Prediction:
     """Score plus feedback in words, for GEPA: what was chosen instead, and how they differ."""
     g, p = _gold(example), _pred(pred)
     score = hierarchical_credit(example, pred) if p != g else 1.0
@@ -70,13 +71,21 @@ def feedback_metric(example: Any, pred: Any, trace: Any = None, pred_name: Any =
             if a != b:
                 break
             shared += 1
-        where = (f"They share the branch '{SEP.join(g[:shared])}' and part at level {shared + 1}"
-                 if shared else "They differ already at the top level")
+        where = (
+            f"They share the branch '{SEP.join(g[:shared])}' and part at level {shared + 1}"
+            if shared
+            else "They differ already at the top level"
+        )
         rank = reciprocal_rank(example, pred)
-        seen = (f"The correct category was ranked {round(1 / rank)} among the candidates."
-                if rank else "The correct category was not among the candidates ranked.")
-        text = (f"Wrong: chose '{SEP.join(p)}' instead of '{SEP.join(g)}'. {where}: "
-                f"'{g[shared] if shared < len(g) else ''}' versus "
-                f"'{p[shared] if shared < len(p) else ''}'. {seen} Look for product words that "
-                "separate these two categories.")
+        seen = (
+            f"The correct category was ranked {round(1 / rank)} among the candidates."
+            if rank
+            else "The correct category was not among the candidates ranked."
+        )
+        text = (
+            f"Wrong: chose '{SEP.join(p)}' instead of '{SEP.join(g)}'. {where}: "
+            f"'{g[shared] if shared < len(g) else ''}' versus "
+            f"'{p[shared] if shared < len(p) else ''}'. {seen} Look for product words that "
+            "separate these two categories."
+        )
     return dspy.Prediction(score=score, feedback=text)

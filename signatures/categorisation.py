@@ -17,7 +17,9 @@ class SelectCategory(dspy.Signature):
 
     product: str = dspy.InputField(desc="the product's title and description")
     candidates: str = dspy.InputField(desc="numbered candidate categories, one per line")
-    choice: int = dspy.OutputField(desc="the number of the best candidate; 0 = none, -1 = cannot decide")
+    choice: int = dspy.OutputField(
+        desc="the number of the best candidate; 0 = none, -1 = cannot decide"
+    )
     reason: str = dspy.OutputField(desc="one short sentence on why")
 
 

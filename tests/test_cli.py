@@ -23,14 +23,39 @@ def test_bad_record_error_names_line_and_field(tmp_path):
 @pytest.mark.slow
 def test_train_predict_evaluate(tmp_path, demo_catalogue):
     model = tmp_path / "model"
-    res = runner.invoke(app, ["train", str(demo_catalogue), "--out", str(model), "--epochs", "3",
-                              "--batch-size", "16", "--learning-rate", "2e-4"])
+    res = runner.invoke(
+        app,
+        [
+            "train",
+            str(demo_catalogue),
+            "--out",
+            str(model),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "16",
+            "--learning-rate",
+            "2e-4",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert (model / "model.safetensors").exists() and (model / "taxonomy.json").exists()
 
     out = tmp_path / "topk.jsonl"
-    res = runner.invoke(app, ["predict", str(model), str(demo_catalogue), "--out", str(out),
-                              "--k", "3", "--batch-size", "64"])
+    res = runner.invoke(
+        app,
+        [
+            "predict",
+            str(model),
+            str(demo_catalogue),
+            "--out",
+            str(out),
+            "--k",
+            "3",
+            "--batch-size",
+            "64",
+        ],
+    )
     assert res.exit_code == 0, res.output
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(recs) == 240 and all(len(r["candidates"]) == 3 for r in recs)
@@ -39,15 +64,28 @@ def test_train_predict_evaluate(tmp_path, demo_catalogue):
     # a second run on the same output resumes: nothing is duplicated
     lines = out.read_text().splitlines()
     out.write_text("\n".join(lines[:100]) + "\n")
-    res = runner.invoke(app, ["predict", str(model), str(demo_catalogue), "--out", str(out),
-                              "--k", "3"])
+    res = runner.invoke(
+        app, ["predict", str(model), str(demo_catalogue), "--out", str(out), "--k", "3"]
+    )
     assert res.exit_code == 0 and "140 new" in res.output.replace("\n", " ")
     again = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(again) == 240 and {r["id"]: r["category"] for r in again} == gold
 
     rep = tmp_path / "report.json"
-    res = runner.invoke(app, ["evaluate", str(model), str(demo_catalogue), "--k", "5",
-                              "--train-file", str(demo_catalogue), "--json", str(rep)])
+    res = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(model),
+            str(demo_catalogue),
+            "--k",
+            "5",
+            "--train-file",
+            str(demo_catalogue),
+            "--json",
+            str(rep),
+        ],
+    )
     assert res.exit_code == 0, res.output
     report = json.loads(rep.read_text())
     assert report["lvl3"]["accuracy"] > 0.8  # training data: should be nearly all right

@@ -18,7 +18,14 @@ def test_demo_catalogue(demo_catalogue):
 def test_jsonl_bad_record_names_file_line_field(tmp_path):
     f = tmp_path / "c.jsonl"
     rows = [
-        {"ID": "1", "Name": "Silver charm", "Description": "", "lvl1": "A", "lvl2": "B", "lvl3": "C"},
+        {
+            "ID": "1",
+            "Name": "Silver charm",
+            "Description": "",
+            "lvl1": "A",
+            "lvl2": "B",
+            "lvl3": "C",
+        },
         {"ID": "2", "Name": "   ", "Description": "x", "lvl1": "A", "lvl2": "B", "lvl3": "C"},
     ]
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")

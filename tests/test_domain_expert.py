@@ -29,8 +29,15 @@ def split():
 @pytest.fixture(scope="module")
 def fitted(split, tmp_path_factory):
     train, _ = split
-    expert = DomainExpert(encoder="minilm", epochs=4, batch_size=16, learning_rate=2e-4,
-                          save_steps=20, logging_steps=5, seed=3)
+    expert = DomainExpert(
+        encoder="minilm",
+        epochs=4,
+        batch_size=16,
+        learning_rate=2e-4,
+        save_steps=20,
+        logging_steps=5,
+        seed=3,
+    )
     out = tmp_path_factory.mktemp("ckpt")
     expert.fit(train, output_dir=out, progress=False)
     return expert, out

@@ -5,9 +5,9 @@ from __future__ import annotations
 import dspy
 import numpy as np
 from dspy.utils.dummies import DummyLM
+from dualexpert.indexes import CategorySummariser, SummaryIndex, diverse_sample
 
 from dualexpert.data import load_catalogue
-from dualexpert.indexes import CategorySummariser, SummaryIndex, diverse_sample
 from dualexpert.taxonomy import Taxonomy
 
 
@@ -35,7 +35,9 @@ def test_build_search_update_round_trip(tmp_path, demo_catalogue):
     tax = Taxonomy.from_paths(cat.paths)
     extra = Taxonomy.from_paths(cat.paths + [("Electronics", "Audio", "Turntables")])
     summ = CountingSummariser()
-    idx = SummaryIndex().build(extra, cat.products, summ, n_examples=4, journal=tmp_path / "j.jsonl")
+    idx = SummaryIndex().build(
+        extra, cat.products, summ, n_examples=4, journal=tmp_path / "j.jsonl"
+    )
     assert len(idx) == len(tax.leaves) + 1
     by_name = dict(summ.calls)
     assert len(by_name["Coffee (Food & Grocery › Beverages)"]) == 4

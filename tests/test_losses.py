@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from dualexpert.data import Product
 from dualexpert.domain import BootstrapLoss, FocalLoss, TwoPhaseLoss, class_weights
 from dualexpert.domain.augment import MASK, augment, mask_path
-from dualexpert.data import Product
 from dualexpert.taxonomy import Taxonomy
 
 # logits log(0.5), log(0.3), log(0.2) give softmax exactly (0.5, 0.3, 0.2)
@@ -75,8 +75,10 @@ def test_mask_path_and_augment():
     assert "A > B > C" in outs and f"{MASK} > {MASK} > C" in outs
     assert f"{MASK} > {MASK} > {MASK}" not in outs
     tax = Taxonomy.from_paths([("A", "B", "C"), ("A", "D")])
-    prods = [Product(id=str(i), title=f"t{i}", description="d", category=("A", "B", "C"))
-             for i in range(10)]
+    prods = [
+        Product(id=str(i), title=f"t{i}", description="d", category=("A", "B", "C"))
+        for i in range(10)
+    ]
     synth = augment(prods, tax, ratio=0.5, per_leaf=3, seed=1)
     assert len(synth) == 5 + 2 * 3
     assert sum(p.category == ("A", "D") for p in synth) == 3  # a leaf with no data is covered

@@ -12,9 +12,12 @@ from dualexpert.routing import (
 
 
 def rec(p1, p2, llm_first, gold):
-    return {"candidates": [{"id": "A", "probability": p1}, {"id": "B", "probability": p2}],
-            "ranking": [llm_first, "A" if llm_first == "B" else "B"], "fallback": False,
-            "gold": [gold]}
+    return {
+        "candidates": [{"id": "A", "probability": p1}, {"id": "B", "probability": p2}],
+        "ranking": [llm_first, "A" if llm_first == "B" else "B"],
+        "fallback": False,
+        "gold": [gold],
+    }
 
 
 RECORDS = [

@@ -14,7 +14,11 @@ from dualexpert.taxonomy import (
 MWPD_PATHS = [
     ("64000000_Personal Accessories", "64010000_Personal Accessories", "64010100_Jewellery"),
     ("65000000_Computing", "65010000_Computers/Video Games", "65010700_Computer Peripherals"),
-    ("65000000_Computing", "65010000_Computers/Video Games", "65010800_Toy Vehicles \ufffd Non-ride"),
+    (
+        "65000000_Computing",
+        "65010000_Computers/Video Games",
+        "65010800_Toy Vehicles \ufffd Non-ride",
+    ),
 ]
 
 
@@ -76,7 +80,11 @@ def test_save_load_round_trip(tmp_path):
 def test_bestbuy_small_file(tmp_path):
     data = [
         {"id": "r", "name": "Root", "path": [{"id": "r", "name": "Root"}]},
-        {"id": "x", "name": "TVs", "path": [{"id": "r", "name": "Root"}, {"id": "x", "name": "TVs"}]},
+        {
+            "id": "x",
+            "name": "TVs",
+            "path": [{"id": "r", "name": "Root"}, {"id": "x", "name": "TVs"}],
+        },
     ]
     p = tmp_path / "categories.json"
     p.write_text(json.dumps(data))

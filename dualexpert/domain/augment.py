@@ -64,6 +64,8 @@ def augment(
         names = [a.name for a in taxonomy.ancestors(leaf.id)]
         for j in range(per_leaf):
             out.append(
-                Product(id=f"aug:{leaf.id}:{j}", title=mask_path(names, rng, p_mask), category=leaf.path)
+                Product(
+                    id=f"aug:{leaf.id}:{j}", title=mask_path(names, rng, p_mask), category=leaf.path
+                )
             )
     return out

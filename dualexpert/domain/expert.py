@@ -173,7 +173,9 @@ class DomainExpert:
         steps_per_epoch = math.ceil(len(prods) / cfg.batch_size)
         total = math.ceil(steps_per_epoch * cfg.epochs)
         gate = int(cfg.gate * total) if cfg.gate < 1 else int(cfg.gate)
-        alpha = class_weights([counts.get(i, 0) for i in range(len(self.classes_))], cfg.alpha_power)
+        alpha = class_weights(
+            [counts.get(i, 0) for i in range(len(self.classes_))], cfg.alpha_power
+        )
         loss_fn = TwoPhaseLoss(
             FocalLoss(cfg.gamma, alpha) if cfg.focal else None,
             BootstrapLoss(cfg.beta) if cfg.bootstrap else None,
@@ -228,7 +230,9 @@ class DomainExpert:
             raise RuntimeError("this DomainExpert is not fitted: call fit() or load() first")
 
     @torch.inference_mode()
-    def predict_proba(self, products: Iterable[ProductLike], batch_size: int | None = None) -> np.ndarray:
+    def predict_proba(
+        self, products: Iterable[ProductLike], batch_size: int | None = None
+    ) -> np.ndarray:
         """Probabilities over ``classes_``, shape ``(n_products, n_leaves)``."""
         self._check_fitted()
         assert self.model is not None
@@ -307,8 +311,12 @@ class DomainExpert:
         self.taxonomy = Taxonomy.load(d / "taxonomy.json")
         enc_cfg = dict(meta["encoder_config"])
         econf = AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg)
-        model = EncoderClassifier(AutoModel.from_config(econf), len(self.classes_), self.config.dropout)
-        missing, unexpected = model.load_state_dict(load_file(str(d / "model.safetensors")), strict=False)
+        model = EncoderClassifier(
+            AutoModel.from_config(econf), len(self.classes_), self.config.dropout
+        )
+        missing, unexpected = model.load_state_dict(
+            load_file(str(d / "model.safetensors")), strict=False
+        )
         missing = [m for m in missing if not m.endswith("position_ids")]
         if missing or unexpected:
             raise ValueError(f"{d}: weights do not match the model: {missing or unexpected}")
