@@ -146,13 +146,52 @@ def evaluate(
         Path | None, typer.Option(help="Training catalogue, for the head/tail split.")
     ] = None,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="Evaluate the dual expert with this prompt strategy "
+            "(zero_shot, rank, cot_rank) instead of the domain expert alone."
+        ),
+    ] = None,
+    representation: str = "descriptive",
+    threshold: float = 0.9,
+    summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
+    fusion_weight: float | None = None,
+    llm: LlmOpt = None,
+    api_base: ApiBaseOpt = None,
+    limit: Annotated[int | None, typer.Option(help="Score a random sample of this size.")] = None,
+    seed: int = 0,
+    run_file: Annotated[
+        Path | None, typer.Option(help="JSONL of the dual run (resumable).")
+    ] = None,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
 ) -> None:
-    """Per-level accuracy, P/R/F1 (weighted, macro), top-K recall and head/tail scores."""
+    """Per-level accuracy, P/R/F1 (weighted, macro), top-K recall and head/tail scores; with
+    --strategy, the dual expert against the domain expert alone on the same products."""
     from .domain import DomainExpert
     from .evaluation import evaluate_domain_expert
 
+    if strategy is not None:
+        _evaluate_dual(
+            model,
+            test_file,
+            strategy,
+            representation,
+            k,
+            threshold,
+            summaries,
+            fusion_weight,
+            llm,
+            api_base,
+            limit,
+            seed,
+            run_file,
+            json_out,
+            columns,
+            skip_bad,
+        )
+        return
     expert = DomainExpert.load(model)
     cat = _load(test_file, columns, skip_bad)
     counts = None
@@ -325,6 +364,120 @@ def classify(
         totals = classify_products(de, prods, out, progress=lambda n: prog.advance(task, n))
         prog.update(task, completed=len(prods))
     console.print(json.dumps(totals))
+
+
+def _sample(products: list, limit: int | None, seed: int) -> list:
+    import random
+
+    labelled = [p for p in products if p.category is not None]
+    if limit is None or limit >= len(labelled):
+        return labelled
+    return random.Random(seed).sample(labelled, limit)
+
+
+def _run_dual(de, prods, run_file: Path) -> list[dict]:
+    from .batch import classify_products
+    from .dual_eval import read_records
+
+    with _progress() as prog:
+        task = prog.add_task("classify", total=len(prods))
+        classify_products(de, prods, run_file, progress=lambda n: prog.advance(task, n))
+    wanted = {p.id for p in prods}
+    return [r for r in read_records(run_file) if r["id"] in wanted]
+
+
+def _evaluate_dual(
+    model,
+    test_file,
+    strategy,
+    representation,
+    k,
+    threshold,
+    summaries,
+    fusion_weight,
+    llm,
+    api_base,
+    limit,
+    seed,
+    run_file,
+    json_out,
+    columns,
+    skip_bad,
+) -> None:
+    from .dual_eval import summarise_records
+
+    _configure_lm(llm, api_base)
+    de = _pipeline(model, strategy, representation, k, threshold, summaries, fusion_weight, None)
+    prods = _sample(_load(test_file, columns, skip_bad).products, limit, seed)
+    run_file = run_file or Path("runs") / f"eval-{strategy}-{representation}-t{threshold}.jsonl"
+    summary = summarise_records(_run_dual(de, prods, run_file))
+    summary["config"] = {
+        "strategy": strategy,
+        "representation": representation,
+        "k": k,
+        "threshold": threshold,
+        "fusion_weight": fusion_weight,
+        "llm": llm,
+        "limit": limit,
+        "seed": seed,
+    }
+    table = Table(title=f"dual expert ({strategy}, {representation}) on {summary['n']} products")
+    for c in ("system", "accuracy", "f1_weighted", "f1_macro"):
+        table.add_column(c)
+    for name in ("domain", "dual"):
+        s = summary[name]
+        table.add_row(
+            name, f"{s['accuracy']:.4f}", f"{s['f1_weighted']:.4f}", f"{s['f1_macro']:.4f}"
+        )
+    Console().print(table)
+    Console().print(
+        f"routed {summary['routed']} ({summary['routed_share']:.1%}); on routed: dual "
+        f"{summary['routed_dual_accuracy']:.3f} vs domain {summary['routed_domain_accuracy']:.3f}; "
+        f"fixed {summary['fixed']}, broken {summary['broken']}; "
+        f"{summary['llm_calls_per_product']:.2f} LLM calls and "
+        f"{summary['seconds_per_product']:.2f} s per product"
+    )
+    if json_out:
+        json_out.write_text(json.dumps(summary, indent=1))
+
+
+@app.command()
+def threshold(
+    model: Annotated[Path, typer.Argument(help="A saved domain expert folder.")],
+    dev_file: Annotated[Path, typer.Argument(help="Labelled dev catalogue.")],
+    plot: Annotated[Path, typer.Option(help="PNG of accuracy and traffic.")] = Path(
+        "runs/threshold.png"
+    ),
+    strategy: str = "zero_shot",
+    representation: str = "descriptive",
+    k: int = 5,
+    summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
+    max_traffic: Annotated[float, typer.Option(help="Cap on the share sent to the LLM.")] = 1.0,
+    llm: LlmOpt = None,
+    api_base: ApiBaseOpt = None,
+    limit: int | None = None,
+    seed: int = 0,
+    run_file: Annotated[Path | None, typer.Option(help="JSONL of the dev run (resumable).")] = None,
+    columns: ColumnsOpt = None,
+    skip_bad: SkipOpt = False,
+) -> None:
+    """Choose the routing threshold (and fusion weight) on a dev set and plot the trade-off."""
+    from .routing import choose_fusion_weight, choose_threshold, plot_curve, threshold_curve
+
+    _configure_lm(llm, api_base)
+    de = _pipeline(model, strategy, representation, k, 1.01, summaries, None, None)
+    prods = _sample(_load(dev_file, columns, skip_bad).products, limit, seed)
+    run_file = run_file or Path("runs") / f"threshold-{strategy}-{representation}.jsonl"
+    records = _run_dual(de, prods, run_file)
+    weight, wscores = choose_fusion_weight(records)
+    curve = threshold_curve(records, weight=weight)
+    best = choose_threshold(curve, max_traffic)
+    plot_curve(curve, plot)
+    Console().print(f"fusion weight {weight} (routed accuracy by weight: {wscores})")
+    Console().print(
+        f"threshold {best['threshold']}: accuracy {best['accuracy']:.4f}, "
+        f"LLM traffic {best['llm_traffic']:.1%}; plot in {plot}"
+    )
 
 
 def _print_report(report: dict) -> None:

@@ -93,7 +93,8 @@ def _dist_files(dist: str, suffix: str, hint: str) -> list[Path]:
     try:
         d = distribution(dist)
     except PackageNotFoundError:
-        raise ModelNotAvailableError(f"package {dist!r} is not installed: pip install {hint}") from None
+        msg = f"package {dist!r} is not installed: pip install {hint}"
+        raise ModelNotAvailableError(msg) from None
     return sorted(Path(str(d.locate_file(f))) for f in (d.files or []) if str(f).endswith(suffix))
 
 
