@@ -84,6 +84,7 @@ def classify_products(
                 "reason": pred.reason,
                 "ranking": pred.ranking,
                 "candidates": pred.candidates,
+                "llm_logprobs": pred.get("llm_logprobs"),
                 "usage": usage,
                 "seconds": round(secs, 4),
             }

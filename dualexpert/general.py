@@ -22,6 +22,8 @@ STRATEGIES = {
     "zero_shot": SelectCategory,
     "rank": RankCategories,
     "cot_rank": ReasonAndRankCategories,
+    # the zero-shot prompt, read as the LLM's probabilities over the candidate numbers
+    "score": SelectCategory,
 }
 
 
@@ -76,11 +78,41 @@ class GeneralExpert(dspy.Module):
         except AdapterParseError:  # unparseable even after DSPy's own JSON fallback
             return None
 
+    def _score(self, product: str, shown: str, n: int) -> dspy.Prediction:
+        """Log-probabilities over the candidate numbers from an engine that can score."""
+        lm = dspy.settings.lm
+        engine = getattr(lm, "engine", None)
+        if not hasattr(engine, "score_options"):
+            raise ValueError(
+                "strategy 'score' needs a local llama.cpp LM (dualexpert.lm.local_lm); "
+                "use zero_shot, rank or cot_rank with hosted models"
+            )
+        if n > 9:
+            raise ValueError("strategy 'score' supports at most 9 candidates")
+        adapter = dspy.JSONAdapter()
+        messages = adapter.format(
+            self.predict.signature,
+            demos=self.predict.demos,
+            inputs={"product": product, "candidates": shown},
+        )
+        logp = engine.score_options(messages, '{"choice": ', [str(i) for i in range(1, n + 1)])
+        order = sorted(range(n), key=lambda i: -logp[i])
+        return dspy.Prediction(
+            index=order[0],
+            ranking=order,
+            reason="",
+            decision="chosen",
+            fallback=False,
+            llm_logprobs=[float(x) for x in logp],
+        )
+
     def forward(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
         n = len(candidates)
         if n == 0:
             raise ValueError("the general expert needs at least one candidate")
         shown = format_candidates(candidates)
+        if self.strategy == "score":
+            return self._score(product, shown, n)
         decision, reason, ranking = "invalid", "", []
         for attempt in range(self.retries + 1):
             pred = self._ask(product, shown, attempt)

@@ -139,40 +139,43 @@ class LlamaCppEngine:
         return response_to_events(self.complete(request))
 
     # -- scoring ------------------------------------------------------------------------------
-    def choice_logprobs(
-        self, prompt_messages: list[dict[str, str]], options: list[str]
+    def score_options(
+        self, messages: list[dict[str, str]], prefix: str, options: list[str]
     ) -> list[float]:
-        """Log-probabilities of each single-token option as the first answer token.
+        """Log-probabilities of each option as the next token after ``prefix``.
 
-        Used by the general expert to fuse the LLM's preference over candidate numbers with the
-        domain expert's scores. Options must tokenise to one token each (e.g. ``"1"``..``"9"``).
+        ``messages`` are rendered with the model's chat template up to the assistant turn, then
+        ``prefix`` (e.g. ``{"choice": ``) is appended. Options should be single tokens (``"1"``
+        to ``"9"``); a multi-token option is scored by its first token. The general expert's
+        ``score`` strategy fuses these with the domain expert's probabilities.
         """
         import numpy as np
 
         llm = self.llama
         with self._lock:
-            prompt = self._chat_prompt(prompt_messages)
+            prompt = self._chat_prompt(messages) + prefix
             toks = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
             llm.reset()
             llm.eval(toks)
             logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)
-        m = logits.max()
-        logz = m + np.log(np.exp(logits - m).sum())
-        out = []
-        for opt in options:
-            ids = llm.tokenize(opt.encode("utf-8"), add_bos=False, special=False)
-            out.append(float(logits[ids[0]] - logz))
-        return out
+            first = [
+                llm.tokenize(o.encode("utf-8"), add_bos=False, special=False)[0] for o in options
+            ]
+        sub = logits[first]
+        m = sub.max()
+        # normalised over the options: the model's preference among the candidates only
+        return list(sub - (m + np.log(np.exp(sub - m).sum())))
 
     def _chat_prompt(self, messages: list[dict[str, str]]) -> str:
         """Render messages with the model's chat template, ending at the assistant turn."""
-        from jinja2 import Template
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
 
         tmpl = self.llama.metadata.get("tokenizer.chat_template")
         if not tmpl:
             body = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
             return body + "<|assistant|>\n"
-        return Template(tmpl).render(
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+        return env.from_string(tmpl).render(
             messages=messages, add_generation_prompt=True, bos_token="", eos_token=""
         )
 

@@ -40,8 +40,10 @@ class DualExpert(dspy.Module):
 
     ``threshold``: products whose top-1 probability is at least this skip the LLM.
     ``fusion_weight``: ``None`` takes the LLM's pick as is (the paper). A number ``w`` fuses the
-    two experts: each candidate scores ``log p_domain - w * rank_LLM``, so the LLM overrides the
-    domain expert only where their confidence gap is small; tune ``w`` on dev data.
+    two experts: each candidate scores ``log p_domain + w * s_LLM``, where ``s_LLM`` is the LLM's
+    log-probability of the candidate's number (strategy ``score``, local models) or minus its
+    rank (any LM). The LLM then overrides the domain expert only where their confidence gap is
+    small; tune ``w`` on dev data (``dualexpert threshold``).
     """
 
     def __init__(
@@ -89,6 +91,7 @@ class DualExpert(dspy.Module):
             "ranking": [c.id for c in cands],
             "reason": "",
             "fallback": False,
+            "llm_logprobs": None,
         }
         if top.probability >= self.threshold or len(cands) == 1:
             why = (
@@ -107,15 +110,25 @@ class DualExpert(dspy.Module):
         g = self.general(product=prod.text(), candidates=[self.candidate_text(c.id) for c in cands])
         order = list(g.ranking)
         chosen = g.index
+        llm_logp = getattr(g, "llm_logprobs", None)
         if self.fusion_weight is not None and not g.fallback:
-            rank = {idx: r for r, idx in enumerate(order)}
+            if llm_logp is not None:  # score strategy: fuse probabilities
+                llm_score = [float(x) for x in llm_logp]
+            else:  # any LM: fuse the LLM's ranking
+                rank = {idx: r for r, idx in enumerate(order)}
+                llm_score = [-float(rank[i]) for i in range(len(cands))]
             scores = [
-                math.log(max(c.probability, 1e-12)) - self.fusion_weight * rank[i]
+                math.log(max(c.probability, 1e-12)) + self.fusion_weight * llm_score[i]
                 for i, c in enumerate(cands)
             ]
             chosen = max(range(len(cands)), key=lambda i: scores[i])
         pick = cands[chosen]
-        out.update(ranking=[cands[i].id for i in order], reason=g.reason, fallback=g.fallback)
+        out.update(
+            ranking=[cands[i].id for i in order],
+            reason=g.reason,
+            fallback=g.fallback,
+            llm_logprobs=llm_logp,
+        )
         return dspy.Prediction(
             category=pick.id,
             path=list(pick.path),

@@ -16,18 +16,24 @@ import numpy as np
 
 
 def fused_choice(record: dict[str, Any], weight: float | None) -> str:
-    """The category the pipeline would output for this record with fusion ``weight``."""
+    """The category the pipeline would output for this record with fusion ``weight``.
+
+    Uses the LLM's log-probabilities over the candidates when the record has them (strategy
+    ``score``), else minus the LLM's rank, as :class:`~dualexpert.pipeline.DualExpert` does.
+    """
     cands = record["candidates"]
     if record.get("fallback") or not record.get("ranking"):
         return cands[0]["id"]
     if weight is None:
         return record["ranking"][0]
-    rank = {cid: r for r, cid in enumerate(record["ranking"])}
+    logp = record.get("llm_logprobs")
+    if logp is not None:
+        llm = {c["id"]: float(lp) for c, lp in zip(cands, logp, strict=True)}
+    else:
+        llm = {cid: -float(r) for r, cid in enumerate(record["ranking"])}
     return max(
         cands,
-        key=lambda c: (
-            math.log(max(c["probability"], 1e-12)) - weight * rank.get(c["id"], len(cands))
-        ),
+        key=lambda c: math.log(max(c["probability"], 1e-12)) + weight * llm.get(c["id"], -99.0),
     )["id"]
 
 

@@ -151,3 +151,20 @@ def test_general_expert_through_openai_compatible_server(server, domain):
         pred = de(test[0])
     assert pred.routed and pred.category in [c["id"] for c in pred.candidates]
     assert lm.history and lm.history[-1]["usage"]
+
+
+def test_score_strategy_real_llm(smollm):
+    import math
+
+    with dspy.context(lm=smollm):
+        g = GeneralExpert("score")(product="Nordvik dark roast espresso beans 1 kg",
+                                   candidates=CANDS)
+    lp = g.llm_logprobs
+    assert len(lp) == 3 and math.isclose(sum(math.exp(x) for x in lp), 1.0, rel_tol=1e-6)
+    assert g.ranking == sorted(range(3), key=lambda i: -lp[i]) and g.index == g.ranking[0]
+
+
+def test_score_strategy_refuses_hosted_lm():
+    lm = hosted_lm("openai/none", api_base="http://127.0.0.1:9/v1")
+    with dspy.context(lm=lm), pytest.raises(ValueError, match="local llama.cpp"):
+        GeneralExpert("score")(product="x", candidates=CANDS)

@@ -49,3 +49,12 @@ def test_fusion_weight():
 def test_plot(tmp_path):
     out = plot_curve(threshold_curve(RECORDS), tmp_path / "fig.png")
     assert out.stat().st_size > 5000
+
+
+def test_fusion_uses_llm_logprobs_when_recorded():
+    import math
+
+    r = rec(0.55, 0.45, "B", "B")
+    r["llm_logprobs"] = [math.log(0.3), math.log(0.7)]
+    # log .55 + w log .3  vs  log .45 + w log .7: B wins once w > ~0.24
+    assert fused_choice(r, 0.1) == "A" and fused_choice(r, 0.5) == "B"
