@@ -32,11 +32,12 @@ from dualexpert.metrics import categorisation_report  # noqa: E402
 
 SHARED = Path(os.environ.get("DUALEXPERT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 ABLATIONS = {
-    "ce_finetune": dict(label_augmentation=False, focal=False, bootstrap=False),
+    "ce_finetune": dict(label_augmentation=False, focal=False, bootstrap=False, label_init=False),
     "domain_expert": {},
     "no_label_aug": dict(label_augmentation=False),
     "no_phase1": dict(focal=False),
     "no_phase2": dict(bootstrap=False),
+    "no_label_init": dict(label_init=False),
 }
 SYSTEMS = ["tfidf_linear", "knn_embed", *ABLATIONS]
 

@@ -59,6 +59,8 @@ class DomainExpertConfig:
     batch_size: int = 32
     epochs: float = 3.0
     learning_rate: float = 1e-4
+    head_lr_multiplier: float = 20.0
+    label_init: bool = True  # head starts at the label texts' embeddings
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
     dropout: float = 0.1
@@ -169,6 +171,10 @@ class DomainExpert:
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         encoder = AutoModel.from_pretrained(path)
         self.model = EncoderClassifier(encoder, len(self.classes_), cfg.dropout)
+        if cfg.label_init:
+            self.model.init_head_from_labels(
+                self.tokenizer, [self.taxonomy.full_path(c) for c in self.classes_]
+            )
 
         steps_per_epoch = math.ceil(len(prods) / cfg.batch_size)
         total = math.ceil(steps_per_epoch * cfg.epochs)
@@ -211,6 +217,7 @@ class DomainExpert:
             train_dataset=TextLabelDataset([p.text() for p in prods], labels),
             data_collator=TokenizingCollator(self.tokenizer, cfg.max_length),
             loss_fn=loss_fn,
+            head_lr_multiplier=cfg.head_lr_multiplier,
         )
         ckpt = last_checkpoint(output_dir) if resume else None
         verbosity = hf_logging.get_verbosity()

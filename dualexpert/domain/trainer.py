@@ -47,9 +47,28 @@ class TokenizingCollator:
 class TwoPhaseTrainer(Trainer):
     """``Trainer`` whose loss is a :class:`TwoPhaseLoss` driven by the global step."""
 
-    def __init__(self, *args: Any, loss_fn: TwoPhaseLoss, **kwargs: Any):
+    def __init__(
+        self, *args: Any, loss_fn: TwoPhaseLoss, head_lr_multiplier: float = 1.0, **kwargs: Any
+    ):
         super().__init__(*args, **kwargs)
         self.loss_fn = loss_fn
+        self.head_lr_multiplier = head_lr_multiplier
+
+    def create_optimizer(self, model: Any = None):
+        """AdamW with a larger learning rate for the freshly initialised head."""
+        if self.optimizer is None:
+            lr, wd = self.args.learning_rate, self.args.weight_decay
+            named = list((model or self.model).named_parameters())
+            head = [p for n, p in named if n.startswith("head.") and p.requires_grad]
+            rest = [p for n, p in named if not n.startswith("head.") and p.requires_grad]
+            self.optimizer = torch.optim.AdamW(
+                [
+                    {"params": rest, "lr": lr, "weight_decay": wd},
+                    {"params": head, "lr": lr * self.head_lr_multiplier, "weight_decay": 0.0},
+                ],
+                lr=lr,
+            )
+        return self.optimizer
 
     def compute_loss(
         self,
