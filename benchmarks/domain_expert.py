@@ -165,7 +165,7 @@ def print_table(folder: Path) -> None:
     for r in rows:
         lv = r.get("lvl3", r["leaf"])
         vals = [
-            r["meta"]["system"],
+            r["meta"]["system"] + r["meta"].get("tag", ""),
             f"{r['lvl1']['accuracy']:.4f}",
             f"{r['lvl2']['accuracy']:.4f}",
             f"{lv['accuracy']:.4f}",
