@@ -31,9 +31,17 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batch-sizes", default="64,128,256")
+    ap.add_argument("--quantize", action="store_true", help="int8 dynamic quantisation")
     args = ap.parse_args()
     expert = DomainExpert.load(args.model)
     prods = load_catalogue(SHARED / "mwpd" / "validation.jsonl").products[: args.n]
+    agreement = None
+    if args.quantize:
+        base = expert.predict(prods)
+        expert.config.quantize = True
+        quant = expert.predict(prods)
+        agreement = sum(a == b for a, b in zip(base, quant, strict=True)) / len(prods)
+        print(f"int8: top-1 agrees with fp32 on {agreement:.4f} of {len(prods)} products")
     expert.predict_proba(prods[:128])  # warm-up
     rows = []
     for bs in [int(x) for x in args.batch_sizes.split(",")]:
@@ -56,7 +64,8 @@ def main() -> None:
             f"| {r['batch_size']} | {r['median_products_per_second']:.0f} | "
             f"{', '.join(f'{x:.0f}' for x in r['all'])} |"
         )
-    out = ROOT / "benchmarks" / "results" / "throughput.json"
+    name = "throughput-int8.json" if args.quantize else "throughput.json"
+    out = ROOT / "benchmarks" / "results" / name
     out.write_text(
         json.dumps(
             {
@@ -64,6 +73,8 @@ def main() -> None:
                 "n": len(prods),
                 "model": args.model,
                 "max_length": expert.config.max_length,
+                "quantize": args.quantize,
+                "top1_agreement_with_fp32": agreement,
                 "date": str(date.today()),
                 "machine": f"{platform.machine()} {os.cpu_count()} cores",
             },

@@ -111,3 +111,14 @@ def test_label_init_starts_as_nearest_label_classifier():
         logits = model(**tok(queries, padding=True, return_tensors="pt"))["logits"]
     assert logits.argmax(1).tolist() == [0, 1, 2, 3]  # right before any training
 
+
+
+def test_int8_quantised_prediction_agrees(fitted, split):
+    expert, _ = fitted
+    _, test = split
+    base = expert.predict(test)
+    q = DomainExpert(**{**expert.config.__dict__, "quantize": True})
+    q.model, q.tokenizer, q.taxonomy, q.classes_ = (
+        expert.model, expert.tokenizer, expert.taxonomy, expert.classes_)
+    agree = np.mean([a == b for a, b in zip(base, q.predict(test), strict=True)])
+    assert agree >= 0.9

@@ -82,6 +82,7 @@ class DomainExpertConfig:
     save_steps: int = 200
     logging_steps: int = 50
     eval_batch_size: int = 128
+    quantize: bool = False  # int8 dynamic quantisation of the Linear layers for CPU inference
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -244,6 +245,7 @@ class DomainExpert:
         self._check_fitted()
         assert self.model is not None
         self.model.eval()
+        model = self._inference_model()
         texts = [_as_product(p).text() for p in products]
         bs = batch_size or self.config.eval_batch_size
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths per batch
@@ -257,9 +259,23 @@ class DomainExpert:
                 padding=True,
                 return_tensors="pt",
             )
-            logits = self.model(**enc)["logits"]
+            logits = model(**enc)["logits"]
             out[idx] = torch.softmax(logits.float(), -1).numpy()
         return out
+
+    def _inference_model(self) -> torch.nn.Module:
+        """The model used for prediction: int8-quantised on CPU when ``quantize`` is set."""
+        if not self.config.quantize:
+            return self.model
+        if getattr(self, "_qmodel", None) is None:
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self._qmodel = torch.ao.quantization.quantize_dynamic(
+                    self.model, {torch.nn.Linear}, dtype=torch.qint8
+                )
+        return self._qmodel
 
     def predict(self, products: Iterable[ProductLike]) -> list[str]:
         """The top-1 leaf category id for each product."""

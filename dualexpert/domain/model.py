@@ -35,8 +35,9 @@ class EncoderClassifier(nn.Module):
         self.eval()
         embs = []
         for i in range(0, len(texts), 64):
-            enc = tokenizer(texts[i : i + 64], truncation=True, max_length=32, padding=True,
-                            return_tensors="pt")
+            enc = tokenizer(
+                texts[i : i + 64], truncation=True, max_length=32, padding=True, return_tensors="pt"
+            )
             embs.append(self.embed(enc["input_ids"], enc["attention_mask"]))
         e = torch.cat(embs)
         norm = e.norm(dim=1, keepdim=True).clamp(min=1e-6)
