@@ -173,24 +173,8 @@ def evaluate(
     from .evaluation import evaluate_domain_expert
 
     if strategy is not None:
-        _evaluate_dual(
-            model,
-            test_file,
-            strategy,
-            representation,
-            k,
-            threshold,
-            summaries,
-            fusion_weight,
-            llm,
-            api_base,
-            limit,
-            seed,
-            run_file,
-            json_out,
-            columns,
-            skip_bad,
-        )
+        opts = dict(locals())
+        _evaluate_dual(**{k: opts[k] for k in _DUAL_OPTS})
         return
     expert = DomainExpert.load(model)
     cat = _load(test_file, columns, skip_bad)
@@ -386,23 +370,44 @@ def _run_dual(de, prods, run_file: Path) -> list[dict]:
     return [r for r in read_records(run_file) if r["id"] in wanted]
 
 
+_DUAL_OPTS = (
+    "model",
+    "test_file",
+    "strategy",
+    "representation",
+    "k",
+    "threshold",
+    "summaries",
+    "fusion_weight",
+    "llm",
+    "api_base",
+    "limit",
+    "seed",
+    "run_file",
+    "json_out",
+    "columns",
+    "skip_bad",
+)
+
+
 def _evaluate_dual(
-    model,
-    test_file,
-    strategy,
-    representation,
-    k,
-    threshold,
-    summaries,
-    fusion_weight,
-    llm,
-    api_base,
-    limit,
-    seed,
-    run_file,
-    json_out,
-    columns,
-    skip_bad,
+    *,
+    model: Path,
+    test_file: Path,
+    strategy: str,
+    representation: str,
+    k: int,
+    threshold: float,
+    summaries: Path | None,
+    fusion_weight: float | None,
+    llm: str | None,
+    api_base: str | None,
+    limit: int | None,
+    seed: int,
+    run_file: Path | None,
+    json_out: Path | None,
+    columns: str | None,
+    skip_bad: bool,
 ) -> None:
     from .dual_eval import summarise_records
 

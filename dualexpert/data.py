@@ -51,6 +51,17 @@ class Product(BaseModel):
         return self.title[:max_chars]
 
 
+def as_product(x: Product | str | dict) -> Product:
+    """A :class:`Product` from a Product, a bare title, or a dict of its fields."""
+    if isinstance(x, Product):
+        return x
+    if isinstance(x, str):
+        return Product(title=x)
+    if isinstance(x, dict):
+        return Product(**x)
+    raise TypeError(f"expected a Product, a str or a dict, got {type(x).__name__}")
+
+
 class RecordError(ValueError):
     """A catalogue record that could not be read; names the file, line and field."""
 

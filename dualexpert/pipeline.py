@@ -12,19 +12,11 @@ from typing import Any
 
 import dspy
 
-from .data import Product
+from .data import Product, as_product
 from .general import GeneralExpert
 from .retriever import DomainRetriever
 
 REPRESENTATIONS = ("leaf", "path", "descriptive", "summary")
-
-
-def _product(x: Product | str | Mapping) -> Product:
-    if isinstance(x, Product):
-        return x
-    if isinstance(x, str):
-        return Product(title=x)
-    return Product(**dict(x))
 
 
 class DualExpert(dspy.Module):
@@ -81,7 +73,7 @@ class DualExpert(dspy.Module):
         return f"{name}: {summary}" if summary else name
 
     def forward(self, product: Product | str | Mapping) -> dspy.Prediction:
-        prod = _product(product)
+        prod = as_product(dict(product) if isinstance(product, Mapping) else product)
         cands = self.retriever(prod).candidates
         top = cands[0]
         out = {

@@ -11,7 +11,7 @@ from typing import Any
 
 import dspy
 
-from .data import Product
+from .data import Product, as_product
 
 
 class DomainRetriever(dspy.Module):
@@ -24,8 +24,7 @@ class DomainRetriever(dspy.Module):
         self.representation = representation
 
     def forward(self, query: Product | str | Mapping, k: int | None = None) -> dspy.Prediction:
-        if isinstance(query, Mapping):
-            query = Product(**dict(query))
+        query = as_product(dict(query) if isinstance(query, Mapping) else query)
         cands = self.domain.predict_topk([query], k=k or self.k)[0]
         tax = self.domain.taxonomy
         return dspy.Prediction(

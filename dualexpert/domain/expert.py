@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer, TrainingArguments
 from transformers import logging as hf_logging
 
-from ..data import Product
+from ..data import Product, as_product
 from ..models import resolve_encoder
 from ..taxonomy import Taxonomy, UnknownCategoryError
 from .augment import augment
@@ -86,16 +86,6 @@ class DomainExpertConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _as_product(x: ProductLike) -> Product:
-    if isinstance(x, Product):
-        return x
-    if isinstance(x, str):
-        return Product(title=x)
-    if isinstance(x, dict):
-        return Product(**x)
-    raise TypeError(f"expected a Product, a str or a dict, got {type(x).__name__}")
-
-
 class DomainExpert:
     """Fine-tuned encoder over the leaves of a taxonomy.
 
@@ -152,7 +142,7 @@ class DomainExpert:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         torch.set_num_threads(max(1, os.cpu_count() or 1))
-        prods = [_as_product(p) for p in products]
+        prods = [as_product(p) for p in products]
         if not prods:
             raise ValueError("no products to fit on")
         self.taxonomy = taxonomy or Taxonomy.from_paths(
@@ -246,7 +236,7 @@ class DomainExpert:
         assert self.model is not None
         self.model.eval()
         model = self._inference_model()
-        texts = [_as_product(p).text() for p in products]
+        texts = [as_product(p).text() for p in products]
         bs = batch_size or self.config.eval_batch_size
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths per batch
         out = np.zeros((len(texts), len(self.classes_)), dtype=np.float32)
