@@ -46,11 +46,14 @@ class LlamaCppEngine:
     ) -> None:
         self.model = model
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or max(1, os.cpu_count() or 1)
+        self.n_threads = n_threads or int(
+            os.environ.get("DUALEXPERT_LLM_THREADS") or max(1, os.cpu_count() or 1)
+        )
         self.seed = seed
         self.n_batch = n_batch
         self._llm: Any = None
         self._lock = threading.Lock()
+        self.last_usage: dict[str, int] = {}  # of the last score_options call
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -151,13 +154,26 @@ class LlamaCppEngine:
         """
         import numpy as np
 
+        from llama_cpp import llama_get_logits_ith
+
         llm = self.llama
         with self._lock:
             prompt = self._chat_prompt(messages) + prefix
             toks = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-            llm.reset()
-            llm.eval(toks)
-            logits = np.asarray(llm.scores[llm.n_tokens - 1], dtype=np.float64)
+            # Keep the KV cache of the prefix shared with the last prompt (the signature's
+            # instructions are the same for every product); always evaluate the last token.
+            keep = 0
+            for a, b in zip(llm.input_ids[: llm.n_tokens], toks[:-1]):
+                if a != b:
+                    break
+                keep += 1
+            llm.n_tokens = keep
+            llm.eval(toks[keep:])
+            # Llama keeps no logits without logits_all: read the last token's from the context.
+            logits = np.ctypeslib.as_array(
+                llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)
+            ).astype(np.float64)
+            self.last_usage = {"prompt_tokens": len(toks), "completion_tokens": 0}
             first = [
                 llm.tokenize(o.encode("utf-8"), add_bos=False, special=False)[0] for o in options
             ]

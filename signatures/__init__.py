@@ -6,5 +6,13 @@ from .categorisation import (
     SelectCategory,
     SummariseCategory,
 )
+from .relevance import JudgeRelevance, WriteRationale
 
-__all__ = ["RankCategories", "ReasonAndRankCategories", "SelectCategory", "SummariseCategory"]
+__all__ = [
+    "JudgeRelevance",
+    "RankCategories",
+    "ReasonAndRankCategories",
+    "SelectCategory",
+    "SummariseCategory",
+    "WriteRationale",
+]

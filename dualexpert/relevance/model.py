@@ -1,0 +1,161 @@
+"""The distillation model (paper 4.3, Figure 1; embedding variant, Figure 4).
+
+A BERT-family cross-encoder with a classification head on CLS scores a (query, title) pair. During
+training an auxiliary head learns the LLM's rationale from the encoder's token states:
+
+* ``aux="decoder"``: an autoregressive decoder with cross-attention generates the rationale.
+  The offline default is a BERT-style decoder initialised from the encoder's own weights
+  (cross-attention layers new), since no T5 ships on PyPI; ``decoder="t5-small"`` (or any
+  T5 name or folder) uses that model's decoder and LM head instead.
+* ``aux="embedding"``: the mean-pooled encoder output, through a linear map, regresses a sentence
+  embedding of the rationale (MSE).
+* ``aux="none"``: the plain cross-encoder baseline.
+
+Only ``self.cross`` (an ``AutoModelForSequenceClassification``) is exported; it loads with
+``sentence_transformers.CrossEncoder``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class BertStyleDecoder(nn.Module):
+    """A BERT decoder (causal self-attention + cross-attention) with an LM head."""
+
+    def __init__(self, name_or_path: str, encoder_dim: int) -> None:
+        super().__init__()
+        from transformers import AutoConfig, BertLMHeadModel
+
+        cfg = AutoConfig.from_pretrained(name_or_path)
+        cfg.is_decoder = True
+        cfg.add_cross_attention = True
+        self.model = BertLMHeadModel.from_pretrained(name_or_path, config=cfg)
+        dim = cfg.hidden_size
+        self.bridge = nn.Identity() if dim == encoder_dim else nn.Linear(encoder_dim, dim)
+
+    def forward(
+        self, states: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor
+    ) -> torch.Tensor:
+        labels = ids.masked_fill(attn == 0, -100)
+        out = self.model(
+            input_ids=ids,
+            attention_mask=attn,
+            encoder_hidden_states=self.bridge(states),
+            encoder_attention_mask=mask,
+            labels=labels,
+        )
+        return out.loss
+
+
+class T5Decoder(nn.Module):
+    """The decoder and LM head of a T5 model, fed the (projected) encoder states."""
+
+    def __init__(self, name_or_path: str, encoder_dim: int) -> None:
+        super().__init__()
+        from transformers import T5ForConditionalGeneration
+
+        self.model = T5ForConditionalGeneration.from_pretrained(name_or_path)
+        self.model.encoder = None  # the cross-encoder is the encoder
+        dim = self.model.config.d_model
+        self.bridge = nn.Identity() if dim == encoder_dim else nn.Linear(encoder_dim, dim)
+
+    def forward(
+        self, states: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor
+    ) -> torch.Tensor:
+        from transformers.modeling_outputs import BaseModelOutput
+
+        labels = ids.masked_fill(attn == 0, -100)
+        out = self.model(
+            encoder_outputs=BaseModelOutput(last_hidden_state=self.bridge(states)),
+            attention_mask=mask,
+            labels=labels,
+        )
+        return out.loss
+
+
+def is_t5(name_or_path: str) -> bool:
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(name_or_path).model_type in ("t5", "mt5", "umt5")
+
+
+class RationaleDistillModel(nn.Module):
+    """Cross-encoder + auxiliary rationale head; ``forward`` returns the losses."""
+
+    def __init__(
+        self,
+        encoder: str,
+        aux: str = "decoder",
+        decoder: str | None = None,
+        embedding_dim: int | None = None,
+        ignore_cls: bool = False,
+        lam: float = 0.1,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoModelForSequenceClassification
+
+        if aux not in ("decoder", "embedding", "none"):
+            raise ValueError(f"aux must be decoder, embedding or none, not {aux!r}")
+        self.cross = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=1)
+        dim = self.cross.config.hidden_size
+        self.aux, self.ignore_cls, self.lam = aux, ignore_cls, lam
+        self.decoder: nn.Module | None = None
+        self.transform: nn.Module | None = None
+        if aux == "decoder":
+            dec = decoder or encoder
+            self.decoder = T5Decoder(dec, dim) if is_t5(dec) else BertStyleDecoder(dec, dim)
+        elif aux == "embedding":
+            if not embedding_dim:
+                raise ValueError("aux='embedding' needs embedding_dim (the rationale embedder's)")
+            self.transform = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, embedding_dim))
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        base = getattr(self.cross, self.cross.base_model_prefix)
+        return list(base.parameters())
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        rationale_ids: torch.Tensor | None = None,
+        rationale_mask: torch.Tensor | None = None,
+        rationale_embedding: torch.Tensor | None = None,
+        aux_only: bool = False,
+    ) -> dict[str, Any]:
+        kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
+        out = self.cross(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            output_hidden_states=self.aux != "none",
+            **kw,
+        )
+        logits = out.logits.squeeze(-1)
+        result: dict[str, Any] = {"logits": logits}
+        zero = logits.new_zeros(())
+        l_cls = (
+            nn.functional.binary_cross_entropy_with_logits(logits, labels.float())
+            if labels is not None
+            else zero
+        )
+        l_aux = zero
+        if self.aux != "none":
+            states = out.hidden_states[-1]
+            mask = attention_mask
+            if self.ignore_cls:
+                states, mask = states[:, 1:], mask[:, 1:]
+            if self.aux == "decoder" and rationale_ids is not None:
+                l_aux = self.decoder(states, mask, rationale_ids, rationale_mask)
+            elif self.aux == "embedding" and rationale_embedding is not None:
+                m = mask.unsqueeze(-1).to(states.dtype)
+                pooled = (states * m).sum(1) / m.sum(1).clamp(min=1.0)
+                pred = self.transform(pooled)
+                l_aux = nn.functional.mse_loss(pred, rationale_embedding.to(pred.dtype))
+        loss = l_aux if aux_only else l_cls + self.lam * l_aux
+        result.update(loss=loss, loss_cls=l_cls.detach(), loss_aux=l_aux.detach())
+        return result

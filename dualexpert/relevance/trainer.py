@@ -1,0 +1,142 @@
+"""Training plumbing for distillation on the transformers ``Trainer``.
+
+Progress, checkpoints (safetensors), resume and seeds come from the Trainer; this module adds the
+pair/rationale collator, the per-group warm-up schedule and the combined loss.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+from transformers import Trainer
+
+from .model import RationaleDistillModel
+from .schedule import WarmupSchedule
+
+
+class PairDataset(Dataset):
+    """Rows of ``{"query", "title", "label", "rationale"?, "embedding"?}``."""
+
+    def __init__(self, rows: list[dict[str, Any]]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return self.rows[i]
+
+
+class PairCollator:
+    """Tokenises (query, title) for the encoder and the rationale for the decoder."""
+
+    def __init__(
+        self,
+        tokenizer: Any,
+        max_length: int,
+        rationale_tokenizer: Any = None,
+        rationale_max_length: int = 64,
+    ):
+        self.tok, self.max_length = tokenizer, max_length
+        self.rtok, self.rmax = rationale_tokenizer, rationale_max_length
+
+    def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        enc = self.tok(
+            [b["query"] for b in batch],
+            [b["title"] for b in batch],
+            truncation=True,
+            max_length=self.max_length,
+            padding=True,
+            return_tensors="pt",
+        )
+        out = dict(enc)
+        out["labels"] = torch.tensor([float(b["label"]) for b in batch])
+        if self.rtok is not None and all(b.get("rationale") for b in batch):
+            r = self.rtok(
+                [b["rationale"] for b in batch],
+                truncation=True,
+                max_length=self.rmax,
+                padding=True,
+                return_tensors="pt",
+            )
+            out["rationale_ids"], out["rationale_mask"] = r["input_ids"], r["attention_mask"]
+        if all(b.get("embedding") is not None for b in batch):
+            out["rationale_embedding"] = torch.tensor([b["embedding"] for b in batch])
+        return out
+
+
+class DistillTrainer(Trainer):
+    """``Trainer`` with the decoder warm-up (frozen encoder, aux loss only, then a linear encoder
+    warm-up) and separate weight decay for the encoder and the auxiliary head."""
+
+    def __init__(
+        self,
+        *args: Any,
+        schedule_fractions: tuple[float, float, float] = (0.0, 0.0, 0.1),
+        decoder_weight_decay: float = 0.001,
+        **kwargs: Any,
+    ):
+        super().__init__(*args, **kwargs)
+        self.fractions = schedule_fractions
+        self.decoder_weight_decay = decoder_weight_decay
+        self.schedule: WarmupSchedule | None = None
+
+    def create_optimizer_and_scheduler(self, num_training_steps: int) -> None:
+        model: RationaleDistillModel = self.model
+        frozen, enc_warm, head_warm = self.fractions
+        self.schedule = WarmupSchedule(
+            total_steps=num_training_steps,
+            frozen_steps=int(round(frozen * num_training_steps)),
+            encoder_warmup_steps=int(round(enc_warm * num_training_steps)),
+            head_warmup_steps=int(round(head_warm * num_training_steps)),
+        )
+        enc_ids = {id(p) for p in model.encoder_parameters()}
+        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        encoder = [p for n, p in named if id(p) in enc_ids]
+        head = [p for n, p in named if id(p) not in enc_ids and n.startswith("cross.")]
+        aux = [p for n, p in named if id(p) not in enc_ids and not n.startswith("cross.")]
+        lr = self.args.learning_rate
+        groups = [
+            {"params": encoder, "lr": lr, "weight_decay": self.args.weight_decay},
+            {"params": head, "lr": lr, "weight_decay": 0.0},
+            {"params": aux, "lr": lr, "weight_decay": self.decoder_weight_decay},
+        ]
+        self.optimizer = torch.optim.AdamW(
+            [g for g in groups if g["params"]], lr=lr, eps=1e-8, betas=(0.9, 0.999)
+        )
+        lambdas = [self.schedule.encoder, self.schedule.head, self.schedule.head]
+        lambdas = [fn for fn, g in zip(lambdas, groups, strict=True) if g["params"]]
+        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambdas)
+
+    def compute_loss(
+        self,
+        model: torch.nn.Module,
+        inputs: dict[str, torch.Tensor],
+        return_outputs: bool = False,
+        num_items_in_batch: Any = None,
+    ):
+        step = self.state.global_step
+        aux_only = self.schedule is not None and self.schedule.aux_only(step)
+        out = model(**inputs, aux_only=aux_only)
+        return (out["loss"], out) if return_outputs else out["loss"]
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        if self.schedule is not None:
+            logs["phase"] = "decoder-warmup" if self.schedule.aux_only(self.state.global_step) else "joint"
+        super().log(logs, *args, **kwargs)
+
+    # Checkpoints as safetensors; save_model keeps tied weights (the decoder's LM head) intact.
+    def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:
+        from safetensors.torch import save_model
+
+        out = Path(output_dir or self.args.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        save_model(self.model, str(out / "model.safetensors"))
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: Any = None) -> None:
+        from safetensors.torch import load_model
+
+        load_model(model or self.model, str(Path(resume_from_checkpoint) / "model.safetensors"))
