@@ -27,6 +27,20 @@ _EXPORTS = {
     "categorisation_report": "dualexpert.metrics",
     "resolve_encoder": "dualexpert.models",
     "resolve_llm": "dualexpert.models",
+    # DSPy modules and tools
+    "DualExpert": "dualexpert.pipeline",
+    "GeneralExpert": "dualexpert.general",
+    "DomainRetriever": "dualexpert.retriever",
+    "categoriser_tool": "dualexpert.tools",
+    "general_expert_tool": "dualexpert.tools",
+    "get_lm": "dualexpert.lm",
+    "local_lm": "dualexpert.lm",
+    "hosted_lm": "dualexpert.lm",
+    # optimisation runs
+    "build_examples": "dualexpert.optimizers",
+    "optimize": "dualexpert.optimizers",
+    "load_program": "dualexpert.optimizers",
+    "save_program": "dualexpert.optimizers",
 }
 
 __all__ = sorted(_EXPORTS)

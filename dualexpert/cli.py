@@ -255,7 +255,10 @@ def _pipeline(
         fusion_weight=fusion_weight,
     )
     if program:
-        de.general.load(str(program))
+        from .optimizers import load_program
+
+        # the strategy the program was compiled for is stored in its JSON
+        de.general = load_program(program, strategy=None)
     return de
 
 
@@ -348,6 +351,102 @@ def classify(
         totals = classify_products(de, prods, out, progress=lambda n: prog.advance(task, n))
         prog.update(task, completed=len(prods))
     console.print(json.dumps(totals))
+
+
+@app.command()
+def optimize(
+    model: Annotated[Path, typer.Option(help="A saved domain expert folder (kept fixed).")],
+    train: Annotated[Path, typer.Option(help="Labelled catalogue the optimiser learns from.")],
+    dev: Annotated[Path, typer.Option(help="Labelled catalogue for before/after scores.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Compiled program (DSPy JSON).")],
+    optimizer: Annotated[
+        str, typer.Option(help="bootstrap, random_search, mipro, gepa or simba.")
+    ] = "bootstrap",
+    llm: LlmOpt = None,
+    api_base: ApiBaseOpt = None,
+    strategy: str = "zero_shot",
+    representation: str = "descriptive",
+    k: int = 5,
+    summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
+    metric: Annotated[str, typer.Option(help="exact, hierarchical or mrr.")] = "exact",
+    max_calls: Annotated[int, typer.Option(help="Cap on LLM calls for the whole run.")] = 300,
+    limit_train: Annotated[
+        int | None, typer.Option(help="Sample this many train products.")
+    ] = None,
+    limit_dev: Annotated[int | None, typer.Option(help="Sample this many dev products.")] = None,
+    setting: Annotated[
+        list[str] | None,
+        typer.Option(help="Optimiser setting NAME=VALUE (repeatable), e.g. max_steps=3."),
+    ] = None,
+    seed: int = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    columns: ColumnsOpt = None,
+    skip_bad: SkipOpt = False,
+) -> None:
+    """Optimise the general expert's prompt with a DSPy optimiser (the domain expert is fixed),
+    print before/after scores on the dev file, and save the program for classify --program."""
+    import dspy
+
+    from .domain import DomainExpert
+    from .indexes import SummaryIndex
+    from .lm import get_lm
+    from .optimizers import BudgetExceeded, build_examples
+    from .optimizers import optimize as run_optimize
+
+    settings = {}
+    for item in setting or []:
+        name, _, value = item.partition("=")
+        try:
+            settings[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            settings[name.strip()] = value
+    expert = DomainExpert.load(model)
+    index = SummaryIndex.load(summaries) if summaries else None
+    tr = _sample(_load(train, columns, skip_bad).products, limit_train, seed)
+    dv = _sample(_load(dev, columns, skip_bad).products, limit_dev, seed + 1)
+    train_ids = {p.id for p in tr}
+    dv = [p for p in dv if not p.id or p.id not in train_ids]
+    opts = dict(k=k, representation=representation, summaries=index)
+    trainset, devset = build_examples(expert, tr, **opts), build_examples(expert, dv, **opts)
+    lm = get_lm(llm, api_base=api_base)
+    dspy.configure(lm=lm)
+    with _progress() as prog:
+        task = prog.add_task(f"{optimizer} (LLM calls)", total=None)
+
+        def progress(calls: int, projected: int) -> None:
+            prog.update(task, completed=calls, total=max(projected, calls))
+
+        try:
+            result = run_optimize(
+                trainset,
+                devset,
+                optimizer,
+                lm=lm,
+                strategy=strategy,
+                metric=metric,
+                max_calls=max_calls,
+                settings=settings,
+                seed=seed,
+                out=out,
+                progress=progress,
+                log=prog.console.print,
+            )
+        except BudgetExceeded as e:
+            console.print(f"[red]budget:[/red] {e}")
+            raise typer.Exit(3) from None
+    table = Table(title=f"{optimizer} on {result.n_dev} dev products ({result.calls} LLM calls)")
+    for c in ("system", "exact", "hierarchical", "mrr"):
+        table.add_column(c)
+    for name, s in (
+        ("domain expert", result.domain),
+        ("before", result.before),
+        ("after", result.after),
+    ):
+        table.add_row(name, *(f"{s[m]:.4f}" for m in ("exact", "hierarchical", "mrr")))
+    Console().print(table)
+    console.print(f"saved the compiled program to {result.path}")
+    if json_out:
+        json_out.write_text(json.dumps(result.to_dict(), indent=1))
 
 
 def _sample(products: list, limit: int | None, seed: int) -> list:

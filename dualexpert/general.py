@@ -96,6 +96,9 @@ class GeneralExpert(dspy.Module):
             inputs={"product": product, "candidates": shown},
         )
         logp = engine.score_options(messages, '{"choice": ', [str(i) for i in range(1, n + 1)])
+        tracker = dspy.settings.usage_tracker  # the engine bypasses dspy.LM: count the call here
+        if tracker is not None:
+            tracker.add_usage(lm.model, dict(getattr(engine, "last_usage", None) or {"calls": 1}))
         order = sorted(range(n), key=lambda i: -logp[i])
         return dspy.Prediction(
             index=order[0],
@@ -106,16 +109,21 @@ class GeneralExpert(dspy.Module):
             llm_logprobs=[float(x) for x in logp],
         )
 
-    def forward(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
-        n = len(candidates)
-        if n == 0:
-            raise ValueError("the general expert needs at least one candidate")
-        shown = format_candidates(candidates)
-        if self.strategy == "score":
-            return self._score(product, shown, n)
+    async def _aask(self, product: str, shown: str, attempt: int) -> dspy.Prediction | None:
+        cfg = {"rollout_id": attempt, "temperature": 0.7} if attempt else {}
+        adapter = dspy.settings.adapter or dspy.JSONAdapter()
+        try:
+            with dspy.context(adapter=adapter):
+                return await self.predict.acall(product=product, candidates=shown, config=cfg)
+        except AdapterParseError:
+            return None
+
+    def _attempts(self, n: int):
+        """The retry loop as a generator: yields attempt numbers, receives the LLM's predictions
+        (or None), returns the final ``dspy.Prediction``. Shared by ``forward`` and ``aforward``."""
         decision, reason, ranking = "invalid", "", []
         for attempt in range(self.retries + 1):
-            pred = self._ask(product, shown, attempt)
+            pred = yield attempt
             if pred is None:
                 continue
             if self.strategy == "zero_shot":
@@ -140,3 +148,36 @@ class GeneralExpert(dspy.Module):
         return dspy.Prediction(
             index=order[0], ranking=order, reason=reason, decision=decision, fallback=fallback
         )
+
+    def forward(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
+        n = len(candidates)
+        if n == 0:
+            raise ValueError("the general expert needs at least one candidate")
+        shown = format_candidates(candidates)
+        if self.strategy == "score":
+            return self._score(product, shown, n)
+        loop = self._attempts(n)
+        try:
+            attempt = next(loop)
+            while True:
+                attempt = loop.send(self._ask(product, shown, attempt))
+        except StopIteration as done:
+            return done.value
+
+    async def aforward(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
+        """Async ``forward`` (``await expert.acall(product=..., candidates=...)``)."""
+        import asyncio
+
+        n = len(candidates)
+        if n == 0:
+            raise ValueError("the general expert needs at least one candidate")
+        shown = format_candidates(candidates)
+        if self.strategy == "score":
+            return await asyncio.to_thread(self._score, product, shown, n)
+        loop = self._attempts(n)
+        try:
+            attempt = next(loop)
+            while True:
+                attempt = loop.send(await self._aask(product, shown, attempt))
+        except StopIteration as done:
+            return done.value

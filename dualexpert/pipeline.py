@@ -75,6 +75,28 @@ class DualExpert(dspy.Module):
     def forward(self, product: Product | str | Mapping) -> dspy.Prediction:
         prod = as_product(dict(product) if isinstance(product, Mapping) else product)
         cands = self.retriever(prod).candidates
+        routed = self._route(cands)
+        if not isinstance(routed, dict):
+            return routed
+        g = self.general(product=prod.text(), candidates=[self.candidate_text(c.id) for c in cands])
+        return self._fuse(cands, g, routed)
+
+    async def aforward(self, product: Product | str | Mapping) -> dspy.Prediction:
+        """Async ``forward`` (``await categoriser.acall(product)``): the LLM call is awaited."""
+        import asyncio
+
+        prod = as_product(dict(product) if isinstance(product, Mapping) else product)
+        cands = (await asyncio.to_thread(self.retriever, prod)).candidates
+        routed = self._route(cands)
+        if not isinstance(routed, dict):
+            return routed
+        g = await self.general.acall(
+            product=prod.text(), candidates=[self.candidate_text(c.id) for c in cands]
+        )
+        return self._fuse(cands, g, routed)
+
+    def _route(self, cands) -> dict | dspy.Prediction:
+        """The domain expert's answer if it is confident, else the shared output fields."""
         top = cands[0]
         out = {
             "candidates": [
@@ -99,7 +121,10 @@ class DualExpert(dspy.Module):
                 decision="domain",
                 **out,
             )
-        g = self.general(product=prod.text(), candidates=[self.candidate_text(c.id) for c in cands])
+        return out
+
+    def _fuse(self, cands, g, out: dict) -> dspy.Prediction:
+        top = cands[0]
         order = list(g.ranking)
         chosen = g.index
         llm_logp = getattr(g, "llm_logprobs", None)

@@ -6,12 +6,17 @@ it for candidates (``passages`` are the candidates' full paths).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from typing import Any
 
 import dspy
 
 from .data import Product, as_product
+
+# Hugging Face fast tokenizers are not safe to call from several threads at once ("Already
+# borrowed"): domain-expert inference is serialised; it is fast next to an LLM call.
+_PREDICT_LOCK = threading.Lock()
 
 
 class DomainRetriever(dspy.Module):
@@ -25,7 +30,8 @@ class DomainRetriever(dspy.Module):
 
     def forward(self, query: Product | str | Mapping, k: int | None = None) -> dspy.Prediction:
         query = as_product(dict(query) if isinstance(query, Mapping) else query)
-        cands = self.domain.predict_topk([query], k=k or self.k)[0]
+        with _PREDICT_LOCK:
+            cands = self.domain.predict_topk([query], k=k or self.k)[0]
         tax = self.domain.taxonomy
         return dspy.Prediction(
             passages=[tax.represent(c.id, self.representation) for c in cands],
