@@ -28,6 +28,25 @@ def done_ids(path: str | Path) -> set[str]:
     return ids
 
 
+def drop_torn_tail(path: str | Path) -> None:
+    """Cut a torn last line (a killed run's half-written record), so appending is safe."""
+    p = Path(path)
+    if not p.exists() or p.stat().st_size == 0:
+        return
+    with p.open("rb+") as f:
+        f.seek(-1, 2)
+        if f.read(1) == b"\n":
+            return
+        f.seek(0)
+        body = f.read()
+        cut = body.rfind(b"\n") + 1
+        try:  # a whole record that only lacks its newline is kept
+            json.loads(body[cut:])
+            f.write(b"\n")
+        except ValueError:
+            f.truncate(cut)
+
+
 def _usage(tracker: Any) -> dict[str, int]:
     calls = sum(len(v) for v in tracker.usage_data.values())
     totals = tracker.get_total_tokens()
@@ -51,6 +70,7 @@ def classify_products(
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    drop_torn_tail(out)  # else the first new record would be glued to the torn line
     skip = done_ids(out)
     totals = {
         "products": 0,

@@ -191,27 +191,56 @@ def evaluate(
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo"),
     epochs: float = 4.0,
+    seed: int = 0,
+    no_llm: Annotated[
+        bool, typer.Option("--no-llm", help="Domain expert and TF-IDF only (quick).")
+    ] = False,
+    llm: Annotated[
+        str | None, typer.Option("--llm", help="qwen-1.5b (default), smollm2 or a .gguf path.")
+    ] = None,
+    strategy: Annotated[
+        str, typer.Option(help="score (fast, fused), zero_shot, rank or cot_rank.")
+    ] = "score",
+    k: Annotated[int, typer.Option(help="Candidates shown to the LLM.")] = 5,
+    dev_size: Annotated[
+        int, typer.Option(help="Held-out products for choosing the threshold and weight.")
+    ] = 16,
+    llm_products: Annotated[
+        int,
+        typer.Option(
+            help="Route the N least-confident test products when the dev threshold routes "
+            "another number (0: keep the dev threshold)."
+        ),
+    ] = 12,
+    fusion_weight: Annotated[
+        str, typer.Option(help="auto (chosen on dev), none (the LLM's pick) or a number.")
+    ] = "auto",
+    llm_threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
 ) -> None:
-    """End to end on the shipped demo catalogue with the embedded defaults."""
-    from .demo import run_demo
+    """End to end on the shipped demo catalogue with the embedded defaults: TF-IDF, the domain
+    expert, and the dual expert with the local LLM; a comparison table and a threshold plot."""
+    from .demo import demo_table, run_demo
 
-    result = run_demo(out, epochs=epochs)
-    table = Table(title=f"demo catalogue: {result['n_train']} train / {result['n_test']} test")
-    cols = [
-        "lvl3_accuracy",
-        "lvl3_f1_weighted",
-        "lvl3_f1_macro",
-        "top3_recall",
-        "fit_seconds",
-        "products_per_second",
-    ]
-    table.add_column("system")
-    for c in cols:
-        table.add_column(c)
-    for r in result["rows"]:
-        table.add_row(r["system"], *(f"{r[c]:.3f}" if r[c] < 10 else f"{r[c]:.0f}" for c in cols))
-    Console().print(table)
-    console.print(f"wrote {out / 'demo.json'}")
+    result = run_demo(
+        out,
+        epochs=epochs,
+        seed=seed,
+        use_llm=not no_llm,
+        llm=llm,
+        strategy=strategy,
+        k=k,
+        dev_size=dev_size,
+        llm_products=llm_products,
+        fusion_weight=fusion_weight,
+        llm_threads=llm_threads,
+    )
+    show = Console(width=max(Console().width, 110))  # the whole table, also when piped
+    show.print(demo_table(result))
+    for note in result["notes"]:
+        show.print(f"note: {note}")
+    if "plot" in result:
+        show.print(f"plot: {result['plot']}")
+    show.print(f"results: {out / 'demo.json'} ({result['total_seconds']:.0f} s)")
 
 
 LlmOpt = Annotated[
@@ -221,12 +250,13 @@ LlmOpt = Annotated[
 ApiBaseOpt = Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")]
 
 
-def _configure_lm(llm: str | None, api_base: str | None) -> None:
+def _configure_lm(llm: str | None, api_base: str | None, max_tokens: int | None = None) -> None:
     import dspy
 
     from .lm import get_lm
 
-    dspy.configure(lm=get_lm(llm, api_base=api_base), track_usage=True)
+    kw = {"max_tokens": max_tokens} if max_tokens else {}
+    dspy.configure(lm=get_lm(llm, api_base=api_base, **kw), track_usage=True)
 
 
 def _pipeline(
@@ -270,6 +300,7 @@ def summarize(
     llm: LlmOpt = None,
     api_base: ApiBaseOpt = None,
     n_examples: int = 8,
+    max_tokens: Annotated[int, typer.Option(help="Cap on the LLM's tokens per summary.")] = 256,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
 ) -> None:
@@ -277,7 +308,7 @@ def summarize(
     from .domain import DomainExpert
     from .indexes import SummaryIndex
 
-    _configure_lm(llm, api_base)
+    _configure_lm(llm, api_base, max_tokens)
     tax = DomainExpert.load(model).taxonomy
     cat = _load(train_file, columns, skip_bad)
     out.mkdir(parents=True, exist_ok=True)
@@ -317,7 +348,7 @@ def index(
         console.print(f"updated {update!r}")
     if search:
         for cid, score, text in ix.search(search, k=k):
-            Console().print(f"{score:.3f}  {cid}\n       {text}")
+            Console().print(f"{score:.3f}  {cid}\n       {text}", markup=False)
     if not (update or search):
         console.print(f"{len(ix)} summaries, embedder {ix.embedder}, built {ix.built_at}")
 
@@ -469,6 +500,22 @@ def _run_dual(de, prods, run_file: Path) -> list[dict]:
     return [r for r in read_records(run_file) if r["id"] in wanted]
 
 
+def _default_run_file(kind: str, strategy: str, representation: str, **config) -> Path:
+    """``runs/<kind>-<strategy>-<representation>-<hash>.jsonl``, the hash over the model (its
+    path and weights' mtime), the data and the settings: a rerun resumes its own records and
+    never reuses those of another model, LLM or configuration."""
+    import hashlib
+
+    model = Path(config.pop("model"))
+    weights = model / "model.safetensors"
+    config["model"] = str(model.resolve())
+    config["model_mtime"] = weights.stat().st_mtime if weights.exists() else None
+    config["data"] = str(Path(config["data"]).resolve())
+    key = json.dumps({k: str(v) for k, v in config.items()}, sort_keys=True)
+    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
+    return Path("runs") / f"{kind}-{strategy}-{representation}-{digest}.jsonl"
+
+
 _DUAL_OPTS = (
     "model",
     "test_file",
@@ -513,7 +560,10 @@ def _evaluate_dual(
     _configure_lm(llm, api_base)
     de = _pipeline(model, strategy, representation, k, threshold, summaries, fusion_weight, None)
     prods = _sample(_load(test_file, columns, skip_bad).products, limit, seed)
-    run_file = run_file or Path("runs") / f"eval-{strategy}-{representation}-t{threshold}.jsonl"
+    run_file = run_file or _default_run_file(
+        "eval", strategy, representation, model=model, data=test_file, k=k, threshold=threshold,
+        summaries=summaries, fusion_weight=fusion_weight, llm=llm, api_base=api_base,
+    )  # fmt: skip
     summary = summarise_records(_run_dual(de, prods, run_file))
     summary["config"] = {
         "strategy": strategy,
@@ -571,7 +621,10 @@ def threshold(
     _configure_lm(llm, api_base)
     de = _pipeline(model, strategy, representation, k, 1.01, summaries, None, None)
     prods = _sample(_load(dev_file, columns, skip_bad).products, limit, seed)
-    run_file = run_file or Path("runs") / f"threshold-{strategy}-{representation}.jsonl"
+    run_file = run_file or _default_run_file(
+        "threshold", strategy, representation, model=model, data=dev_file, k=k,
+        summaries=summaries, llm=llm, api_base=api_base,
+    )  # fmt: skip
     records = _run_dual(de, prods, run_file)
     weight, wscores = choose_fusion_weight(records)
     curve = threshold_curve(records, weight=weight)
@@ -611,6 +664,7 @@ def _progress() -> Progress:
         TimeRemainingColumn(),
         console=console,
     )
+
 
 
 if __name__ == "__main__":

@@ -92,15 +92,25 @@ def choose_fusion_weight(
     return best[1], scores
 
 
-def plot_curve(curve: Sequence[dict[str, float]], path: str | Path, title: str = "") -> Path:
-    """Accuracy and LLM traffic against the threshold (Figure 5)."""
+def plot_curve(
+    curve: Sequence[dict[str, float]], path: str | Path, title: str = "", xscale: str = "linear"
+) -> Path:
+    """Accuracy and LLM traffic against the threshold (Figure 5).
+
+    ``xscale="logit"`` spreads thresholds close to 1 (a confident domain expert); points
+    outside (0, 1) are then left out.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     t = [c["threshold"] for c in curve]
+    if xscale == "logit":  # (0, 1) only; thresholds a hair below 1 are drawn at 1 - 1e-6
+        curve = [c for c in curve if 0.0 < c["threshold"] < 1.0]
+        t = [min(c["threshold"], 1 - 1e-6) for c in curve]
     fig, ax = plt.subplots(figsize=(6, 4))
+    ax.set_xscale(xscale)
     ax.plot(t, [c["accuracy"] for c in curve], marker="o", label="accuracy")
     ax.set_xlabel("confidence threshold")
     ax.set_ylabel("accuracy")
@@ -109,9 +119,11 @@ def plot_curve(curve: Sequence[dict[str, float]], path: str | Path, title: str =
         t, [c["llm_traffic"] for c in curve], color="tab:orange", marker="s", label="LLM traffic"
     )
     ax2.set_ylabel("share of products sent to the LLM")
+    if xscale == "logit" and t:
+        ax.set_xlim(min(t) / 1.5, 1 - (1 - max(t)) / 1.5)
     fig.legend(loc="lower center", ncol=2)
     ax.set_title(title or "accuracy and LLM traffic against the routing threshold")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=120)
