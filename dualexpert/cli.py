@@ -381,7 +381,7 @@ def classify(
         task = prog.add_task("classify", total=len(prods))
         totals = classify_products(de, prods, out, progress=lambda n: prog.advance(task, n))
         prog.update(task, completed=len(prods))
-    console.print(json.dumps(totals))
+    typer.echo(json.dumps(totals))  # one machine-readable line on stdout, never wrapped
 
 
 @app.command()

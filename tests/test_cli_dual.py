@@ -140,7 +140,7 @@ def _classify(work, out, *extra):
 def test_classify_routes_the_unsure_and_resumes_without_duplicates(work, tmp_path):
     out = tmp_path / "labelled.jsonl"
     res = _classify(work, out)
-    totals = json.loads(res.output.strip().splitlines()[-1])
+    totals = json.loads(res.stdout.strip().splitlines()[-1])
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     want = [p.id for p in work["held_products"][:N]]
     assert [r["id"] for r in recs] == want and totals["products"] == N
@@ -161,7 +161,7 @@ def test_classify_routes_the_unsure_and_resumes_without_duplicates(work, tmp_pat
     lines = out.read_text().splitlines()
     out.write_text("\n".join(lines[:3]) + "\n" + lines[3][: len(lines[3]) // 2])
     res = _classify(work, out)
-    again = json.loads(res.output.strip().splitlines()[-1])
+    again = json.loads(res.stdout.strip().splitlines()[-1])
     assert again["skipped"] == 3 and again["products"] == N - 3
     recs2 = [json.loads(x) for x in out.read_text().splitlines()]  # every line parses
     assert sorted(r["id"] for r in recs2) == sorted(want)  # all there, none twice
@@ -169,7 +169,7 @@ def test_classify_routes_the_unsure_and_resumes_without_duplicates(work, tmp_pat
 
     # a finished run: nothing to do
     res = _classify(work, out)
-    assert json.loads(res.output.strip().splitlines()[-1])["products"] == 0
+    assert json.loads(res.stdout.strip().splitlines()[-1])["products"] == 0
     assert len(out.read_text().splitlines()) == N
 
 
