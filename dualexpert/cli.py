@@ -666,6 +666,15 @@ def _progress() -> Progress:
     )
 
 
+def _register_relevance() -> None:
+    from .cli_relevance import distill, rationales, relevance_app
+
+    app.command()(rationales)
+    app.command()(distill)
+    app.add_typer(relevance_app, name="relevance")
+
+
+_register_relevance()
 
 if __name__ == "__main__":
     app()

@@ -62,3 +62,121 @@ def rationales(
         task = bar.add_task("rationales", total=len(todo))
         totals = write_rationales(todo, out, progress=lambda n: bar.advance(task, n))
     console.print(json.dumps(totals))
+
+
+def distill(
+    pairs: Annotated[Path, typer.Argument(help="Labelled pairs (CSV/JSONL/Parquet).")],
+    out: Annotated[Path, typer.Option(help="Folder for the exported CrossEncoder.")],
+    rationales_file: Annotated[
+        Path | None, typer.Option("--rationales", help="Rationale JSONL (from `rationales`).")
+    ] = None,
+    aux: Annotated[str, typer.Option(help="decoder, embedding or none (plain CE).")] = "decoder",
+    encoder: Annotated[str, typer.Option(help="minilm, mpnet, or a HF name/folder.")] = "minilm",
+    decoder: Annotated[str | None, typer.Option(help="Decoder (default: from encoder).")] = None,
+    lam: Annotated[float, typer.Option(help="Weight of the rationale loss.")] = 0.1,
+    warmup: Annotated[bool, typer.Option(help="Decoder warm-up, frozen encoder first.")] = True,
+    ignore_cls: Annotated[bool, typer.Option(help="Hide CLS from the decoder.")] = False,
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
+    learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
+    split: SplitOpt = "train",
+    test_fraction: TestFracOpt = 0.2,
+    sample: Annotated[int | None, typer.Option(help="Train on a sample of N pairs.")] = None,
+    threshold: ThresholdOpt = 2.5,
+    resume: Annotated[bool, typer.Option(help="Resume from the last checkpoint.")] = False,
+) -> None:
+    """Train a cross-encoder with rationale distillation and export it (paper 4.3)."""
+    from .cli import console
+    from .relevance.distill import RelevanceDistiller
+    from .relevance.rationales import load_rationales
+
+    todo = _pairs(pairs, split, test_fraction, 0, sample, threshold)
+    rat = load_rationales(rationales_file) if rationales_file else None
+    if aux != "none":
+        if rat is None:
+            console.print(f"[red]error:[/red] --aux {aux} needs --rationales")
+            raise typer.Exit(2)
+        missing = [p.id for p in todo if p.id not in rat]
+        if missing:
+            console.print(f"[yellow]{len(missing)} pair(s) have no rationale; left out[/yellow]")
+            todo = [p for p in todo if p.id in rat]
+    try:
+        model = RelevanceDistiller(
+            encoder=encoder,
+            aux=aux,
+            decoder=decoder,
+            lam=lam,
+            decoder_warmup=warmup,
+            ignore_cls=ignore_cls,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            seed=seed,
+        ).fit(todo, rat, output_dir=out / "checkpoints", resume=resume)
+    except ValueError as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    model.save(out)
+    console.print(f"exported CrossEncoder to {out} ({len(todo)} training pairs)")
+
+
+@relevance_app.command("evaluate")
+def relevance_evaluate(
+    model: Annotated[Path, typer.Argument(help="Exported relevance model folder.")],
+    pairs: Annotated[Path, typer.Argument(help="Labelled pairs (CSV/JSONL/Parquet).")],
+    split: SplitOpt = "test",
+    test_fraction: TestFracOpt = 0.2,
+    sample: Annotated[int | None, typer.Option(help="Evaluate a sample of N pairs.")] = None,
+    threshold: ThresholdOpt = 2.5,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report.")] = None,
+) -> None:
+    """ROC-AUC, accuracy, precision and recall at 0.5 and 0.7, and pairs per second."""
+    import time
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from .metrics import binary_report
+    from .relevance.scorer import RelevanceScorer
+
+    todo = _pairs(pairs, split, test_fraction, 0, sample, threshold)
+    scorer = RelevanceScorer(model)
+    t0 = time.perf_counter()
+    prob = scorer.predict_proba(todo)
+    report = binary_report([p.label for p in todo], prob)
+    report["pairs_per_second"] = len(todo) / max(time.perf_counter() - t0, 1e-9)
+    table = Table("metric", "value")
+    for k, v in report.items():
+        table.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    Console().print(table)
+    if json_out:
+        json_out.write_text(json.dumps(report, indent=2))
+
+
+@relevance_app.command("predict")
+def relevance_predict(
+    model: Annotated[Path, typer.Argument(help="Exported relevance model folder.")],
+    pairs: Annotated[Path, typer.Argument(help="Pairs (CSV/JSONL/Parquet); labels optional.")],
+    out: Annotated[Path, typer.Option(help="JSONL of id, query, title, probability.")],
+    batch_size: Annotated[int, typer.Option(help="Pairs per batch.")] = 64,
+) -> None:
+    """Score every pair; a rerun skips pairs already in the output."""
+    from .batch import done_ids
+    from .cli import _progress
+    from .relevance.scorer import RelevanceScorer
+
+    todo = _pairs(pairs, "all", 0.2, 0, None, 2.5)
+    skip = done_ids(out)
+    todo = [p for p in todo if p.id not in skip]
+    scorer = RelevanceScorer(model, batch_size=batch_size)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _progress() as bar, out.open("a", encoding="utf-8") as f:
+        task = bar.add_task("scoring", total=len(todo))
+        for i in range(0, len(todo), batch_size):
+            chunk = todo[i : i + batch_size]
+            for p, s in zip(chunk, scorer.predict_proba(chunk), strict=True):
+                row = {"id": p.id, "query": p.query, "title": p.title, "probability": float(s)}
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.flush()
+            bar.advance(task, len(chunk))

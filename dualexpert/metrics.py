@@ -79,3 +79,57 @@ def categorisation_report(
                 )
                 report[f"leaf_{name}"]["categories"] = len({leaf_gold[i] for i in idx})
     return report
+
+
+# ---- relevance (binary) ---------------------------------------------------------------------
+def binary_report(
+    y_true: Sequence[int], prob: Sequence[float], thresholds: Sequence[float] = (0.5, 0.7)
+) -> dict[str, float]:
+    """ROC-AUC, accuracy at 0.5, and precision / recall at each threshold."""
+    from sklearn.metrics import precision_score, recall_score, roc_auc_score
+
+    y = np.asarray(y_true, dtype=int)
+    p = np.asarray(prob, dtype=float)
+    out = {
+        "roc_auc": float(roc_auc_score(y, p)) if len(set(y.tolist())) == 2 else float("nan"),
+        "accuracy": float(accuracy_score(y, p >= 0.5)),
+        "n": int(len(y)),
+    }
+    for t in thresholds:
+        pred = (p >= t).astype(int)
+        out[f"precision@{t}"] = float(precision_score(y, pred, zero_division=0))
+        out[f"recall@{t}"] = float(recall_score(y, pred, zero_division=0))
+    return out
+
+
+def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Mean and the half-width of a Student-t confidence interval (0 for one value)."""
+    from scipy import stats
+
+    v = np.asarray([x for x in values if x == x], dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    if len(v) == 1:
+        return float(v[0]), 0.0
+    half = stats.t.ppf((1 + confidence) / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v))
+    return float(v.mean()), float(half)
+
+
+def bootstrap_ci(
+    y_true: Sequence[int],
+    prob: Sequence[float],
+    metric: str = "roc_auc",
+    n: int = 1000,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Mean and half-width of a percentile bootstrap interval over test pairs (deterministic
+    systems, which have no training seed to vary)."""
+    rng = np.random.default_rng(seed)
+    y, p = np.asarray(y_true), np.asarray(prob)
+    vals = []
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        if len(set(y[idx].tolist())) == 2:
+            vals.append(binary_report(y[idx], p[idx], thresholds=())[metric])
+    lo, hi = np.percentile(vals, [2.5, 97.5])
+    return float(binary_report(y, p, thresholds=())[metric]), float((hi - lo) / 2)

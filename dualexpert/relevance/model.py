@@ -111,7 +111,9 @@ class RationaleDistillModel(nn.Module):
         elif aux == "embedding":
             if not embedding_dim:
                 raise ValueError("aux='embedding' needs embedding_dim (the rationale embedder's)")
-            self.transform = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, embedding_dim))
+            self.transform = nn.Sequential(
+                nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, embedding_dim)
+            )
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         base = getattr(self.cross, self.cross.base_model_prefix)

@@ -21,7 +21,6 @@ from ..batch import _usage, done_ids
 from ..signatures import WriteRationale
 from .data import RelevancePair
 
-
 # Two short worked examples anchor the length and style (small local models otherwise restate the
 # whole title); they sit in the static prompt prefix, which llama.cpp reuses between calls.
 DEFAULT_DEMOS = [

@@ -13,7 +13,6 @@ import torch
 from torch.utils.data import Dataset
 from transformers import Trainer
 
-from .model import RationaleDistillModel
 from .schedule import WarmupSchedule
 
 
@@ -84,32 +83,50 @@ class DistillTrainer(Trainer):
         self.decoder_weight_decay = decoder_weight_decay
         self.schedule: WarmupSchedule | None = None
 
-    def create_optimizer_and_scheduler(self, num_training_steps: int) -> None:
-        model: RationaleDistillModel = self.model
-        frozen, enc_warm, head_warm = self.fractions
-        self.schedule = WarmupSchedule(
-            total_steps=num_training_steps,
-            frozen_steps=int(round(frozen * num_training_steps)),
-            encoder_warmup_steps=int(round(enc_warm * num_training_steps)),
-            head_warmup_steps=int(round(head_warm * num_training_steps)),
-        )
-        enc_ids = {id(p) for p in model.encoder_parameters()}
-        named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-        encoder = [p for n, p in named if id(p) in enc_ids]
-        head = [p for n, p in named if id(p) not in enc_ids and n.startswith("cross.")]
-        aux = [p for n, p in named if id(p) not in enc_ids and not n.startswith("cross.")]
-        lr = self.args.learning_rate
-        groups = [
-            {"params": encoder, "lr": lr, "weight_decay": self.args.weight_decay},
-            {"params": head, "lr": lr, "weight_decay": 0.0},
-            {"params": aux, "lr": lr, "weight_decay": self.decoder_weight_decay},
-        ]
-        self.optimizer = torch.optim.AdamW(
-            [g for g in groups if g["params"]], lr=lr, eps=1e-8, betas=(0.9, 0.999)
-        )
-        lambdas = [self.schedule.encoder, self.schedule.head, self.schedule.head]
-        lambdas = [fn for fn, g in zip(lambdas, groups, strict=True) if g["params"]]
-        self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lambdas)
+    def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
+        """AdamW over three groups: encoder, classification head, auxiliary head (decoder)."""
+        if self.optimizer is None:
+            model = model or self.model
+            enc_ids = {id(p) for p in model.encoder_parameters()}
+            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+            encoder = [p for n, p in named if id(p) in enc_ids]
+            head = [p for n, p in named if id(p) not in enc_ids and n.startswith("cross.")]
+            aux = [p for n, p in named if id(p) not in enc_ids and not n.startswith("cross.")]
+            lr = self.args.learning_rate
+            groups = [
+                {
+                    "params": encoder,
+                    "lr": lr,
+                    "weight_decay": self.args.weight_decay,
+                    "kind": "encoder",
+                },
+                {"params": head, "lr": lr, "weight_decay": 0.0, "kind": "head"},
+                {"params": aux, "lr": lr, "weight_decay": self.decoder_weight_decay, "kind": "aux"},
+            ]
+            self.optimizer = torch.optim.AdamW(
+                [g for g in groups if g["params"]], lr=lr, eps=1e-8, betas=(0.9, 0.999)
+            )
+        return self.optimizer
+
+    def create_scheduler(self, num_training_steps: int, optimizer: Any = None) -> Any:
+        """Per-group multipliers from :class:`WarmupSchedule` (frozen, then warmed-up encoder)."""
+        if self.lr_scheduler is None:
+            optimizer = optimizer or self.optimizer
+            frozen, enc_warm, head_warm = self.fractions
+            self.schedule = WarmupSchedule(
+                total_steps=num_training_steps,
+                frozen_steps=int(round(frozen * num_training_steps)),
+                encoder_warmup_steps=int(round(enc_warm * num_training_steps)),
+                head_warmup_steps=int(round(head_warm * num_training_steps)),
+            )
+            fns = {
+                "encoder": self.schedule.encoder,
+                "head": self.schedule.head,
+                "aux": self.schedule.head,
+            }
+            lambdas = [fns[g.get("kind", "head")] for g in optimizer.param_groups]
+            self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
+        return self.lr_scheduler
 
     def compute_loss(
         self,
@@ -125,7 +142,9 @@ class DistillTrainer(Trainer):
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         if self.schedule is not None:
-            logs["phase"] = "decoder-warmup" if self.schedule.aux_only(self.state.global_step) else "joint"
+            logs["phase"] = (
+                "decoder-warmup" if self.schedule.aux_only(self.state.global_step) else "joint"
+            )
         super().log(logs, *args, **kwargs)
 
     # Checkpoints as safetensors; save_model keeps tied weights (the decoder's LM head) intact.

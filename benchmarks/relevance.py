@@ -1,0 +1,184 @@
+"""Home Depot relevance benchmark: rationale distillation against the baselines a user would pick.
+
+Prints a table and writes JSON. Each system's result is stored as soon as it is measured, so a
+rerun with ``--resume`` continues where an interrupted run stopped.
+
+    python benchmarks/relevance.py --rationales runs/relevance/rationales-train.jsonl \
+        --train-size 1000 --seeds 0 1 2 --out benchmarks/results/relevance
+
+Data: ``../shared/data/home-depot/pairs.csv``; label = relevance >= 2.5; split by query (20% of
+queries held out, seed 0). The training set is the first ``--train-size`` pairs of the seeded
+training sample that have a rationale. Trained systems vary the training seed; deterministic
+ones (lexical LR, bi-encoder cosine, the LLM) get a bootstrap interval over the test pairs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "home-depot" / "pairs.csv"
+
+VARIANTS = {
+    "cross_encoder": {"aux": "none"},
+    "reasoning": {"aux": "decoder", "decoder_warmup": False},
+    "reasoning+warmup": {"aux": "decoder", "decoder_warmup": True},
+    "reasoning+warmup+ignore_cls": {"aux": "decoder", "decoder_warmup": True, "ignore_cls": True},
+    "reasoning_embedding": {"aux": "embedding"},
+}
+
+
+def _load(args):
+    from dualexpert.relevance import load_pairs, load_rationales, sample_pairs, split_by_query
+
+    pairs = load_pairs(args.data, threshold=args.threshold)
+    train, test = split_by_query(pairs, 0.2, seed=0)
+    rat = load_rationales(args.rationales) if args.rationales else {}
+    pool = sample_pairs(train, args.train_pool, seed=0)
+    tr = [p for p in pool if p.id in rat][: args.train_size]
+    te = sample_pairs(test, args.test_size, seed=1)
+    return tr, te, rat
+
+
+def _store(out: Path, results: dict) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--data", default=str(DATA))
+    ap.add_argument("--rationales", default="runs/relevance/rationales-train.jsonl")
+    ap.add_argument("--threshold", type=float, default=2.5)
+    ap.add_argument("--train-size", type=int, default=1000)
+    ap.add_argument("--train-pool", type=int, default=2000)
+    ap.add_argument("--test-size", type=int, default=2000)
+    ap.add_argument("--llm-test-size", type=int, default=200)
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--systems", nargs="+", default=["lexical_lr", "biencoder", *VARIANTS])
+    ap.add_argument("--ablation-seeds", type=int, nargs="+", default=None)
+    ap.add_argument("--llm", default=None, help="LLM for direct judging (default qwen-1.5b)")
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--encoder", default="minilm")
+    ap.add_argument("--out", default="benchmarks/results/relevance")
+    ap.add_argument("--resume", action="store_true")
+    args = ap.parse_args()
+    if not Path(args.data).exists():
+        raise SystemExit(f"data not found: {args.data} (see ../shared/data/README.md)")
+
+    import numpy as np
+
+    from dualexpert.baselines import BiEncoderCosine, LexicalRelevanceLR
+    from dualexpert.metrics import binary_report, bootstrap_ci, mean_ci
+    from dualexpert.relevance.distill import RelevanceDistiller
+
+    out = Path(args.out)
+    res_file = out / "results.json"
+    results = json.loads(res_file.read_text()) if args.resume and res_file.exists() else {}
+    tr, te, rat = _load(args)
+    y = [p.label for p in te]
+    results["setup"] = {
+        "train": len(tr),
+        "train_positive": sum(p.label for p in tr),
+        "test": len(te),
+        "test_positive": sum(y),
+        "llm_test": min(args.llm_test_size, len(te)),
+        "epochs": args.epochs,
+        "encoder": args.encoder,
+        "machine": f"{os.cpu_count()} CPU cores",
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    print(f"train {len(tr)} pairs, test {len(te)} pairs (split by query)")
+
+    def deterministic(name: str, prob, n_test: int | None = None, extra: dict | None = None):
+        yy = y[:n_test] if n_test else y
+        rep = binary_report(yy, prob)
+        ci = {m: bootstrap_ci(yy, prob, m)[1] for m in ("roc_auc", "accuracy")}
+        results[name] = {"mean": rep, "ci95": ci, "interval": "bootstrap over test pairs"}
+        results[name].update(extra or {})
+        _store(out, results)
+
+    if "lexical_lr" in args.systems and "lexical_lr" not in results:
+        deterministic("lexical_lr", LexicalRelevanceLR().fit(tr).predict_proba(te))
+    if "biencoder" in args.systems and "biencoder" not in results:
+        deterministic("biencoder", BiEncoderCosine(args.encoder).predict_proba(te))
+
+    for name, kw in VARIANTS.items():
+        if name not in args.systems:
+            continue
+        seeds = args.seeds
+        if args.ablation_seeds is not None and name in ("reasoning", "reasoning+warmup+ignore_cls"):
+            seeds = args.ablation_seeds
+        runs = results.setdefault(name, {"runs": {}})["runs"]
+        for seed in seeds:
+            if str(seed) in runs:
+                continue
+            t0 = time.perf_counter()
+            model = RelevanceDistiller(
+                encoder=args.encoder, epochs=args.epochs, seed=seed, **kw
+            ).fit(tr, rat, output_dir=out / "ckpt" / f"{name}-s{seed}", progress=False)
+            fit_s = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            prob = model.predict_proba(te)
+            pps = len(te) / (time.perf_counter() - t0)
+            if seed == seeds[0]:
+                model.save(out / "models" / name)
+            runs[str(seed)] = {**binary_report(y, prob), "fit_seconds": fit_s, "pairs_per_s": pps}
+            print(name, seed, f"auc={runs[str(seed)]['roc_auc']:.4f}", f"{fit_s:.0f}s")
+            _store(out, results)
+        if runs:
+            keys = [k for k in next(iter(runs.values())) if k != "n"]
+            results[name]["mean"] = {k: mean_ci([r[k] for r in runs.values()])[0] for k in keys}
+            results[name]["ci95"] = {k: mean_ci([r[k] for r in runs.values()])[1] for k in keys}
+            results[name]["interval"] = f"t over {len(runs)} seeds"
+            _store(out, results)
+
+    for mode, shots in (("llm_zero_shot", 0), ("llm_few_shot", 4)):
+        if mode not in args.systems or mode in results:
+            continue
+        import dspy
+
+        from dualexpert.lm import get_lm
+        from dualexpert.relevance.judge import RelevanceJudge, balanced_demos
+
+        n = min(args.llm_test_size, len(te))
+        lm = get_lm(args.llm, cache=False)
+        score = hasattr(getattr(lm, "engine", None), "score_options")
+        judge = RelevanceJudge("score" if score else "generate", balanced_demos(tr, shots))
+        probs = []
+        t0 = time.perf_counter()
+        with dspy.context(lm=lm):
+            for i, p in enumerate(te[:n]):
+                probs.append(judge(query=p.query, title=p.title).probability)
+                if (i + 1) % 25 == 0:
+                    print(f"  {mode}: {i + 1}/{n}", flush=True)
+        secs = time.perf_counter() - t0
+        deterministic(
+            mode, np.asarray(probs), n, {"pairs_per_s": n / secs, "judge_mode": judge.mode}
+        )
+
+    print_table(results)
+
+
+def print_table(results: dict) -> None:
+    cols = ["roc_auc", "accuracy", "precision@0.5", "recall@0.5", "precision@0.7", "recall@0.7"]
+    print(f"{'system':32s} " + " ".join(f"{c:>15s}" for c in cols) + f" {'pairs/s':>9s}")
+    for name, r in results.items():
+        if name == "setup" or "mean" not in r:
+            continue
+        cells = []
+        for c in cols:
+            m, h = r["mean"].get(c, float("nan")), r.get("ci95", {}).get(c)
+            cells.append(f"{m:.4f}±{h:.3f}" if h is not None else f"{m:.4f}      ")
+        pps = r["mean"].get("pairs_per_s") or r.get("pairs_per_s")
+        print(f"{name:32s} " + " ".join(f"{c:>15s}" for c in cells) + f" {pps or 0:9.1f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,203 @@
+"""``RelevanceDistiller``: fit a cross-encoder with rationale distillation; export and score.
+
+scikit-learn habits: configuration in the constructor, ``fit`` / ``predict`` /
+``predict_proba``, ``save`` / ``load``. ``save`` exports only the cross-encoder (a
+sentence-transformers ``CrossEncoder`` folder); the decoder is a training aid and is dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel
+
+from .data import RelevancePair
+
+
+class DistillConfig(BaseModel):
+    """Training configuration. Defaults follow the paper's Table 4 where they fit 1K pairs."""
+
+    encoder: str = "minilm"
+    aux: Literal["decoder", "embedding", "none"] = "decoder"
+    decoder: str | None = None  # default: a BERT-style decoder from the encoder's weights
+    embedder: str = "minilm"  # rationale embeddings for aux="embedding" (paper: BGE-M3)
+    lam: float = 0.1
+    decoder_warmup: bool = True
+    frozen_fraction: float = 0.5  # of the first epoch: decoder alone, encoder frozen
+    encoder_warmup_fraction: float = 0.3  # of all steps: linear encoder warm-up
+    head_warmup_fraction: float = 0.1
+    ignore_cls: bool = False
+    epochs: int = 8
+    learning_rate: float = 5e-5
+    batch_size: int = 32
+    max_length: int = 64
+    rationale_max_length: int = 64
+    weight_decay: float = 0.0
+    decoder_weight_decay: float = 0.001
+    seed: int = 42
+    save_steps: int = 200
+    logging_steps: int = 20
+
+
+def _rows(
+    pairs: Sequence[RelevancePair], rationales: Mapping[str, str] | None, need: bool
+) -> list[dict[str, Any]]:
+    rows = []
+    for p in pairs:
+        if p.label is None:
+            raise ValueError(f"pair {p.id}: field 'relevance' is needed for training")
+        r = (rationales or {}).get(p.id)
+        if need and not r:
+            raise ValueError(f"pair {p.id}: no rationale (field 'rationale' of the rationale file)")
+        rows.append({"query": p.query, "title": p.title, "label": p.label, "rationale": r})
+    return rows
+
+
+class RelevanceDistiller:
+    """Cross-encoder relevance model trained with LLM rationales as an auxiliary task."""
+
+    def __init__(self, config: DistillConfig | None = None, **overrides: Any) -> None:
+        self.config = (config or DistillConfig()).model_copy(update=overrides)
+        self.model: Any = None
+        self.tokenizer: Any = None
+        self.log_history: list[dict[str, Any]] = []
+
+    def fit(
+        self,
+        pairs: Sequence[RelevancePair],
+        rationales: Mapping[str, str] | None = None,
+        output_dir: str | Path | None = None,
+        resume: bool = False,
+        progress: bool = True,
+    ) -> RelevanceDistiller:
+        import torch
+        from transformers import AutoTokenizer, TrainingArguments, set_seed
+        from transformers import logging as hf_logging
+
+        from ..domain.trainer import last_checkpoint
+        from ..models import resolve_encoder
+        from .model import RationaleDistillModel
+        from .trainer import DistillTrainer, PairCollator, PairDataset
+
+        cfg = self.config
+        set_seed(cfg.seed)
+        hf_logging.set_verbosity_error()
+        enc = resolve_encoder(cfg.encoder)
+        rows = _rows(pairs, rationales, need=cfg.aux != "none")
+        self.tokenizer = AutoTokenizer.from_pretrained(enc)
+        rtok, emb_dim = None, None
+        if cfg.aux == "decoder":
+            rtok = AutoTokenizer.from_pretrained(resolve_encoder(cfg.decoder or cfg.encoder))
+        elif cfg.aux == "embedding":
+            from sentence_transformers import SentenceTransformer
+
+            st = SentenceTransformer(resolve_encoder(cfg.embedder), device="cpu")
+            embs = st.encode([r["rationale"] for r in rows], batch_size=64, convert_to_numpy=True)
+            for r, e in zip(rows, embs, strict=True):
+                r["embedding"] = e.tolist()
+            emb_dim = int(embs.shape[1])
+        self.model = RationaleDistillModel(
+            enc,
+            aux=cfg.aux,
+            decoder=resolve_encoder(cfg.decoder) if cfg.decoder else None,
+            embedding_dim=emb_dim,
+            ignore_cls=cfg.ignore_cls,
+            lam=cfg.lam,
+        )
+        steps_per_epoch = -(-len(rows) // cfg.batch_size)
+        total = steps_per_epoch * cfg.epochs
+        frozen = 0.0
+        if cfg.aux != "none" and cfg.decoder_warmup:
+            frozen = cfg.frozen_fraction * steps_per_epoch / total
+        enc_warm = cfg.encoder_warmup_fraction if frozen else cfg.head_warmup_fraction
+        tmp = None
+        if output_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="dualexpert-distill-")
+            output_dir = tmp.name
+        args = TrainingArguments(
+            output_dir=str(output_dir),
+            per_device_train_batch_size=cfg.batch_size,
+            num_train_epochs=cfg.epochs,
+            learning_rate=cfg.learning_rate,
+            weight_decay=cfg.weight_decay,
+            max_grad_norm=1.0,
+            seed=cfg.seed,
+            data_seed=cfg.seed,
+            save_strategy="steps",
+            save_steps=cfg.save_steps,
+            save_total_limit=1,
+            logging_steps=cfg.logging_steps,
+            report_to="none",
+            use_cpu=not torch.cuda.is_available(),
+            remove_unused_columns=False,
+            dataloader_num_workers=0,
+            disable_tqdm=not progress,
+        )
+        trainer = DistillTrainer(
+            model=self.model,
+            args=args,
+            train_dataset=PairDataset(rows),
+            data_collator=PairCollator(
+                self.tokenizer, cfg.max_length, rtok, cfg.rationale_max_length
+            ),
+            schedule_fractions=(frozen, enc_warm, cfg.head_warmup_fraction),
+            decoder_weight_decay=cfg.decoder_weight_decay,
+        )
+        ckpt = last_checkpoint(output_dir) if resume else None
+        trainer.train(resume_from_checkpoint=ckpt)
+        self.log_history = list(trainer.state.log_history)
+        self.model.eval()
+        if tmp is not None:
+            tmp.cleanup()
+        return self
+
+    # -- inference ------------------------------------------------------------------------------
+    def predict_proba(self, pairs: Sequence[RelevancePair], batch_size: int = 64) -> np.ndarray:
+        """Probability that each pair is relevant."""
+        import torch
+
+        if self.model is None:
+            raise RuntimeError("fit the distiller (or load a scorer) before predicting")
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(pairs), batch_size):
+                chunk = pairs[i : i + batch_size]
+                enc = self.tokenizer(
+                    [p.query for p in chunk],
+                    [p.title for p in chunk],
+                    truncation=True,
+                    max_length=self.config.max_length,
+                    padding=True,
+                    return_tensors="pt",
+                )
+                out.append(torch.sigmoid(self.model.cross(**enc).logits.squeeze(-1)).numpy())
+        return np.concatenate(out) if out else np.zeros(0)
+
+    def predict(self, pairs: Sequence[RelevancePair], threshold: float = 0.5) -> np.ndarray:
+        return (self.predict_proba(pairs) >= threshold).astype(int)
+
+    def save(self, path: str | Path) -> Path:
+        """Export the cross-encoder alone as a sentence-transformers CrossEncoder folder."""
+        if self.model is None:
+            raise RuntimeError("nothing to save: fit first")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.model.cross.save_pretrained(path, safe_serialization=True)
+        self.tokenizer.save_pretrained(path)
+        meta = {"dualexpert": self.config.model_dump(), "max_length": self.config.max_length}
+        (path / "dualexpert_distill.json").write_text(json.dumps(meta, indent=2))
+        return path
+
+    @staticmethod
+    def load(path: str | Path) -> RelevanceScorer:
+        from .scorer import RelevanceScorer
+
+        return RelevanceScorer(path)
+
+
+from .scorer import RelevanceScorer  # noqa: E402  (re-exported for the load() annotation)

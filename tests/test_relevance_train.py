@@ -1,0 +1,156 @@
+"""A short real distillation run, export, and the relevance CLI end to end."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from relevance_fixtures import write_pairs
+from typer.testing import CliRunner
+
+from dualexpert.cli import app
+from dualexpert.models import resolve_encoder
+from dualexpert.relevance import load_pairs, load_rationales
+from dualexpert.relevance.distill import RelevanceDistiller
+from dualexpert.relevance.scorer import RelevanceScorer
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("rel")
+    p, r = write_pairs(folder)
+    return folder, load_pairs(p), load_rationales(r)
+
+
+def _losses(d):
+    return [h["loss"] for h in d.log_history if "loss" in h]
+
+
+def test_distillation_learns_and_exports(data, tmp_path):
+    _, pairs, rat = data
+    d = RelevanceDistiller(
+        aux="decoder", epochs=6, batch_size=8, learning_rate=1e-4, logging_steps=1, seed=0
+    ).fit(pairs, rat, progress=False)
+    losses = _losses(d)
+    assert losses[-1] < losses[0]
+    phases = [h.get("phase") for h in d.log_history if "loss" in h]
+    assert phases[0] == "decoder-warmup" and phases[-1] == "joint"
+    prob = d.predict_proba(pairs)
+    d.save(tmp_path / "ce")
+    # only the cross-encoder is exported, and it loads with sentence-transformers
+    from sentence_transformers import CrossEncoder
+
+    files = {f.name for f in (tmp_path / "ce").iterdir()}
+    assert "model.safetensors" in files and not any("decoder" in f for f in files)
+    ce = CrossEncoder(str(tmp_path / "ce"), device="cpu")
+    st = ce.predict([(p.query, p.title) for p in pairs], convert_to_numpy=True)
+    ours = RelevanceScorer(tmp_path / "ce").predict_proba(pairs)
+    np.testing.assert_allclose(ours, prob, atol=1e-5)
+    np.testing.assert_allclose(st, prob, atol=1e-5)
+    assert 0.0 <= ours.min() and ours.max() <= 1.0
+
+
+def test_frozen_phase_trains_only_the_decoder(data):
+    _, pairs, rat = data
+    from transformers import AutoModelForSequenceClassification
+
+    d = RelevanceDistiller(
+        aux="decoder", epochs=1, batch_size=8, frozen_fraction=1.0, learning_rate=1e-3, seed=0
+    ).fit(pairs, rat, progress=False)
+    fresh = AutoModelForSequenceClassification.from_pretrained(
+        resolve_encoder("minilm"), num_labels=1
+    )
+    trained = dict(d.model.cross.bert.named_parameters())
+    for name, p in fresh.bert.named_parameters():
+        assert np.allclose(p.detach().numpy(), trained[name].detach().numpy()), name
+    # the decoder, initialised from the same MiniLM weights, did move
+    dec = d.model.decoder.model.bert.encoder.layer[0].attention.self.query.weight
+    ref = fresh.bert.encoder.layer[0].attention.self.query.weight
+    assert not np.allclose(dec.detach().numpy(), ref.detach().numpy())
+
+
+def test_named_t5_decoder_path(data, tmp_path):
+    """A T5 model (here a tiny one built from its config) serves as the decoder."""
+    from transformers import AutoTokenizer, T5Config, T5ForConditionalGeneration
+
+    _, pairs, rat = data
+    tok = AutoTokenizer.from_pretrained(resolve_encoder("minilm"))
+    cfg = T5Config(
+        vocab_size=tok.vocab_size,
+        d_model=64,
+        d_ff=128,
+        num_layers=1,
+        num_heads=2,
+        decoder_start_token_id=tok.pad_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
+    T5ForConditionalGeneration(cfg).save_pretrained(tmp_path / "t5")
+    tok.save_pretrained(tmp_path / "t5")
+    d = RelevanceDistiller(
+        aux="decoder", decoder=str(tmp_path / "t5"), epochs=2, batch_size=8, logging_steps=1
+    ).fit(pairs[:16], rat, progress=False)
+    assert type(d.model.decoder).__name__ == "T5Decoder"
+    assert all(np.isfinite(_losses(d)))
+
+
+def test_embedding_variant_trains(data):
+    _, pairs, rat = data
+    d = RelevanceDistiller(aux="embedding", epochs=2, batch_size=8, logging_steps=1).fit(
+        pairs[:16], rat, progress=False
+    )
+    assert d.model.transform is not None and all(np.isfinite(_losses(d)))
+
+
+def test_cli_distill_evaluate_predict(data, tmp_path):
+    folder, _, _ = data
+    runner = CliRunner()
+    out = tmp_path / "model"
+    res = runner.invoke(
+        app,
+        [
+            "distill",
+            str(folder / "pairs.csv"),
+            "--out",
+            str(out),
+            "--split",
+            "all",
+            "--rationales",
+            str(folder / "rationales.jsonl"),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    assert (out / "config.json").exists()
+    res = runner.invoke(
+        app,
+        [
+            "relevance",
+            "evaluate",
+            str(out),
+            str(folder / "pairs.csv"),
+            "--split",
+            "all",
+            "--json",
+            str(tmp_path / "rep.json"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "rep.json").read_text())
+    assert rep["n"] == 24 and 0.0 <= rep["roc_auc"] <= 1.0 and rep["pairs_per_second"] > 0
+    scores = tmp_path / "scores.jsonl"
+    args = ["relevance", "predict", str(out), str(folder / "pairs.csv"), "--out", str(scores)]
+    assert runner.invoke(app, args).exit_code == 0
+    lines = scores.read_text().splitlines()
+    scores.write_text("\n".join(lines[:5]) + "\n")  # an interrupted run
+    assert runner.invoke(app, args).exit_code == 0
+    ids = [json.loads(x)["id"] for x in scores.read_text().splitlines()]
+    assert sorted(ids) == sorted({json.loads(x)["id"] for x in lines}) and len(ids) == 24
+    # a missing rationale file for the decoder variant is a clear error
+    res = runner.invoke(app, ["distill", str(folder / "pairs.csv"), "--out", str(tmp_path / "x")])
+    assert res.exit_code == 2 and "--rationales" in res.output
