@@ -52,6 +52,9 @@ class FakeEngine:
             with self._lock:
                 reply = self.script.pop(0) if self.script else {}
             text = json.dumps({k: reply.get(k, self._value(k, v)) for k, v in props.items()})
+        elif fmt.get("type") == "json_object" and self.script:  # no schema (e.g. dict fields)
+            with self._lock:
+                text = json.dumps(self.script.pop(0))
         else:
             text = "```\nChoose the candidate whose words match the product best.\n```"
         return Response(

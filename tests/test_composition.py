@@ -44,12 +44,17 @@ def test_categoriser_and_general_expert_as_react_tools(smollm, data):
     # call the real LLM
     agent_lm, engine = fake_lm(
         script=[
-            {"next_tool_name": "categorise_product", "next_tool_args": {"title": p.title}},
             {
+                "next_thought": "file it",
+                "next_tool_name": "categorise_product",
+                "next_tool_args": {"title": p.title},
+            },
+            {
+                "next_thought": "compare",
                 "next_tool_name": "choose_category",
                 "next_tool_args": {"product": "espresso beans 1 kg", "candidates": cands},
             },
-            {"next_tool_name": "finish", "next_tool_args": {}},
+            {"next_thought": "done", "next_tool_name": "finish", "next_tool_args": {}},
             {"reasoning": "from the tools", "category": "from the tool"},
         ]
     )

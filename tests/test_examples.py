@@ -63,8 +63,12 @@ def test_react_agent_files_products_with_the_categoriser_tool(domain):
     script = []
     for p in test[:2]:
         script += [
-            {"next_tool_name": "categorise_product", "next_tool_args": {"title": p.title}},
-            {"next_tool_name": "finish", "next_tool_args": {}},
+            {
+                "next_thought": "file it",
+                "next_tool_name": "categorise_product",
+                "next_tool_args": {"title": p.title},
+            },
+            {"next_thought": "done", "next_tool_name": "finish", "next_tool_args": {}},
             {"category": "see tool", "explanation": "the tool said so"},
         ]
     agent_lm, engine = fake_lm(script=script)
