@@ -40,8 +40,9 @@ def _load(args):
     pairs = load_pairs(args.data, threshold=args.threshold)
     train, test = split_by_query(pairs, 0.2, seed=0)
     rat = load_rationales(args.rationales) if args.rationales else {}
-    pool = sample_pairs(train, args.train_pool, seed=0)
-    tr = [p for p in pool if p.id in rat][: args.train_size]
+    # the first N pairs of the seeded training sample; samples are nested, so the rationale run
+    # (`dualexpert rationales --split train --sample 2000 --seed 0`) covers them in order
+    tr = sample_pairs(train, args.train_size, seed=0)
     te = sample_pairs(test, args.test_size, seed=1)
     return tr, te, rat
 
@@ -57,7 +58,6 @@ def main() -> None:
     ap.add_argument("--rationales", default="runs/relevance/rationales-train.jsonl")
     ap.add_argument("--threshold", type=float, default=2.5)
     ap.add_argument("--train-size", type=int, default=1000)
-    ap.add_argument("--train-pool", type=int, default=2000)
     ap.add_argument("--test-size", type=int, default=2000)
     ap.add_argument("--llm-test-size", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -115,6 +115,11 @@ def main() -> None:
         seeds = args.seeds
         if args.ablation_seeds is not None and name in ("reasoning", "reasoning+warmup+ignore_cls"):
             seeds = args.ablation_seeds
+        if kw["aux"] != "none":
+            missing = [p.id for p in tr if p.id not in rat]
+            if missing:
+                print(f"skip {name}: {len(missing)} training pairs have no rationale yet")
+                continue
         runs = results.setdefault(name, {"runs": {}})["runs"]
         for seed in seeds:
             if str(seed) in runs:

@@ -34,6 +34,7 @@ class DistillConfig(BaseModel):
     ignore_cls: bool = False
     epochs: int = 8
     learning_rate: float = 5e-5
+    head_lr_multiplier: float = 1.0  # the new classification head's rate, relative
     batch_size: int = 32
     max_length: int = 64
     rationale_max_length: int = 64
@@ -147,6 +148,7 @@ class RelevanceDistiller:
             ),
             schedule_fractions=(frozen, enc_warm, cfg.head_warmup_fraction),
             decoder_weight_decay=cfg.decoder_weight_decay,
+            head_lr_multiplier=cfg.head_lr_multiplier,
         )
         ckpt = last_checkpoint(output_dir) if resume else None
         trainer.train(resume_from_checkpoint=ckpt)

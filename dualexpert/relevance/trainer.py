@@ -76,11 +76,13 @@ class DistillTrainer(Trainer):
         *args: Any,
         schedule_fractions: tuple[float, float, float] = (0.0, 0.0, 0.1),
         decoder_weight_decay: float = 0.001,
+        head_lr_multiplier: float = 1.0,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
         self.fractions = schedule_fractions
         self.decoder_weight_decay = decoder_weight_decay
+        self.head_lr_multiplier = head_lr_multiplier
         self.schedule: WarmupSchedule | None = None
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
@@ -100,7 +102,12 @@ class DistillTrainer(Trainer):
                     "weight_decay": self.args.weight_decay,
                     "kind": "encoder",
                 },
-                {"params": head, "lr": lr, "weight_decay": 0.0, "kind": "head"},
+                {
+                    "params": head,
+                    "lr": lr * self.head_lr_multiplier,
+                    "weight_decay": 0.0,
+                    "kind": "head",
+                },
                 {"params": aux, "lr": lr, "weight_decay": self.decoder_weight_decay, "kind": "aux"},
             ]
             self.optimizer = torch.optim.AdamW(
