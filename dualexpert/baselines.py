@@ -49,7 +49,11 @@ class TfidfLinearRanker:
         return self.clf.decision_function(self._features([p.text() for p in products]))
 
     def predict_topk(self, products: Sequence[Product], k: int = 10) -> list[list[Candidate]]:
-        scores = self.decision_function(products)
+        """Top-k classes; ``probability`` is a softmax over the SVM margins (same order), so the
+        ranker can stand in for a domain expert where probabilities are compared."""
+        margins = self.decision_function(products)
+        e = np.exp(margins - margins.max(axis=1, keepdims=True))
+        scores = e / e.sum(axis=1, keepdims=True)
         top = np.argsort(-scores, axis=1)[:, :k]
         return [
             [

@@ -113,7 +113,7 @@ def test_index_info_search_and_update(work, summaries, tmp_path):
     assert f"{len(work['leaves'])} summaries" in res.output
 
     res = _run(["index", ix_dir, "--search", "espresso coffee beans", "--k", 3])
-    hits = [ln.split(None, 1) for ln in res.output.splitlines() if re.match(r"^-?\d\.\d{3}  ", ln)]
+    hits = [ln.split(None, 1) for ln in res.stdout.splitlines() if re.match(r"^-?\d\.\d{3}  ", ln)]
     assert len(hits) == 3 and all(cid.strip() in work["leaves"] for _, cid in hits)
     scores = [float(s) for s, _ in hits]
     assert scores == sorted(scores, reverse=True)
