@@ -68,7 +68,16 @@ def main() -> None:
     ap.add_argument("--encoder", default="minilm")
     ap.add_argument("--out", default="benchmarks/results/relevance")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument(
+        "--table", nargs="+", default=None, help="only print the table of these results.json"
+    )
     args = ap.parse_args()
+    if args.table:
+        merged: dict = {}
+        for f in args.table:
+            merged.update(json.loads(Path(f).read_text()))
+        print_table(merged)
+        return
     if not Path(args.data).exists():
         raise SystemExit(f"data not found: {args.data} (see ../shared/data/README.md)")
 
