@@ -41,6 +41,14 @@ _EXPORTS = {
     "optimize": "dualexpert.optimizers",
     "load_program": "dualexpert.optimizers",
     "save_program": "dualexpert.optimizers",
+    "RelevancePair": "dualexpert.relevance",
+    "load_pairs": "dualexpert.relevance",
+    "split_by_query": "dualexpert.relevance",
+    "RationaleWriter": "dualexpert.relevance",
+    "write_rationales": "dualexpert.relevance",
+    "RelevanceDistiller": "dualexpert.relevance.distill",
+    "RelevanceScorer": "dualexpert.relevance.scorer",
+    "RelevanceJudge": "dualexpert.relevance.judge",
 }
 
 __all__ = sorted(_EXPORTS)

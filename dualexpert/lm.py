@@ -153,7 +153,6 @@ class LlamaCppEngine:
         ``score`` strategy fuses these with the domain expert's probabilities.
         """
         import numpy as np
-
         from llama_cpp import llama_get_logits_ith
 
         llm = self.llama
@@ -163,7 +162,7 @@ class LlamaCppEngine:
             # Keep the KV cache of the prefix shared with the last prompt (the signature's
             # instructions are the same for every product); always evaluate the last token.
             keep = 0
-            for a, b in zip(llm.input_ids[: llm.n_tokens], toks[:-1]):
+            for a, b in zip(llm.input_ids[: llm.n_tokens], toks[:-1], strict=False):
                 if a != b:
                     break
                 keep += 1
