@@ -173,8 +173,19 @@ def test_classify_routes_the_unsure_and_resumes_without_duplicates(work, tmp_pat
     assert len(out.read_text().splitlines()) == N
 
 
+@pytest.fixture
+def fresh_cache(tmp_path):
+    """An empty DSPy cache, so every routed product really calls the LLM (a cache hit is not a
+    call, and the disk cache outlives test runs)."""
+    import dspy
+
+    dspy.configure_cache(disk_cache_dir=str(tmp_path / "dspy-cache"))
+    yield
+    dspy.configure_cache()
+
+
 @pytest.mark.parametrize("strategy", ["score", "zero_shot"])
-def test_evaluate_strategy_scores_dual_against_domain(work, tmp_path, strategy):
+def test_evaluate_strategy_scores_dual_against_domain(work, tmp_path, strategy, fresh_cache):
     run, rep = tmp_path / "run.jsonl", tmp_path / "report.json"
     res = _run(
         ["evaluate", work["model"], work["held"], "--strategy", strategy, *LLM, "--k", 3,
