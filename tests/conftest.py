@@ -1,6 +1,11 @@
 from __future__ import annotations
 
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,3 +29,33 @@ def shared_data() -> Path:
 @pytest.fixture
 def demo_catalogue() -> Path:
     return DEMO
+
+
+@pytest.fixture(scope="session")
+def server():
+    """A real OpenAI-compatible server on loopback (``llama_cpp.server``) serving SmolLM2 as
+    ``smollm2``; yields its ``/v1`` URL."""
+    from dualexpert.models import resolve_llm
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", resolve_llm("smollm2")]
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
+    cmd += ["--model_alias", "smollm2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/v1"
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(f"{url}/models", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail("llama_cpp.server exited")
+            time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("llama_cpp.server did not start")
+    yield url
+    proc.terminate()
+    proc.wait(10)

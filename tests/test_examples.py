@@ -5,11 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import dspy
@@ -102,38 +97,6 @@ def test_optimisation_run(domain, tmp_path):
     assert 0 < report["calls"] <= 8
     assert set(report["before"]) == set(report["after"]) == {"exact", "hierarchical", "mrr"}
     assert json.loads(out.read_text())["dualexpert"]["optimizer"] == "bootstrap"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server():
-    from dualexpert.models import resolve_llm
-
-    port = _free_port()
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", resolve_llm("smollm2")]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048"]
-    cmd += ["--model_alias", "smollm2"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/v1"
-    for _ in range(240):
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail("llama_cpp.server exited")
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not start")
-    yield url
-    proc.terminate()
-    proc.wait(10)
 
 
 def test_hosted_llm_through_a_litellm_model_string(domain, server):

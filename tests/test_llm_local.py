@@ -4,11 +4,6 @@ OpenAI-compatible server on loopback (``python -m llama_cpp.server``)."""
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 
 import dspy
 import pytest
@@ -19,7 +14,6 @@ from dualexpert.demo import split_demo
 from dualexpert.domain import DomainExpert
 from dualexpert.general import GeneralExpert
 from dualexpert.lm import hosted_lm, local_lm
-from dualexpert.models import resolve_llm
 from dualexpert.pipeline import DualExpert
 
 pytestmark = pytest.mark.slow
@@ -96,51 +90,6 @@ def test_dual_expert_batch_real_llm(smollm, domain, tmp_path):
     for r in recs:
         assert r["routed"] and r["category"] in [c["id"] for c in r["candidates"]]
         assert r["usage"]["llm_calls"] >= 1 and r["usage"]["prompt_tokens"] > 0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def server():
-    port = _free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "llama_cpp.server",
-            "--model",
-            resolve_llm("smollm2"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--n_ctx",
-            "2048",
-            "--model_alias",
-            "smollm2",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}/v1"
-    for _ in range(120):
-        try:
-            urllib.request.urlopen(f"{url}/models", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail("llama_cpp.server exited")
-            time.sleep(0.5)
-    else:
-        proc.kill()
-        pytest.fail("llama_cpp.server did not start")
-    yield url
-    proc.terminate()
-    proc.wait(10)
 
 
 def test_general_expert_through_openai_compatible_server(server, domain):
