@@ -51,13 +51,26 @@ def rationales(
     sample: Annotated[int | None, typer.Option(help="A fixed random sample of N pairs.")] = None,
     seed: Annotated[int, typer.Option(help="Sample seed.")] = 0,
     threshold: ThresholdOpt = 2.5,
+    adapter: Annotated[
+        str,
+        typer.Option(
+            help="json (default; constrained output) or chat (DSPy's ChatAdapter: a rationale "
+            "cut by the token cap still parses and is trimmed to its last full sentence)."
+        ),
+    ] = "json",
 ) -> None:
     """Write an LLM rationale for each labelled pair (paper 4.3), resumable."""
+    import dspy
+
     from .cli import _configure_lm, _progress, console
     from .relevance.rationales import write_rationales
 
+    if adapter not in ("json", "chat"):
+        raise typer.BadParameter("adapter must be json or chat", param_hint="--adapter")
     todo = _pairs(pairs, split, test_fraction, seed, sample, threshold)
     _configure_lm(llm, api_base)
+    if adapter == "chat":
+        dspy.configure(adapter=dspy.ChatAdapter())
     with _progress() as bar:
         task = bar.add_task("rationales", total=len(todo))
         totals = write_rationales(todo, out, progress=lambda n: bar.advance(task, n))

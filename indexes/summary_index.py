@@ -22,6 +22,7 @@ import dspy
 import numpy as np
 
 from ..signatures import SummariseCategory
+from ..text import trim_to_sentence
 
 
 def diverse_sample(embeddings: np.ndarray, n: int, seed: int = 0) -> list[int]:
@@ -56,14 +57,16 @@ class CategorySummariser(dspy.Module):
     and the path alone.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_tokens: int | None = None) -> None:
         super().__init__()
+        self.max_tokens = max_tokens  # a cap on the summary (None: the LM's own max_tokens)
         self.write = dspy.Predict(SummariseCategory)
 
     def forward(self, category: str, path: str, examples: Sequence[str] = ()) -> dspy.Prediction:
         shown = "\n".join(f"- {e[:160]}" for e in examples) or "(no sample products)"
-        pred = self.write(category=category, path=path, examples=shown)
-        return dspy.Prediction(summary=str(pred.summary).strip())
+        cfg = {"max_tokens": self.max_tokens} if self.max_tokens else {}
+        pred = self.write(category=category, path=path, examples=shown, config=cfg)
+        return dspy.Prediction(summary=trim_to_sentence(pred.summary))
 
 
 class SummaryIndex:

@@ -19,6 +19,7 @@ from dspy.utils.usage_tracker import track_usage
 
 from ..batch import _usage, done_ids
 from ..signatures import WriteRationale
+from ..text import trim_to_sentence
 from .data import RelevancePair
 
 # Two short worked examples anchor the length and style (small local models otherwise restate the
@@ -39,16 +40,6 @@ DEFAULT_DEMOS = [
         "to the end of a hose to shape the spray.",
     ).with_inputs("query", "title", "label"),
 ]
-
-
-def _trim(text: str) -> str:
-    """Whitespace-normalised; a rationale cut by the token cap ends at its last full sentence."""
-    text = " ".join(str(text).split())
-    if text and text[-1] not in ".!?":
-        cut = max(text.rfind(". "), text.rfind("! "), text.rfind("? "))
-        if cut > 0:
-            text = text[: cut + 1]
-    return text
 
 
 class RationaleWriter(dspy.Module):
@@ -78,7 +69,7 @@ class RationaleWriter(dspy.Module):
             pred = self.write(
                 query=query, title=title, label=text, config={"max_tokens": self.max_tokens}
             )
-        return dspy.Prediction(rationale=_trim(pred.rationale))
+        return dspy.Prediction(rationale=trim_to_sentence(pred.rationale))
 
 
 def write_rationales(
