@@ -105,9 +105,11 @@ def _summaries(de, test, routed_ids: set[str], args, out: Path):
         categories=cats,
         n_examples=args.n_examples,
         journal=folder / "journal.jsonl",
-        progress=lambda i, n: print(f"  summaries {i}/{n} ({time.perf_counter() - t0:.0f} s)")
-        if i % 10 == 0 or i == n
-        else None,
+        progress=lambda i, n: (
+            print(f"  summaries {i}/{n} ({time.perf_counter() - t0:.0f} s)")
+            if i % 10 == 0 or i == n
+            else None
+        ),
     )
     ix.save(folder)
     return ix

@@ -108,14 +108,13 @@ def predict(
 
     Products already in the output (by id) are skipped, so an interrupted run resumes.
     """
+    from .batch import done_ids, drop_torn_tail
     from .domain import DomainExpert
 
     expert = DomainExpert.load(model)
     cat = _load(input_file, columns, skip_bad)
-    done = set()
-    if out.exists():
-        with out.open(encoding="utf-8") as f:
-            done = {json.loads(line)["id"] for line in f if line.strip()}
+    drop_torn_tail(out)  # a killed run's half-written last line
+    done = done_ids(out)
     todo = [p for p in cat.products if p.id not in done]
     with _progress() as prog, out.open("a", encoding="utf-8") as f:
         task = prog.add_task("predict", total=len(todo))

@@ -175,11 +175,12 @@ def relevance_predict(
     batch_size: Annotated[int, typer.Option(help="Pairs per batch.")] = 64,
 ) -> None:
     """Score every pair; a rerun skips pairs already in the output."""
-    from .batch import done_ids
+    from .batch import done_ids, drop_torn_tail
     from .cli import _progress
     from .relevance.scorer import RelevanceScorer
 
     todo = _pairs(pairs, "all", 0.2, 0, None, 2.5)
+    drop_torn_tail(out)  # a killed run's half-written last line
     skip = done_ids(out)
     todo = [p for p in todo if p.id not in skip]
     scorer = RelevanceScorer(model, batch_size=batch_size)

@@ -99,18 +99,25 @@ def test_label_init_starts_as_nearest_label_classifier():
     from dualexpert.domain.model import EncoderClassifier
     from dualexpert.models import resolve_encoder
 
-    labels = ["Food > Beverages > Coffee", "Electronics > Computing > Laptops",
-              "Clothing > Footwear > Running Shoes", "Home > Garden > Garden Tools"]
+    labels = [
+        "Food > Beverages > Coffee",
+        "Electronics > Computing > Laptops",
+        "Clothing > Footwear > Running Shoes",
+        "Home > Garden > Garden Tools",
+    ]
     path = resolve_encoder("minilm")
     tok = AutoTokenizer.from_pretrained(path)
     model = EncoderClassifier(AutoModel.from_pretrained(path), len(labels)).eval()
     model.init_head_from_labels(tok, labels)
-    queries = ["espresso coffee beans", "gaming laptop 16GB RAM", "trail running shoes",
-               "pruning shears for the garden"]
+    queries = [
+        "espresso coffee beans",
+        "gaming laptop 16GB RAM",
+        "trail running shoes",
+        "pruning shears for the garden",
+    ]
     with torch.inference_mode():
         logits = model(**tok(queries, padding=True, return_tensors="pt"))["logits"]
     assert logits.argmax(1).tolist() == [0, 1, 2, 3]  # right before any training
-
 
 
 def test_int8_quantised_prediction_agrees(fitted, split):
@@ -119,6 +126,10 @@ def test_int8_quantised_prediction_agrees(fitted, split):
     base = expert.predict(test)
     q = DomainExpert(**{**expert.config.__dict__, "quantize": True})
     q.model, q.tokenizer, q.taxonomy, q.classes_ = (
-        expert.model, expert.tokenizer, expert.taxonomy, expert.classes_)
+        expert.model,
+        expert.tokenizer,
+        expert.taxonomy,
+        expert.classes_,
+    )
     agree = np.mean([a == b for a, b in zip(base, q.predict(test), strict=True)])
     assert agree >= 0.9

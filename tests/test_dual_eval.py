@@ -6,16 +6,21 @@ from dualexpert.dual_eval import read_records, summarise_records
 
 
 def _rec(top, chosen, gold, routed, calls=1):
-    return {"category": chosen, "gold": gold.split(" > "), "routed": routed, "fallback": False,
-            "candidates": [{"id": top, "probability": 0.5}],
-            "usage": {"llm_calls": calls if routed else 0, "prompt_tokens": 100 if routed else 0},
-            "seconds": 1.0 if routed else 0.01}
+    return {
+        "category": chosen,
+        "gold": gold.split(" > "),
+        "routed": routed,
+        "fallback": False,
+        "candidates": [{"id": top, "probability": 0.5}],
+        "usage": {"llm_calls": calls if routed else 0, "prompt_tokens": 100 if routed else 0},
+        "seconds": 1.0 if routed else 0.01,
+    }
 
 
 def test_fixed_broken_and_costs(tmp_path):
     recs = [
-        _rec("a > x", "a > y", "a > y", True),   # fixed
-        _rec("a > x", "a > y", "a > x", True),   # broken
+        _rec("a > x", "a > y", "a > y", True),  # fixed
+        _rec("a > x", "a > y", "a > x", True),  # broken
         _rec("a > x", "a > x", "a > x", False),  # confident, right
         _rec("a > z", "a > z", "a > x", False),  # confident, wrong
     ]

@@ -64,3 +64,12 @@ def test_summariser_program_with_dummy_lm():
         pred = CategorySummariser()(category="Coffee", path="Food > Coffee", examples=["beans"])
     assert pred.summary.startswith("Coffee beans")
     assert "- beans" in lm.history[-1]["messages"][-1]["content"]
+
+
+def test_summariser_caps_tokens_and_ends_on_a_sentence():
+    lm = DummyLM([{"summary": "Coffee beans and ground coffee. Also tea and cocoa for the"}])
+    with dspy.context(lm=lm):
+        pred = CategorySummariser(max_tokens=40)(category="Coffee", path="Food > Coffee")
+    assert pred.summary == "Coffee beans and ground coffee."  # a cut-off tail is dropped
+    assert lm.history[-1]["kwargs"]["max_tokens"] == 40
+    assert "(no sample products)" in lm.history[-1]["messages"][-1]["content"]

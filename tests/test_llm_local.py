@@ -106,8 +106,9 @@ def test_score_strategy_real_llm(smollm):
     import math
 
     with dspy.context(lm=smollm):
-        g = GeneralExpert("score")(product="Nordvik dark roast espresso beans 1 kg",
-                                   candidates=CANDS)
+        g = GeneralExpert("score")(
+            product="Nordvik dark roast espresso beans 1 kg", candidates=CANDS
+        )
     lp = g.llm_logprobs
     assert len(lp) == 3 and math.isclose(sum(math.exp(x) for x in lp), 1.0, rel_tol=1e-6)
     assert g.ranking == sorted(range(3), key=lambda i: -lp[i]) and g.index == g.ranking[0]

@@ -51,6 +51,8 @@ def test_rationale_run_resumes_after_interruption(smollm, pairs, tmp_path):
     with dspy.context(lm=smollm), pytest.raises(KeyboardInterrupt):
         write_rationales(todo, out, RationaleWriter(max_tokens=48), progress=stop_after_one)
     assert len(out.read_text().splitlines()) == 1
+    with out.open("a") as f:  # a kill in the middle of a write leaves a torn line
+        f.write('{"id": "torn", "rationale": "half')
     with dspy.context(lm=smollm):
         totals = write_rationales(todo, out, RationaleWriter(max_tokens=48))
     rows = [json.loads(x) for x in out.read_text().splitlines()]
@@ -87,9 +89,14 @@ def test_cli_rationales_real_llm(pairs, tmp_path):
         "all",
         "--sample",
         "2",
+        "--adapter",
+        "chat",
     ]
+    res = CliRunner().invoke(app, [*args[:-1], "xml"])
+    assert res.exit_code != 0 and "adapter must be json or chat" in res.output
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
-    assert len(out.read_text().splitlines()) == 2
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(rows) == 2 and all(r["rationale"].strip() for r in rows)
     res = CliRunner().invoke(app, args)  # a rerun has nothing left to do
     assert res.exit_code == 0 and '"skipped": 2' in res.output

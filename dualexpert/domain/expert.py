@@ -20,12 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModel, AutoTokenizer, TrainingArguments
+from transformers import AutoConfig, AutoModel, AutoTokenizer
 from transformers import logging as hf_logging
 
 from ..data import Product, as_product
 from ..models import resolve_encoder
 from ..taxonomy import Taxonomy, UnknownCategoryError
+from ..training import last_checkpoint, training_args
 from .augment import augment
 from .losses import BootstrapLoss, FocalLoss, TwoPhaseLoss, class_weights
 from .model import EncoderClassifier
@@ -33,7 +34,6 @@ from .trainer import (
     TextLabelDataset,
     TokenizingCollator,
     TwoPhaseTrainer,
-    last_checkpoint,
 )
 
 ProductLike = Product | str | dict
@@ -182,25 +182,18 @@ class DomainExpert:
         if output_dir is None:
             tmp = tempfile.mkdtemp(prefix="dualexpert-train-")
             output_dir = tmp
-        args = TrainingArguments(
-            output_dir=str(output_dir),
-            per_device_train_batch_size=cfg.batch_size,
-            num_train_epochs=cfg.epochs,
+        args = training_args(
+            output_dir,
+            batch_size=cfg.batch_size,
+            epochs=cfg.epochs,
             learning_rate=cfg.learning_rate,
-            warmup_steps=int(cfg.warmup_ratio * total),
             weight_decay=cfg.weight_decay,
-            lr_scheduler_type="linear",
             seed=cfg.seed,
-            data_seed=cfg.seed,
-            save_strategy="steps",
             save_steps=cfg.save_steps,
-            save_total_limit=2,
             logging_steps=cfg.logging_steps,
-            report_to="none",
-            use_cpu=not torch.cuda.is_available(),
-            remove_unused_columns=False,
-            dataloader_num_workers=0,
-            disable_tqdm=not progress,
+            progress=progress,
+            warmup_steps=int(cfg.warmup_ratio * total),
+            lr_scheduler_type="linear",
         )
         trainer = TwoPhaseTrainer(
             model=self.model,

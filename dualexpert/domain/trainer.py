@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -86,11 +85,3 @@ class TwoPhaseTrainer(Trainer):
         """Record the active loss phase with every log entry."""
         logs["phase"] = self.loss_fn.phase(self.state.global_step)
         super().log(logs, *args, **kwargs)
-
-
-def last_checkpoint(folder: str | Path) -> str | None:
-    d = Path(folder)
-    if not d.is_dir():
-        return None
-    cks = [p for p in d.glob("checkpoint-*") if p.is_dir() and p.name.split("-")[-1].isdigit()]
-    return str(max(cks, key=lambda p: int(p.name.split("-")[-1]))) if cks else None

@@ -76,12 +76,11 @@ class RelevanceDistiller:
         resume: bool = False,
         progress: bool = True,
     ) -> RelevanceDistiller:
-        import torch
-        from transformers import AutoTokenizer, TrainingArguments, set_seed
+        from transformers import AutoTokenizer, set_seed
         from transformers import logging as hf_logging
 
-        from ..domain.trainer import last_checkpoint
         from ..models import resolve_encoder
+        from ..training import last_checkpoint, training_args
         from .model import RationaleDistillModel
         from .trainer import DistillTrainer, PairCollator, PairDataset
 
@@ -120,24 +119,18 @@ class RelevanceDistiller:
         if output_dir is None:
             tmp = tempfile.TemporaryDirectory(prefix="dualexpert-distill-")
             output_dir = tmp.name
-        args = TrainingArguments(
-            output_dir=str(output_dir),
-            per_device_train_batch_size=cfg.batch_size,
-            num_train_epochs=cfg.epochs,
+        args = training_args(
+            output_dir,
+            batch_size=cfg.batch_size,
+            epochs=cfg.epochs,
             learning_rate=cfg.learning_rate,
             weight_decay=cfg.weight_decay,
-            max_grad_norm=1.0,
             seed=cfg.seed,
-            data_seed=cfg.seed,
-            save_strategy="steps",
             save_steps=cfg.save_steps,
-            save_total_limit=1,
             logging_steps=cfg.logging_steps,
-            report_to="none",
-            use_cpu=not torch.cuda.is_available(),
-            remove_unused_columns=False,
-            dataloader_num_workers=0,
-            disable_tqdm=not progress,
+            progress=progress,
+            save_total_limit=1,
+            max_grad_norm=1.0,
         )
         trainer = DistillTrainer(
             model=self.model,

@@ -17,7 +17,7 @@ from typing import Any
 import dspy
 from dspy.utils.usage_tracker import track_usage
 
-from ..batch import _usage, done_ids
+from ..batch import _usage, done_ids, drop_torn_tail
 from ..signatures import WriteRationale
 from ..text import trim_to_sentence
 from .data import RelevancePair
@@ -85,6 +85,7 @@ def write_rationales(
     program = program or RationaleWriter()
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    drop_torn_tail(out)  # a killed run's half-written last line
     skip = done_ids(out)
     totals: dict[str, Any] = {"written": 0, "skipped": 0, "failed": 0}
     usage = {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
