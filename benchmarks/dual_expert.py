@@ -219,7 +219,11 @@ def main() -> None:
         recs = _run(de, test, out / f"{strategy}-{rep}.jsonl", cfg)
         results["rows"].append(_score(recs, f"dual, {strategy}, {rep}"))
         if strategy == "score":
-            dev_recs = _run(de, dev, out / f"dev-{strategy}-{rep}.jsonl", f"dev {cfg}")
+            # the weight is chosen on dev; summaries exist only for the test candidates, so the
+            # summary row takes the weight chosen with full paths
+            dev_rep = "path" if rep == "summary" else rep
+            dev_de = de if dev_rep == rep else pipeline(strategy, dev_rep)
+            dev_recs = _run(dev_de, dev, out / f"dev-{strategy}-{dev_rep}.jsonl", f"dev {cfg}")
             w, by_w = choose_fusion_weight([r for r in dev_recs if r["routed"]])
             row = _score(_fused(recs, w), f"dual, {strategy}, {rep}, fused (w={w} on dev)")
             row["dev_fusion_accuracy"] = by_w
