@@ -67,6 +67,7 @@ class LlamaCppEngine:
                 model_path=resolve_llm(self.model),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
+                n_threads_batch=self.n_threads,  # prompt processing too (default: every core)
                 n_batch=self.n_batch,
                 seed=self.seed,
                 verbose=False,
