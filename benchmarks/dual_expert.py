@@ -43,10 +43,13 @@ def _run(de, prods, path: Path, label: str) -> list[dict]:
 
     t0, n = time.perf_counter(), len(prods)
 
-    def tick(k: int, state={"done": 0}) -> None:  # noqa: B006
-        state["done"] += k
-        if state["done"] % 25 == 0 or state["done"] == n:
-            print(f"  {label}: {state['done']}/{n} ({time.perf_counter() - t0:.0f} s)", flush=True)
+    done = 0
+
+    def tick(k: int) -> None:
+        nonlocal done
+        done += k
+        if done % 25 == 0 or done == n:
+            print(f"  {label}: {done}/{n} ({time.perf_counter() - t0:.0f} s)", flush=True)
 
     classify_products(de, prods, path, progress=tick)
     want = {p.id for p in prods}
@@ -75,7 +78,7 @@ def _fused(records: list[dict], weight: float | None) -> list[dict]:
     return out
 
 
-def _summaries(de, test, routed_ids: set[str], args, out: Path):
+def _summaries(dom, test, threshold: float, args, out: Path):
     """A summary index for the candidates of the routed test products (train products as
     the summariser's examples), built resumably through a journal."""
     from dualexpert.indexes import CategorySummariser, SummaryIndex
@@ -84,22 +87,17 @@ def _summaries(de, test, routed_ids: set[str], args, out: Path):
 
     folder = out / "summaries"
     if (folder / "meta.json").exists():
-        try:
-            return SummaryIndex.load(folder)
-        except Exception:  # noqa: BLE001 - rebuild from the journal below
-            pass
-    cats: list[str] = []
-    for p in test:
-        if p.id in routed_ids:
-            for c in de.retriever(p).candidates:
-                if c.id not in cats:
-                    cats.append(c.id)
+        return SummaryIndex.load(folder)
+    cats: list[str] = []  # one top-K pass: the routed products and their candidates
+    for cands in dom.predict_topk(test, k=args.k):
+        if cands[0].probability < threshold:
+            cats += [c.id for c in cands if c.id not in cats]
     train = load_catalogue(Path(args.data) / "train.jsonl").products
     print(f"summaries: {len(cats)} categories", flush=True)
     t0 = time.perf_counter()
     folder.mkdir(parents=True, exist_ok=True)
     ix = SummaryIndex().build(
-        de.taxonomy,
+        dom.taxonomy,
         train,
         summariser=CategorySummariser(max_tokens=args.summary_tokens),
         categories=cats,
@@ -212,9 +210,7 @@ def main() -> None:
         strategy, rep = cfg.split(":")
         summaries = None
         if rep == "summary":
-            test_p = np.array([r[0].probability for r in dom.predict_topk(test, k=1)])
-            routed_ids = {p.id for p, pr in zip(test, test_p, strict=True) if pr < threshold}
-            summaries = _summaries(pipeline("score", "path"), test, routed_ids, args, out)
+            summaries = _summaries(dom, test, threshold, args, out)
         de = pipeline(strategy, rep, summaries)
         recs = _run(de, test, out / f"{strategy}-{rep}.jsonl", cfg)
         results["rows"].append(_score(recs, f"dual, {strategy}, {rep}"))
