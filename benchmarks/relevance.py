@@ -177,6 +177,17 @@ def main() -> None:
             mode, np.asarray(probs), n, {"pairs_per_s": n / secs, "judge_mode": judge.mode}
         )
 
+    if "llm_probe" in args.systems and "llm_probe" not in results:
+        from dualexpert.relevance.probe import HiddenStateProbe
+
+        n = min(args.llm_test_size, len(te))
+        probe = HiddenStateProbe(args.llm, cache=out / "llm_probe_vectors.npz")
+        probe.fit(tr, progress=True)
+        t0 = time.perf_counter()
+        prob = probe.predict_proba(te[:n], progress=True)
+        secs = time.perf_counter() - t0
+        deterministic("llm_probe", prob, n, {"pairs_per_s": n / secs, "C": probe.chosen_C})
+
     print_table(results)
 
 
