@@ -139,7 +139,7 @@ def print_table(results: dict) -> None:
         )
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="runs/mwpd-domain_expert-s42/model")
     ap.add_argument("--data", default=str(SHARED / "mwpd"))
@@ -154,12 +154,13 @@ def main() -> None:
     ap.add_argument("--summary-tokens", type=int, default=96, help="cap per summary")
     ap.add_argument("--out", default="benchmarks/results/dual-mwpd")
     ap.add_argument("--table", action="store_true", help="only print the saved table")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     out = Path(args.out)
     res_file = out / "results.json"
     if args.table:
-        print_table(json.loads(res_file.read_text()))
-        return
+        results = json.loads(res_file.read_text())
+        print_table(results)
+        return results
     if not Path(args.data).exists():
         raise SystemExit(f"data not found: {args.data} (see ../shared/data/README.md)")
 
@@ -221,11 +222,13 @@ def main() -> None:
             dev_de = de if dev_rep == rep else pipeline(strategy, dev_rep)
             dev_recs = _run(dev_de, dev, out / f"dev-{strategy}-{dev_rep}.jsonl", f"dev {cfg}")
             w, by_w = choose_fusion_weight([r for r in dev_recs if r["routed"]])
-            row = _score(_fused(recs, w), f"dual, {strategy}, {rep}, fused (w={w} on dev)")
+            shown = "LLM pick alone" if w is None else w
+            row = _score(_fused(recs, w), f"dual, {strategy}, {rep}, fused (w={shown} on dev)")
             row["dev_fusion_accuracy"] = by_w
             results["rows"].append(row)
         res_file.write_text(json.dumps(results, indent=1))
     print_table(results)
+    return results
 
 
 if __name__ == "__main__":
