@@ -20,6 +20,10 @@ ColumnsOpt = Annotated[
     typer.Option(help="Column preset (mwpd, bigbasket, default) or a JSON ColumnMap."),
 ]
 SkipOpt = Annotated[bool, typer.Option(help="Skip bad records (counted) instead of stopping.")]
+QuantizeOpt = Annotated[
+    bool,
+    typer.Option(help="int8 dynamic quantisation of the domain expert for CPU inference."),
+]
 
 
 def _columns(value: str | None):
@@ -101,6 +105,7 @@ def predict(
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL output (appended, resumable).")],
     k: int = 10,
     batch_size: int = 256,
+    quantize: QuantizeOpt = False,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
 ) -> None:
@@ -112,6 +117,7 @@ def predict(
     from .domain import DomainExpert
 
     expert = DomainExpert.load(model)
+    expert.config.quantize = quantize
     cat = _load(input_file, columns, skip_bad)
     drop_torn_tail(out)  # a killed run's half-written last line
     done = done_ids(out)
@@ -163,6 +169,7 @@ def evaluate(
     run_file: Annotated[
         Path | None, typer.Option(help="JSONL of the dual run (resumable).")
     ] = None,
+    quantize: QuantizeOpt = False,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
 ) -> None:
@@ -176,6 +183,7 @@ def evaluate(
         _evaluate_dual(**{k: opts[k] for k in _DUAL_OPTS})
         return
     expert = DomainExpert.load(model)
+    expert.config.quantize = quantize
     cat = _load(test_file, columns, skip_bad)
     counts = None
     if train_file:

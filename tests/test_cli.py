@@ -91,3 +91,12 @@ def test_train_predict_evaluate(tmp_path, demo_catalogue):
     assert report["lvl3"]["accuracy"] > 0.8  # training data: should be nearly all right
     assert report["leaf"]["top5_recall"] >= report["leaf"]["top1_recall"]
     assert {"lvl1", "lvl2", "lvl3", "leaf", "leaf_head"} <= set(report)
+
+    # int8 inference from the CLI: same report, close to the fp32 scores
+    rep8 = tmp_path / "report-int8.json"
+    args = ["evaluate", str(model), str(demo_catalogue), "--k", "5", "--json", str(rep8)]
+    res = runner.invoke(app, [*args, "--quantize"])
+    assert res.exit_code == 0, res.output
+    int8 = json.loads(rep8.read_text())
+    assert abs(int8["lvl3"]["accuracy"] - report["lvl3"]["accuracy"]) <= 0.05
+    assert int8["leaf"]["top5_recall"] >= int8["leaf"]["top1_recall"]

@@ -255,8 +255,10 @@ class DomainExpert:
 
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
+                # per-channel weight scales: same speed as per-tensor, fewer changed answers
+                qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
                 self._qmodel = torch.ao.quantization.quantize_dynamic(
-                    self.model, {torch.nn.Linear}, dtype=torch.qint8
+                    self.model, {torch.nn.Linear: qconfig}, dtype=torch.qint8
                 )
         return self._qmodel
 
