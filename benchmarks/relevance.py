@@ -15,6 +15,7 @@ ones (lexical LR, bi-encoder cosine, the LLM) get a bootstrap interval over the 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import os
 import time
@@ -48,8 +49,30 @@ def _load(args):
 
 
 def _store(out: Path, results: dict) -> None:
+    """Write ``results``, first taking in what other runs on the same folder saved meanwhile.
+
+    Seeds of one system can then run as parallel processes (``--seeds 0`` and ``--seeds 1``)
+    on the same ``--out`` without one process overwriting the other's rows.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    res_file = out / "results.json"
+    with open(out / ".results.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if res_file.exists():
+            _take_in(results, json.loads(res_file.read_text()))
+        tmp = res_file.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=2))
+        tmp.replace(res_file)
+
+
+def _take_in(results: dict, saved: dict) -> None:
+    """Add the systems and per-seed runs in ``saved`` that ``results`` lacks."""
+    for name, entry in saved.items():
+        if name not in results:
+            results[name] = entry
+        elif isinstance(entry, dict) and "runs" in entry and "runs" in results[name]:
+            for seed, run in entry["runs"].items():
+                results[name]["runs"].setdefault(seed, run)
 
 
 def main() -> None:
@@ -147,6 +170,7 @@ def main() -> None:
             print(name, seed, f"auc={runs[str(seed)]['roc_auc']:.4f}", f"{fit_s:.0f}s")
             _store(out, results)
         if runs:
+            _store(out, results)  # takes in seeds that parallel runs finished
             keys = [k for k in next(iter(runs.values())) if k != "n"]
             results[name]["mean"] = {k: mean_ci([r[k] for r in runs.values()])[0] for k in keys}
             results[name]["ci95"] = {k: mean_ci([r[k] for r in runs.values()])[1] for k in keys}

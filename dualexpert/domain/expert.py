@@ -141,7 +141,8 @@ class DomainExpert:
         """
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        if "OMP_NUM_THREADS" not in os.environ:  # the user's thread cap wins
+            torch.set_num_threads(max(1, os.cpu_count() or 1))
         prods = [as_product(p) for p in products]
         if not prods:
             raise ValueError("no products to fit on")

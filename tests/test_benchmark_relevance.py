@@ -1,0 +1,44 @@
+"""benchmarks/relevance.py keeps the rows of parallel runs that share an --out folder."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "relevance.py"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench_relevance", SCRIPT)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    return bench
+
+
+def test_parallel_seed_runs_do_not_overwrite_each_other(tmp_path):
+    bench = _bench()
+    # two processes started from the same (empty) file, each running one seed
+    a = {"setup": {"train": 10}, "ce": {"runs": {}}}
+    b = {"setup": {"train": 10}, "ce": {"runs": {}}}
+    a["ce"]["runs"]["0"] = {"roc_auc": 0.6}
+    bench._store(tmp_path, a)
+    b["ce"]["runs"]["1"] = {"roc_auc": 0.7}
+    b["lexical_lr"] = {"mean": {"roc_auc": 0.5}}
+    bench._store(tmp_path, b)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["ce"]["runs"] == {"1": {"roc_auc": 0.7}, "0": {"roc_auc": 0.6}}
+    assert saved["lexical_lr"]["mean"]["roc_auc"] == 0.5
+    # a's next write takes in b's seed and system too
+    a["ce"]["runs"]["2"] = {"roc_auc": 0.8}
+    bench._store(tmp_path, a)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert sorted(saved["ce"]["runs"]) == ["0", "1", "2"] and "lexical_lr" in saved
+
+
+def test_a_rerun_replaces_its_own_seed(tmp_path):
+    bench = _bench()
+    bench._store(tmp_path, {"ce": {"runs": {"0": {"roc_auc": 0.6}}}})
+    bench._store(tmp_path, {"ce": {"runs": {"0": {"roc_auc": 0.9}}}})
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["ce"]["runs"]["0"]["roc_auc"] == 0.9
