@@ -251,17 +251,12 @@ class DomainExpert:
         """The model used for prediction: int8-quantised on CPU when ``quantize`` is set."""
         if not self.config.quantize:
             return self.model
-        if getattr(self, "_qmodel", None) is None:
-            import warnings
+        cached = getattr(self, "_quantized", None)
+        if cached is None or cached[0] is not self.model:  # refit or reloaded since
+            from .quantize import quantize_int8
 
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                # per-channel weight scales: same speed as per-tensor, fewer changed answers
-                qconfig = torch.ao.quantization.per_channel_dynamic_qconfig
-                self._qmodel = torch.ao.quantization.quantize_dynamic(
-                    self.model, {torch.nn.Linear: qconfig}, dtype=torch.qint8
-                )
-        return self._qmodel
+            self._quantized = (self.model, quantize_int8(self.model))
+        return self._quantized[1]
 
     def predict(self, products: Iterable[ProductLike]) -> list[str]:
         """The top-1 leaf category id for each product."""
