@@ -185,7 +185,7 @@ def main() -> None:
     ap.add_argument("--dataset", default="mwpd", choices=["mwpd", "bigbasket"])
     ap.add_argument("--systems", default="tfidf_linear,knn_embed,domain_expert")
     ap.add_argument("--encoder", default="minilm")
-    ap.add_argument("--epochs", type=float, default=3.0)
+    ap.add_argument("--epochs", type=float, default=4.0)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--max-length", type=int, default=32)
     ap.add_argument("--lr", type=float, default=1e-4)

@@ -56,7 +56,7 @@ def train(
     train_file: Annotated[Path, typer.Argument(help="Labelled catalogue (csv, jsonl, parquet).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the trained model.")],
     encoder: str = "minilm",
-    epochs: float = 3.0,
+    epochs: float = 4.0,
     batch_size: int = 32,
     max_length: int = 32,
     learning_rate: float = 1e-4,
@@ -170,6 +170,9 @@ def evaluate(
         Path | None, typer.Option(help="JSONL of the dual run (resumable).")
     ] = None,
     quantize: QuantizeOpt = False,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Inference batch size (default: the model's).")
+    ] = None,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
 ) -> None:
@@ -184,6 +187,8 @@ def evaluate(
         return
     expert = DomainExpert.load(model)
     expert.config.quantize = quantize
+    if batch_size is not None:
+        expert.config.eval_batch_size = batch_size
     cat = _load(test_file, columns, skip_bad)
     counts = None
     if train_file:

@@ -100,3 +100,11 @@ def test_train_predict_evaluate(tmp_path, demo_catalogue):
     int8 = json.loads(rep8.read_text())
     assert abs(int8["lvl3"]["accuracy"] - report["lvl3"]["accuracy"]) <= 0.05
     assert int8["leaf"]["top5_recall"] >= int8["leaf"]["top1_recall"]
+
+    # another inference batch size: fp32 scores do not depend on it
+    rep5 = tmp_path / "report-b5.json"
+    args = ["evaluate", str(model), str(demo_catalogue), "--k", "5", "--json", str(rep5)]
+    res = runner.invoke(app, [*args, "--batch-size", "5"])
+    assert res.exit_code == 0, res.output
+    b5 = json.loads(rep5.read_text())
+    assert abs(b5["lvl3"]["accuracy"] - report["lvl3"]["accuracy"]) <= 0.01
