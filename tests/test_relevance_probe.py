@@ -64,3 +64,8 @@ def test_probe_errors(pairs, tmp_path):
     probe._vectors = {p.id: np.ones(4, dtype=np.float32) * i for i, p in enumerate(positives)}
     with pytest.raises(ValueError, match="both"):
         probe.fit(positives)
+
+
+def test_no_model_name_means_the_default_local_llm():
+    # the benchmark passes --llm's None through; the probe must not hand None to llama.cpp
+    assert HiddenStateProbe(None).model == HiddenStateProbe().model == "qwen-1.5b"

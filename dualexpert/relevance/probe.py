@@ -30,13 +30,13 @@ class HiddenStateProbe:
 
     def __init__(
         self,
-        model: str = "qwen-1.5b",
+        model: str | None = "qwen-1.5b",
         n_threads: int | None = None,
         C: float | None = None,
         cache: str | Path | None = None,
         checkpoint_every: int = 25,
     ) -> None:
-        self.model = model
+        self.model = model or "qwen-1.5b"  # None: the default local LLM
         self.n_threads = n_threads
         self.C = C
         self.cache = Path(cache) if cache else None
