@@ -60,9 +60,28 @@ def _store(out: Path, results: dict) -> None:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if res_file.exists():
             _take_in(results, json.loads(res_file.read_text()))
+        for entry in results.values():
+            if isinstance(entry, dict) and entry.get("runs"):
+                _summarise(entry)
         tmp = res_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(results, indent=2))
         tmp.replace(res_file)
+
+
+def _summarise(entry: dict) -> None:
+    """Mean and 95% t-interval of every metric over the seeds in ``entry["runs"]``.
+
+    Done on every write, so that a process which started before another's seeds finished
+    cannot leave a summary of fewer seeds than the file holds.
+    """
+    from dualexpert.metrics import mean_ci
+
+    runs = list(entry["runs"].values())
+    keys = [k for k in runs[0] if k != "n"]
+    stats = {k: mean_ci([r[k] for r in runs if k in r]) for k in keys}
+    entry["mean"] = {k: v[0] for k, v in stats.items()}
+    entry["ci95"] = {k: v[1] for k, v in stats.items()}
+    entry["interval"] = f"t over {len(runs)} seeds"
 
 
 def _take_in(results: dict, saved: dict) -> None:
@@ -107,7 +126,7 @@ def main() -> None:
     import numpy as np
 
     from dualexpert.baselines import BiEncoderCosine, LexicalRelevanceLR
-    from dualexpert.metrics import binary_report, bootstrap_ci, mean_ci
+    from dualexpert.metrics import binary_report, bootstrap_ci
     from dualexpert.relevance.distill import RelevanceDistiller
 
     out = Path(args.out)
@@ -170,12 +189,7 @@ def main() -> None:
             print(name, seed, f"auc={runs[str(seed)]['roc_auc']:.4f}", f"{fit_s:.0f}s")
             _store(out, results)
         if runs:
-            _store(out, results)  # takes in seeds that parallel runs finished
-            keys = [k for k in next(iter(runs.values())) if k != "n"]
-            results[name]["mean"] = {k: mean_ci([r[k] for r in runs.values()])[0] for k in keys}
-            results[name]["ci95"] = {k: mean_ci([r[k] for r in runs.values()])[1] for k in keys}
-            results[name]["interval"] = f"t over {len(runs)} seeds"
-            _store(out, results)
+            _store(out, results)  # takes in seeds that parallel runs finished, and summarises
 
     for mode, shots in (("llm_zero_shot", 0), ("llm_few_shot", 4)):
         if mode not in args.systems or mode in results:

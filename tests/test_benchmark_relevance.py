@@ -42,3 +42,15 @@ def test_a_rerun_replaces_its_own_seed(tmp_path):
     bench._store(tmp_path, {"ce": {"runs": {"0": {"roc_auc": 0.9}}}})
     saved = json.loads((tmp_path / "results.json").read_text())
     assert saved["ce"]["runs"]["0"]["roc_auc"] == 0.9
+
+
+def test_summaries_cover_every_saved_seed(tmp_path):
+    # a process that started with two seeds on disk must not write back a two-seed summary
+    bench = _bench()
+    bench._store(tmp_path, {"ce": {"runs": {"0": {"roc_auc": 0.6}, "1": {"roc_auc": 0.7}}}})
+    bench._store(tmp_path, {"ce": {"runs": {"2": {"roc_auc": 0.8}}}})
+    stale = {"ce": {"runs": {"0": {"roc_auc": 0.6}}, "mean": {"roc_auc": 0.6}}}
+    bench._store(tmp_path, stale)
+    saved = json.loads((tmp_path / "results.json").read_text())["ce"]
+    assert abs(saved["mean"]["roc_auc"] - 0.7) < 1e-9
+    assert saved["ci95"]["roc_auc"] > 0 and saved["interval"] == "t over 3 seeds"
