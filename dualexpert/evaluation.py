@@ -35,5 +35,6 @@ def evaluate_domain_expert(
         "products": len(labelled),
         "seconds": secs,
         "products_per_second": len(labelled) / secs if secs else 0.0,
+        "batch_size": getattr(getattr(expert, "config", None), "eval_batch_size", None),
     }
     return report

@@ -107,4 +107,5 @@ def test_train_predict_evaluate(tmp_path, demo_catalogue):
     res = runner.invoke(app, [*args, "--batch-size", "5"])
     assert res.exit_code == 0, res.output
     b5 = json.loads(rep5.read_text())
+    assert b5["speed"]["batch_size"] == 5 and report["speed"]["batch_size"] == 32
     assert abs(b5["lvl3"]["accuracy"] - report["lvl3"]["accuracy"]) <= 0.01
