@@ -36,6 +36,8 @@ _EXPORTS = {
     "get_lm": "dualexpert.lm",
     "local_lm": "dualexpert.lm",
     "hosted_lm": "dualexpert.lm",
+    "LLMUnavailable": "dualexpert.llm_process",
+    "available_cpus": "dualexpert.threads",
     # optimisation runs
     "build_examples": "dualexpert.optimizers",
     "optimize": "dualexpert.optimizers",

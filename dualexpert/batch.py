@@ -1,10 +1,28 @@
-"""Batch classification of a catalogue: incremental JSONL, resume, usage per product."""
+"""Classify a whole catalogue: two stages over chunks, bounded concurrent LLM calls, streaming.
+
+For each chunk of products (read lazily, so memory does not grow with the catalogue):
+
+1. **Stage 1**: one batched domain-expert pass gives every product its top-K candidates (the
+   same candidates and probabilities as ``dualexpert predict``).
+2. **Stage 2**: routing; only the uncertain products go to the general expert, at most
+   ``concurrency`` requests in flight (DSPy's async path, ``acall``). Hosted LLMs retry 429/5xx
+   with backoff inside DSPy/LiteLLM; a local llama.cpp model serves its queue one at a time.
+
+Records come out **in input order**. :func:`classify_iter` is the Python API (an iterator of
+products in, an iterator of records out); :func:`classify_products` writes them to a JSONL file
+as each chunk finishes and resumes by id: a killed run, restarted on the same output, skips what
+is written and loses nothing.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
+import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +30,10 @@ import dspy
 from dspy.utils.usage_tracker import track_usage
 
 from .data import Product
+
+log = logging.getLogger(__name__)
+
+USAGE_KEYS = ("llm_calls", "prompt_tokens", "completion_tokens")
 
 
 def done_ids(path: str | Path) -> set[str]:
@@ -47,7 +69,8 @@ def drop_torn_tail(path: str | Path) -> None:
             f.truncate(cut)
 
 
-def _usage(tracker: Any) -> dict[str, int]:
+def usage_totals(tracker: Any) -> dict[str, int]:
+    """LLM calls and tokens recorded by a DSPy usage tracker."""
     calls = sum(len(v) for v in tracker.usage_data.values())
     totals = tracker.get_total_tokens()
     prompt = sum(int(u.get("prompt_tokens") or u.get("input_tokens") or 0) for u in totals.values())
@@ -57,67 +80,207 @@ def _usage(tracker: Any) -> dict[str, int]:
     return {"llm_calls": calls, "prompt_tokens": prompt, "completion_tokens": completion}
 
 
+def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of up to ``size`` items, read lazily."""
+    it = iter(items)
+    while batch := list(islice(it, size)):
+        yield batch
+
+
+def _record(prod: Product, pred: dspy.Prediction, usage: dict[str, int], secs: float) -> dict:
+    rec = {
+        "id": prod.id,
+        "title": prod.title,
+        "category": pred.category,
+        "path": pred.path,
+        "routed": pred.routed,
+        "route_reason": pred.route_reason,
+        "decision": pred.decision,
+        "fallback": pred.fallback,
+        "fallback_reason": pred.get("fallback_reason", ""),
+        "reason": pred.reason,
+        "ranking": pred.ranking,
+        "candidates": pred.candidates,
+        "llm_logprobs": pred.get("llm_logprobs"),
+        "usage": usage,
+        "seconds": round(secs, 4),
+    }
+    if prod.category is not None:
+        rec["gold"] = list(prod.category)
+    return rec
+
+
+async def _ask_all(program: Any, jobs: list[tuple[Product, list, dict]], concurrency: int):
+    """The general expert on every routed product, ``concurrency`` requests in flight."""
+    gate = asyncio.Semaphore(max(1, concurrency))
+
+    async def one(prod: Product, cands: list, routed: dict):
+        async with gate:
+            t0 = time.perf_counter()
+            with track_usage() as tracker:
+                g = await program.general.acall(**program.general_inputs(prod, cands))
+            return program.fuse(cands, g, routed), usage_totals(tracker), time.perf_counter() - t0
+
+    return await asyncio.gather(*(one(*job) for job in jobs))
+
+
+def _run(coro: Any) -> Any:
+    """``asyncio.run``, also from code that already runs an event loop (a notebook, an async
+    app): then in a worker thread, with this context (DSPy settings) carried over."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(coro)
+    import contextvars
+    from concurrent.futures import ThreadPoolExecutor
+
+    ctx = contextvars.copy_context()
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(ctx.run, asyncio.run, coro).result()
+
+
+def _arity(fn: Callable[..., Any]) -> int:
+    try:
+        return len(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return 1
+
+
+def classify_chunk(program: Any, products: list[Product], concurrency: int = 1) -> list[dict]:
+    """Both stages on one chunk; one record per product, in the chunk's order.
+
+    Args:
+        program: a :class:`dualexpert.pipeline.DualExpert`.
+        products: the chunk.
+        concurrency: LLM requests in flight at once.
+    """
+    t0 = time.perf_counter()
+    cands = program.candidates_batch(products)
+    stage1 = (time.perf_counter() - t0) / max(1, len(products))
+    zero = dict.fromkeys(USAGE_KEYS, 0)
+    out: list[dict | None] = [None] * len(products)
+    jobs, where = [], []
+    for i, (prod, cs) in enumerate(zip(products, cands, strict=True)):
+        routed = program.route(cs)
+        if isinstance(routed, dict):
+            jobs.append((prod, cs, routed))
+            where.append(i)
+        else:
+            out[i] = _record(prod, routed, zero, stage1)
+    if jobs:
+        answers = _run(_ask_all(program, jobs, concurrency))
+        for i, (pred, usage, secs) in zip(where, answers, strict=True):
+            out[i] = _record(products[i], pred, usage, stage1 + secs)
+    return [r for r in out if r is not None]
+
+
+def classify_iter(
+    program: Any,
+    products: Iterable[Product],
+    chunk_size: int = 64,
+    concurrency: int = 1,
+    skip: set[str] | None = None,
+) -> Iterator[dict]:
+    """Classify a stream of products; yields one record per product, in input order.
+
+    Args:
+        program: a :class:`dualexpert.pipeline.DualExpert`.
+        products: any iterable of products (read lazily, a chunk at a time).
+        chunk_size: products per batched domain-expert pass.
+        concurrency: LLM requests in flight at once.
+        skip: ids to leave out (already done).
+
+    Returns:
+        An iterator of JSON-ready records (``id``, ``category``, ``path``, ``routed``,
+        ``decision``, ``fallback``, ``fallback_reason``, ``candidates``, ``usage``, ...).
+    """
+    skip = skip or set()
+    todo = (p for p in products if p.id not in skip)
+    for chunk in chunks(todo, chunk_size):
+        yield from classify_chunk(program, chunk, concurrency)
+
+
+def _lm_cost(lm: Any, start: int) -> float:
+    """What LiteLLM priced the calls since history entry ``start`` at (0 where unknown)."""
+    history = getattr(lm, "history", None) or []
+    return float(sum(h.get("cost") or 0.0 for h in history[start:]))
+
+
 def classify_products(
-    program: dspy.Module,
+    program: Any,
     products: Iterable[Product],
     out: str | Path,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, dict[str, Any]], None] | Callable[[int], None] | None = None,
+    chunk_size: int = 64,
+    concurrency: int = 1,
 ) -> dict[str, Any]:
-    """Run ``program`` (e.g. a DualExpert) on each product, appending one JSON line each.
+    """Classify ``products`` into a JSONL file, one record per product, in input order.
 
     Products whose id is already in ``out`` are skipped, so a killed run resumes where it
-    stopped without duplicates. Returns totals: products done, LLM calls, tokens, seconds.
+    stopped without duplicates. Each chunk is written and flushed as it finishes.
+
+    Args:
+        program: a :class:`dualexpert.pipeline.DualExpert`.
+        products: any iterable of products (streamed).
+        out: the JSONL output, appended to.
+        progress: called after each chunk with the number of new records (and, if it takes
+            two arguments, the running totals).
+        chunk_size: products per batched domain-expert pass.
+        concurrency: LLM requests in flight at once.
+
+    Returns:
+        Totals: ``products`` (written now), ``already_done``, ``routed``, ``fallback`` and
+        ``fallback_reasons``, ``llm_calls``, ``prompt_tokens``, ``completion_tokens``, ``cost``
+        (USD where LiteLLM knows the price), ``seconds`` and ``products_per_second``.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     drop_torn_tail(out)  # else the first new record would be glued to the torn line
     skip = done_ids(out)
-    totals = {
+    totals: dict[str, Any] = {
         "products": 0,
-        "skipped": 0,
+        "already_done": 0,
         "routed": 0,
         "fallback": 0,
-        "llm_calls": 0,
-        "prompt_tokens": 0,
-        "completion_tokens": 0,
+        "fallback_reasons": {},
+        **dict.fromkeys(USAGE_KEYS, 0),
+        "cost": 0.0,
         "seconds": 0.0,
     }
+    lm = dspy.settings.lm
+    hist0 = len(getattr(lm, "history", None) or [])
+    two_args = progress is not None and _arity(progress) >= 2
+
+    def counted(items: Iterable[Product]) -> Iterator[Product]:
+        for p in items:
+            if p.id in skip:
+                totals["already_done"] += 1
+            yield p
+
+    t0 = time.perf_counter()
     with out.open("a", encoding="utf-8") as f:
-        for prod in products:
-            if prod.id in skip:
-                totals["skipped"] += 1
-                continue
-            t0 = time.perf_counter()
-            with track_usage() as tracker:
-                pred = program(prod)
-            secs = time.perf_counter() - t0
-            usage = _usage(tracker)
-            rec = {
-                "id": prod.id,
-                "title": prod.title,
-                "category": pred.category,
-                "path": pred.path,
-                "routed": pred.routed,
-                "route_reason": pred.route_reason,
-                "decision": pred.decision,
-                "fallback": pred.fallback,
-                "reason": pred.reason,
-                "ranking": pred.ranking,
-                "candidates": pred.candidates,
-                "llm_logprobs": pred.get("llm_logprobs"),
-                "usage": usage,
-                "seconds": round(secs, 4),
-            }
-            if prod.category is not None:
-                rec["gold"] = list(prod.category)
-            f.write(json.dumps(rec, ensure_ascii=False) + "\n")
+        for chunk in chunks(counted(products), chunk_size):
+            todo = [p for p in chunk if p.id not in skip]
+            recs = classify_chunk(program, todo, concurrency) if todo else []
+            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
             f.flush()
-            totals["products"] += 1
-            totals["routed"] += int(pred.routed)
-            totals["fallback"] += int(pred.fallback)
-            totals["seconds"] += secs
-            for k, v in usage.items():
-                totals[k] += v
-            if progress:
-                progress(1)
+            for r in recs:
+                skip.add(r["id"])  # a repeated id later in the file is not written twice
+                totals["products"] += 1
+                totals["routed"] += int(r["routed"])
+                if r["fallback"]:
+                    totals["fallback"] += 1
+                    why = str(r.get("fallback_reason") or "unknown")[:160]
+                    totals["fallback_reasons"][why] = totals["fallback_reasons"].get(why, 0) + 1
+                for k in USAGE_KEYS:
+                    totals[k] += r["usage"][k]
+            totals["seconds"] = time.perf_counter() - t0
+            totals["cost"] = _lm_cost(lm, hist0)
+            if progress is not None and recs:
+                if two_args:
+                    progress(len(recs), totals)  # type: ignore[call-arg]
+                else:
+                    progress(len(recs))  # type: ignore[call-arg]
+    totals["seconds"] = round(time.perf_counter() - t0, 3)
+    totals["products_per_second"] = round(totals["products"] / max(totals["seconds"], 1e-9), 2)
     return totals

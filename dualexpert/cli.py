@@ -12,6 +12,9 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
+from .cli_options import ThreadsOpt
+from .threads import apply_threads
+
 app = typer.Typer(no_args_is_help=True, help="Dual-expert product categorisation.")
 console = Console(stderr=True)
 
@@ -72,8 +75,10 @@ def train(
     ] = None,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Fine-tune the domain expert. Re-running with the same --out resumes from checkpoints."""
+    apply_threads(threads)
     from .domain import DomainExpert
     from .taxonomy import Taxonomy
 
@@ -108,11 +113,13 @@ def predict(
     quantize: QuantizeOpt = False,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Write the top-K categories of each product to a JSONL file.
 
     Products already in the output (by id) are skipped, so an interrupted run resumes.
     """
+    apply_threads(threads)
     from .batch import done_ids, drop_torn_tail
     from .domain import DomainExpert
 
@@ -262,12 +269,19 @@ LlmOpt = Annotated[
 ApiBaseOpt = Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")]
 
 
-def _configure_lm(llm: str | None, api_base: str | None, max_tokens: int | None = None) -> None:
+def _configure_lm(
+    llm: str | None,
+    api_base: str | None,
+    max_tokens: int | None = None,
+    timeout: float | None = None,
+) -> None:
     import dspy
 
     from .lm import get_lm
 
-    kw = {"max_tokens": max_tokens} if max_tokens else {}
+    kw: dict = {"max_tokens": max_tokens} if max_tokens else {}
+    if timeout is not None:
+        kw["timeout"] = timeout
     dspy.configure(lm=get_lm(llm, api_base=api_base, **kw), track_usage=True)
 
 
@@ -382,17 +396,64 @@ def classify(
     limit: int | None = None,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
+    threads: ThreadsOpt = None,
+    concurrency: Annotated[
+        int, typer.Option(min=1, help="LLM requests in flight at once (hosted LLMs).")
+    ] = 4,
+    chunk_size: Annotated[
+        int, typer.Option(min=1, help="Products per batched domain-expert pass.")
+    ] = 64,
+    timeout: Annotated[
+        float | None, typer.Option(help="Seconds one LLM request may take (then: fallback).")
+    ] = None,
 ) -> None:
-    """Categorise a file with both experts; uncertain products go to the LLM."""
-    from .batch import classify_products
+    """Categorise a file with both experts; uncertain products go to the LLM.
 
-    _configure_lm(llm, api_base)
+    The catalogue is streamed in chunks; records are written in input order as each chunk
+    finishes, and a rerun on the same --out resumes by id.
+    """
+    apply_threads(threads)
+    from itertools import islice
+
+    from .batch import classify_products
+    from .data import ReadStats, RecordError, count_records, iter_catalogue
+
+    _configure_lm(llm, api_base, timeout=timeout)
     de = _pipeline(model, strategy, representation, k, threshold, summaries, fusion_weight, program)
-    prods = _load(input_file, columns, skip_bad).products[:limit]
-    with _progress() as prog:
-        task = prog.add_task("classify", total=len(prods))
-        totals = classify_products(de, prods, out, progress=lambda n: prog.advance(task, n))
-        prog.update(task, completed=len(prods))
+    stats = ReadStats()
+    try:
+        total = count_records(input_file)
+        prods = iter_catalogue(
+            input_file, _columns(columns), on_error="skip" if skip_bad else "raise", stats=stats
+        )
+        if limit is not None:
+            prods = islice(prods, limit)
+            total = min(total, limit) if total is not None else limit
+        with _progress(stats_fields=True) as prog:
+            task = prog.add_task("classify", total=total, stats="")
+
+            def tick(n: int, t: dict) -> None:
+                done = t["products"] or 1
+                cost = f" ${t['cost']:.4f}" if t["cost"] else ""
+                prog.update(
+                    task,
+                    advance=n,
+                    stats=f"{t['products'] / max(t['seconds'], 1e-9):.1f}/s "
+                    f"routed {t['routed'] / done:.0%} LLM {t['llm_calls']} calls "
+                    f"{t['prompt_tokens'] + t['completion_tokens']} tok{cost}",
+                )
+
+            totals = classify_products(
+                de, prods, out, progress=tick, chunk_size=chunk_size, concurrency=concurrency
+            )
+    except (RecordError, FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    totals["bad_records_skipped"] = stats.skipped
+    if stats.skipped:
+        console.print(f"[yellow]skipped {stats.skipped} bad record(s) in {input_file}[/yellow]")
+        for e in stats.errors[:5]:
+            console.print(f"  {e}")
     typer.echo(json.dumps(totals))  # one machine-readable line on stdout, never wrapped
 
 
@@ -668,14 +729,36 @@ def _print_report(report: dict) -> None:
         Console().print(f"{report['speed']['products_per_second']:.1f} products/s")
 
 
-def _progress() -> Progress:
-    return Progress(
+def _progress(stats_fields: bool = False) -> Progress:
+    cols: list = [
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
-        console=console,
-    )
+    ]
+    if stats_fields:  # products/s, routed share, LLM calls, tokens, cost
+        cols.append("{task.fields[stats]}")
+    return Progress(*cols, console=console)
+
+
+@app.command()
+def doctor(
+    quick: Annotated[
+        bool, typer.Option(help="Check only the small LLM's files (what setup runs).")
+    ] = False,
+) -> None:
+    """Check this machine: versions, the llama.cpp build against the CPU features the OS
+    enables, model files and hashes, and a one-token decode in a child process."""
+    from .doctor import run_checks
+
+    checks = run_checks(quick=quick)
+    for c in checks:
+        mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
+        console.print(f"{mark} {c.name}: {c.detail}", highlight=False, soft_wrap=True)
+        if not c.ok and c.fix:
+            console.print(f"      fix: {c.fix}", highlight=False, soft_wrap=True)
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
 
 
 def _register_relevance() -> None:

@@ -12,6 +12,9 @@ from typing import Annotated
 
 import typer
 
+from .cli_options import ThreadsOpt
+from .threads import apply_threads
+
 relevance_app = typer.Typer(no_args_is_help=True, help="Query–product relevance scoring.")
 
 SplitOpt = Annotated[
@@ -58,8 +61,10 @@ def rationales(
             "cut by the token cap still parses and is trimmed to its last full sentence)."
         ),
     ] = "json",
+    threads: ThreadsOpt = None,
 ) -> None:
     """Write an LLM rationale for each labelled pair (paper 4.3), resumable."""
+    apply_threads(threads)
     import dspy
 
     from .cli import _configure_lm, _progress, console
@@ -98,8 +103,10 @@ def distill(
     sample: Annotated[int | None, typer.Option(help="Train on a sample of N pairs.")] = None,
     threshold: ThresholdOpt = 2.5,
     resume: Annotated[bool, typer.Option(help="Resume from the last checkpoint.")] = False,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Train a cross-encoder with rationale distillation and export it (paper 4.3)."""
+    apply_threads(threads)
     from .cli import console
     from .relevance.distill import RelevanceDistiller
     from .relevance.rationales import load_rationales

@@ -227,6 +227,15 @@ def parse_record(row: dict[str, Any], cmap: ColumnMap, file: str, line: int) -> 
         raise RecordError(file, line, col, err["msg"]) from None
 
 
+def _column_map(p: Path, columns: ColumnMap | str | None) -> ColumnMap:
+    if isinstance(columns, str):
+        try:
+            return PRESETS[columns]
+        except KeyError:
+            raise ValueError(f"unknown column preset {columns!r}: {sorted(PRESETS)}") from None
+    return columns or detect_columns(_columns_of(p))
+
+
 def load_catalogue(
     path: str | Path,
     columns: ColumnMap | str | None = None,
@@ -242,13 +251,7 @@ def load_catalogue(
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"catalogue {p} does not exist")
-    if isinstance(columns, str):
-        try:
-            cmap = PRESETS[columns]
-        except KeyError:
-            raise ValueError(f"unknown column preset {columns!r}: {sorted(PRESETS)}") from None
-    else:
-        cmap = columns or detect_columns(_columns_of(p))
+    cmap = _column_map(p, columns)
     out = Catalogue(products=[], source=str(p))
     for line, row in _iter_rows(p):
         try:
@@ -261,6 +264,60 @@ def load_catalogue(
         if limit is not None and len(out.products) >= limit:
             break
     return out
+
+
+@dataclass
+class ReadStats:
+    """What a streaming read has seen so far: records read and bad records skipped."""
+
+    read: int = 0
+    skipped: int = 0
+    errors: list[RecordError] = field(default_factory=list)
+
+
+def iter_catalogue(
+    path: str | Path,
+    columns: ColumnMap | str | None = None,
+    on_error: Literal["raise", "skip"] = "raise",
+    stats: ReadStats | None = None,
+) -> Iterator[Product]:
+    """Stream the products of a catalogue (CSV, TSV, JSONL, Parquet), one at a time.
+
+    Memory does not grow with the file. Bad records raise :class:`RecordError` or, with
+    ``on_error="skip"``, are counted in ``stats`` (its first 100 errors are kept).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"catalogue {p} does not exist or is not a file")
+    cmap = _column_map(p, columns)
+    stats = stats if stats is not None else ReadStats()
+    for line, row in _iter_rows(p):
+        try:
+            prod = parse_record(row, cmap, str(p), line)
+        except RecordError as e:
+            if on_error == "raise":
+                raise
+            stats.skipped += 1
+            if len(stats.errors) < 100:
+                stats.errors.append(e)
+            continue
+        stats.read += 1
+        yield prod
+
+
+def count_records(path: str | Path) -> int | None:
+    """Rows in a catalogue without parsing them (for progress bars): Parquet metadata, or
+    non-empty lines of a JSONL file; None for CSV (a quoted field may span lines)."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(p).metadata.num_rows)
+    if suffix in (".jsonl", ".ndjson"):
+        with p.open("rb") as f:
+            return sum(1 for line in f if line.strip())
+    return None
 
 
 def path_string(path: Sequence[str]) -> str:

@@ -209,8 +209,8 @@ def _run_llm(
     engine_kw = {"n_threads": llm_threads} if llm_threads else {}
     t0 = time.perf_counter()
     lm = get_lm(llm, cache=False, **engine_kw)
-    if hasattr(getattr(lm, "engine", None), "llama"):
-        lm.engine.llama  # noqa: B018 -- load (and on first use assemble) the model now
+    if hasattr(getattr(lm, "engine", None), "start"):
+        lm.engine.start()  # load (and on first use assemble) the model now
     load_s = time.perf_counter() - t0
     general = GeneralExpert(strategy)
     for name in ("dev-run.jsonl", "test-run.jsonl"):  # a demo run starts afresh

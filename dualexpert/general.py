@@ -6,17 +6,23 @@ each line is chosen by the caller (leaf, full path, descriptive name, or name pl
 
 Product text is untrusted: an answer outside the candidate numbers is never accepted. The module
 retries once, then falls back to the first candidate (the domain expert's top-1) and flags it.
+An LLM that cannot answer at all (its process crashed or hung, the server failed) is a fallback
+too, with ``decision="unavailable"`` and the reason in ``fallback_reason``; the run goes on.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
+from .llm_process import llm_failure
 from .signatures import RankCategories, ReasonAndRankCategories, SelectCategory
+
+log = logging.getLogger(__name__)
 
 STRATEGIES = {
     "zero_shot": SelectCategory,
@@ -57,15 +63,21 @@ class GeneralExpert(dspy.Module):
     * ``ranking``: 0-based indices, best first (the chosen one first);
     * ``reason``: the LLM's explanation;
     * ``decision``: ``chosen``, ``none``, ``cannot_decide`` or ``invalid``;
-    * ``fallback``: True when the LLM gave no valid answer and the first candidate was kept.
+    * ``fallback``: True when the LLM gave no valid answer and the first candidate was kept;
+    * ``fallback_reason``: why (``""`` when there was no fallback).
     """
 
-    def __init__(self, strategy: str = "zero_shot", retries: int = 1):
+    def __init__(self, strategy: str = "zero_shot", retries: int = 1, max_failures: int = 5):
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}: choose from {sorted(STRATEGIES)}")
         self.strategy = strategy
         self.retries = retries
+        # circuit breaker: after this many consecutive LLM failures the LLM is not called again
+        # by this module (a dead server would otherwise cost every product its timeout)
+        self.max_failures = max_failures
+        self.failures = 0
+        self.open_reason = ""
         self.predict = dspy.Predict(STRATEGIES[strategy])
 
     def _ask(self, product: str, shown: str, attempt: int) -> dspy.Prediction | None:
@@ -106,6 +118,7 @@ class GeneralExpert(dspy.Module):
             reason="",
             decision="chosen",
             fallback=False,
+            fallback_reason="",
             llm_logprobs=[float(x) for x in logp],
         )
 
@@ -146,10 +159,61 @@ class GeneralExpert(dspy.Module):
         order = [r - 1 for r in ranking]
         order += [i for i in range(n) if i not in order]
         return dspy.Prediction(
-            index=order[0], ranking=order, reason=reason, decision=decision, fallback=fallback
+            index=order[0],
+            ranking=order,
+            reason=reason,
+            decision=decision,
+            fallback=fallback,
+            fallback_reason=f"no valid answer from the LLM ({decision})" if fallback else "",
         )
 
+    @staticmethod
+    def unavailable(n: int, reason: str) -> dspy.Prediction:
+        """The domain expert's order kept, flagged: the LLM could not answer."""
+        return dspy.Prediction(
+            index=0,
+            ranking=list(range(n)),
+            reason="",
+            decision="unavailable",
+            fallback=True,
+            fallback_reason=f"LLM unavailable: {reason}",
+        )
+
+    def _failed(self, exc: Exception, n: int) -> dspy.Prediction:
+        reason = llm_failure(exc)
+        if reason is None:
+            raise exc
+        self.failures += 1
+        if self.failures >= self.max_failures and not self.open_reason:
+            self.open_reason = (
+                f"{self.failures} LLM failures in a row (last: {reason}); the LLM is not "
+                "called again in this run"
+            )
+            log.error("%s", self.open_reason)
+        return self.unavailable(n, reason)
+
     def forward(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
+        if self.open_reason:
+            return self.unavailable(len(candidates), self.open_reason)
+        try:
+            pred = self._forward(product, candidates)
+        except Exception as e:
+            return self._failed(e, len(candidates))
+        self.failures = 0
+        return pred
+
+    async def aforward(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
+        """Async ``forward`` (``await expert.acall(product=..., candidates=...)``)."""
+        if self.open_reason:
+            return self.unavailable(len(candidates), self.open_reason)
+        try:
+            pred = await self._aforward(product, candidates)
+        except Exception as e:
+            return self._failed(e, len(candidates))
+        self.failures = 0
+        return pred
+
+    def _forward(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
         n = len(candidates)
         if n == 0:
             raise ValueError("the general expert needs at least one candidate")
@@ -164,8 +228,7 @@ class GeneralExpert(dspy.Module):
         except StopIteration as done:
             return done.value
 
-    async def aforward(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
-        """Async ``forward`` (``await expert.acall(product=..., candidates=...)``)."""
+    async def _aforward(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
         import asyncio
 
         n = len(candidates)

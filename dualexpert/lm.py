@@ -1,8 +1,9 @@
 """Language models for DSPy 3.4: a local llama.cpp engine and helpers for any LiteLLM model.
 
-``local_lm("qwen-1.5b")`` returns a ``dspy.LM`` whose engine runs a GGUF model in-process with
-llama-cpp-python. Models are assembled from their PyPI packages and hash-checked on first use
-(see :mod:`dualexpert.models`). A JSON-schema ``response_format`` is enforced with a grammar, so
+``local_lm("qwen-1.5b")`` returns a ``dspy.LM`` whose engine runs a GGUF model with
+llama-cpp-python in a child process (a native crash there never takes the caller down). Models
+are assembled from their PyPI packages and hash-checked on first use (see
+:mod:`dualexpert.models`). A JSON-schema ``response_format`` is enforced with a grammar, so
 small models return parseable output.
 
 ``hosted_lm("openai/gpt-4o-mini")`` or ``hosted_lm("openai/qwen", api_base="http://...")`` gives a
@@ -16,17 +17,30 @@ import os
 import threading
 from typing import Any
 
+from .threads import available_cpus
+
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 DEFAULT_LLM = "qwen-1.5b"
 
 
-class LlamaCppEngine:
-    """An lm15 engine (``complete(Request) -> Response``) over ``llama_cpp.Llama``.
+def llm_threads() -> int:
+    """Threads for llama.cpp: ``DUALEXPERT_LLM_THREADS`` if set, else the CPUs this process
+    may use (affinity, cgroup quota, ``OMP_NUM_THREADS``)."""
+    return int(os.environ.get("DUALEXPERT_LLM_THREADS") or available_cpus())
 
-    The model loads lazily, once per engine; calls are serialised with a lock because a
-    llama.cpp context is not thread-safe. The engine declares JSON-schema support, so DSPy's
-    ``JSONAdapter`` sends the output schema and llama.cpp enforces it with a grammar.
+
+class LlamaCppEngine:
+    """An lm15 engine (``complete(Request) -> Response``) over a llama.cpp model.
+
+    The model runs in a child process (:class:`dualexpert.llm_process.LLMProcess`), started on
+    the first call and reused, so a native crash, an OOM kill or a hang never takes the caller
+    down: it raises :class:`~dualexpert.llm_process.LLMUnavailable`, which the general expert
+    turns into a flagged fallback. Calls are serialised (one llama.cpp context). The engine
+    declares JSON-schema support, so DSPy's ``JSONAdapter`` sends the output schema and
+    llama.cpp enforces it with a grammar.
+
+    ``timeout``: seconds one request may take before the child is stopped.
     """
 
     supports_response_schema = True
@@ -43,39 +57,47 @@ class LlamaCppEngine:
         n_threads: int | None = None,
         seed: int = 0,
         n_batch: int = 512,
+        timeout: float = 300.0,
     ) -> None:
         self.model = model
         self.n_ctx = n_ctx
-        self.n_threads = n_threads or int(
-            os.environ.get("DUALEXPERT_LLM_THREADS") or max(1, os.cpu_count() or 1)
-        )
+        self.n_threads = n_threads or llm_threads()
         self.seed = seed
         self.n_batch = n_batch
-        self._llm: Any = None
+        self.timeout = timeout
+        self._process: Any = None
         self._lock = threading.Lock()
         self.last_usage: dict[str, int] = {}  # of the last score_options call
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
-    def llama(self) -> Any:
-        if self._llm is None:
-            from llama_cpp import Llama
+    def process(self) -> Any:
+        """The child process client (the model is assembled and hash-checked here first)."""
+        with self._lock:
+            if self._process is None:
+                from .llm_process import LLMProcess
+                from .models import resolve_llm
 
-            from .models import resolve_llm
+                self._process = LLMProcess(
+                    {
+                        "model_path": resolve_llm(self.model),
+                        "n_ctx": self.n_ctx,
+                        "n_threads": self.n_threads,
+                        "n_batch": self.n_batch,
+                        "seed": self.seed,
+                    },
+                    timeout=self.timeout,
+                )
+            return self._process
 
-            self._llm = Llama(
-                model_path=resolve_llm(self.model),
-                n_ctx=self.n_ctx,
-                n_threads=self.n_threads,
-                n_threads_batch=self.n_threads,  # prompt processing too (default: every core)
-                n_batch=self.n_batch,
-                seed=self.seed,
-                verbose=False,
-            )
-        return self._llm
+    def start(self) -> None:
+        """Load the model now (the first request would otherwise do it)."""
+        self.process.request("reset")
 
     def close(self) -> None:
-        self._llm = None
+        if self._process is not None:
+            self._process.stop()
+        self._process = None
 
     def dump_state(self) -> dict[str, Any]:
         return {
@@ -84,6 +106,7 @@ class LlamaCppEngine:
             "n_threads": self.n_threads,
             "seed": self.seed,
             "n_batch": self.n_batch,
+            "timeout": self.timeout,
         }
 
     @classmethod
@@ -120,8 +143,7 @@ class LlamaCppEngine:
             kwargs["response_format"] = {"type": "json_object", "schema": dict(fmt["schema"])}
         elif fmt and fmt.get("type") == "json_object":
             kwargs["response_format"] = {"type": "json_object"}
-        with self._lock:
-            out = self.llama.create_chat_completion(messages=messages, **kwargs)
+        out = self.process.request("chat", messages=messages, kwargs=kwargs)
         choice = out["choices"][0]
         text = choice["message"].get("content") or ""
         usage = out.get("usage") or {}
@@ -150,50 +172,13 @@ class LlamaCppEngine:
 
         ``messages`` are rendered with the model's chat template up to the assistant turn, then
         ``prefix`` (e.g. ``{"choice": ``) is appended. Options should be single tokens (``"1"``
-        to ``"9"``); a multi-token option is scored by its first token. The general expert's
+        to ``"9"``); a multi-token option is scored by its first token. Normalised over the
+        options: the model's preference among the candidates only. The general expert's
         ``score`` strategy fuses these with the domain expert's probabilities.
         """
-        import numpy as np
-        from llama_cpp import llama_get_logits_ith
-
-        llm = self.llama
-        with self._lock:
-            prompt = self._chat_prompt(messages) + prefix
-            toks = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-            # Keep the KV cache of the prefix shared with the last prompt (the signature's
-            # instructions are the same for every product); always evaluate the last token.
-            keep = 0
-            for a, b in zip(llm.input_ids[: llm.n_tokens], toks[:-1], strict=False):
-                if a != b:
-                    break
-                keep += 1
-            llm.n_tokens = keep
-            llm.eval(toks[keep:])
-            # Llama keeps no logits without logits_all: read the last token's from the context.
-            logits = np.ctypeslib.as_array(
-                llama_get_logits_ith(llm.ctx, -1), shape=(llm.n_vocab(),)
-            ).astype(np.float64)
-            self.last_usage = {"prompt_tokens": len(toks), "completion_tokens": 0}
-            first = [
-                llm.tokenize(o.encode("utf-8"), add_bos=False, special=False)[0] for o in options
-            ]
-        sub = logits[first]
-        m = sub.max()
-        # normalised over the options: the model's preference among the candidates only
-        return list(sub - (m + np.log(np.exp(sub - m).sum())))
-
-    def _chat_prompt(self, messages: list[dict[str, str]]) -> str:
-        """Render messages with the model's chat template, ending at the assistant turn."""
-        from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-        tmpl = self.llama.metadata.get("tokenizer.chat_template")
-        if not tmpl:
-            body = "".join(f"<|{m['role']}|>\n{m['content']}\n" for m in messages)
-            return body + "<|assistant|>\n"
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
-        return env.from_string(tmpl).render(
-            messages=messages, add_generation_prompt=True, bos_token="", eos_token=""
-        )
+        out = self.process.request("score", messages=messages, prefix=prefix, options=options)
+        self.last_usage = {"prompt_tokens": int(out["prompt_tokens"]), "completion_tokens": 0}
+        return [float(x) for x in out["logprobs"]]
 
 
 class AsyncLlamaCppEngine:

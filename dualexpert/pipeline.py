@@ -28,7 +28,8 @@ class DualExpert(dspy.Module):
     * ``candidates``: ``[{"id", "path", "probability"}]`` from the domain expert;
     * ``ranking`` (candidate ids, the LLM's order) and ``reason`` (its explanation);
     * ``routed`` (whether the LLM was asked) and ``route_reason``;
-    * ``fallback`` (the LLM gave no valid answer; the domain expert's top-1 was kept).
+    * ``fallback`` (the LLM gave no valid answer, or could not answer at all; the domain
+      expert's top-1 was kept) and ``fallback_reason``.
 
     ``threshold``: products whose top-1 probability is at least this skip the LLM.
     ``fusion_weight``: ``None`` takes the LLM's pick as is (the paper). A number ``w`` fuses the
@@ -72,14 +73,23 @@ class DualExpert(dspy.Module):
         name = tax.descriptive_name(category_id)
         return f"{name}: {summary}" if summary else name
 
+    def candidates_batch(self, products: list[Product]) -> list[list[Any]]:
+        """Stage 1 over many products at once: the domain expert's top-K for each (the same
+        candidates and probabilities as ``forward``, batched)."""
+        return self.retriever.batch_candidates(products)
+
+    def general_inputs(self, product: Product, cands) -> dict[str, Any]:
+        """The general expert's inputs for a routed product."""
+        return {"product": product.text(), "candidates": [self.candidate_text(c.id) for c in cands]}
+
     def forward(self, product: Product | str | Mapping) -> dspy.Prediction:
         prod = as_product(dict(product) if isinstance(product, Mapping) else product)
         cands = self.retriever(prod).candidates
-        routed = self._route(cands)
+        routed = self.route(cands)
         if not isinstance(routed, dict):
             return routed
-        g = self.general(product=prod.text(), candidates=[self.candidate_text(c.id) for c in cands])
-        return self._fuse(cands, g, routed)
+        g = self.general(**self.general_inputs(prod, cands))
+        return self.fuse(cands, g, routed)
 
     async def aforward(self, product: Product | str | Mapping) -> dspy.Prediction:
         """Async ``forward`` (``await categoriser.acall(product)``): the LLM call is awaited."""
@@ -87,15 +97,13 @@ class DualExpert(dspy.Module):
 
         prod = as_product(dict(product) if isinstance(product, Mapping) else product)
         cands = (await asyncio.to_thread(self.retriever, prod)).candidates
-        routed = self._route(cands)
+        routed = self.route(cands)
         if not isinstance(routed, dict):
             return routed
-        g = await self.general.acall(
-            product=prod.text(), candidates=[self.candidate_text(c.id) for c in cands]
-        )
-        return self._fuse(cands, g, routed)
+        g = await self.general.acall(**self.general_inputs(prod, cands))
+        return self.fuse(cands, g, routed)
 
-    def _route(self, cands) -> dict | dspy.Prediction:
+    def route(self, cands) -> dict | dspy.Prediction:
         """The domain expert's answer if it is confident, else the shared output fields."""
         top = cands[0]
         out = {
@@ -105,6 +113,7 @@ class DualExpert(dspy.Module):
             "ranking": [c.id for c in cands],
             "reason": "",
             "fallback": False,
+            "fallback_reason": "",
             "llm_logprobs": None,
         }
         if top.probability >= self.threshold or len(cands) == 1:
@@ -123,7 +132,8 @@ class DualExpert(dspy.Module):
             )
         return out
 
-    def _fuse(self, cands, g, out: dict) -> dspy.Prediction:
+    def fuse(self, cands, g, out: dict) -> dspy.Prediction:
+        """The final prediction from the general expert's answer ``g`` on a routed product."""
         top = cands[0]
         order = list(g.ranking)
         chosen = g.index
@@ -144,6 +154,7 @@ class DualExpert(dspy.Module):
             ranking=[cands[i].id for i in order],
             reason=g.reason,
             fallback=g.fallback,
+            fallback_reason=str(g.get("fallback_reason") or ""),
             llm_logprobs=llm_logp,
         )
         return dspy.Prediction(

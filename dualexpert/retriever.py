@@ -28,6 +28,13 @@ class DomainRetriever(dspy.Module):
         self.k = k
         self.representation = representation
 
+    def batch_candidates(self, products: list[Product], k: int | None = None) -> list[list[Any]]:
+        """Candidates for many products in one batched pass of the domain expert."""
+        if not products:
+            return []
+        with _PREDICT_LOCK:
+            return self.domain.predict_topk(products, k=k or self.k)
+
     def forward(self, query: Product | str | Mapping, k: int | None = None) -> dspy.Prediction:
         query = as_product(dict(query) if isinstance(query, Mapping) else query)
         with _PREDICT_LOCK:

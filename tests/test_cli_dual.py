@@ -162,7 +162,7 @@ def test_classify_routes_the_unsure_and_resumes_without_duplicates(work, tmp_pat
     out.write_text("\n".join(lines[:3]) + "\n" + lines[3][: len(lines[3]) // 2])
     res = _classify(work, out)
     again = json.loads(res.stdout.strip().splitlines()[-1])
-    assert again["skipped"] == 3 and again["products"] == N - 3
+    assert again["already_done"] == 3 and again["products"] == N - 3
     recs2 = [json.loads(x) for x in out.read_text().splitlines()]  # every line parses
     assert sorted(r["id"] for r in recs2) == sorted(want)  # all there, none twice
     assert {r["id"]: r["category"] for r in recs2} == {r["id"]: r["category"] for r in recs}

@@ -133,3 +133,54 @@ def test_int8_quantised_prediction_agrees(fitted, split):
     )
     agree = np.mean([a == b for a, b in zip(base, q.predict(test), strict=True)])
     assert agree >= 0.9
+
+
+def test_lexical_expert_is_fused_saved_and_reloaded(fitted, split, tmp_path):
+    """The lexical expert ships inside the model folder and changes the distribution; the
+    encoder's own probabilities stay available; a folder without it still loads."""
+    import shutil
+
+    expert, _ = fitted
+    _, test = split
+    assert expert.lexical_ is not None
+    enc = expert.predict_proba(test, fuse=False)
+    fused = expert.predict_proba(test)
+    assert np.allclose(fused.sum(1), 1.0, atol=1e-4)
+    assert not np.allclose(enc, fused, atol=1e-3)  # the lexical expert has a say
+    margins = expert.lexical_margins([p.text() for p in test])
+    assert margins.shape == enc.shape
+    assert np.allclose(expert.fuse(enc, margins, 0.0), enc)
+    want = expert.fuse(enc, margins, expert.config.lexical_weight)
+    assert np.allclose(fused, want, atol=1e-6)
+
+    expert.save(tmp_path / "m")
+    assert (tmp_path / "m" / "lexical" / "lexical.safetensors").is_file()
+    back = DomainExpert.load(tmp_path / "m")
+    assert np.allclose(back.predict_proba(test), fused, atol=1e-5)
+
+    shutil.rmtree(tmp_path / "m" / "lexical")  # as saved before the lexical expert existed
+    old = DomainExpert.load(tmp_path / "m")
+    assert old.lexical_ is None and old.config.lexical is False
+    assert np.allclose(old.predict_proba(test), enc, atol=1e-5)
+
+
+def test_lexical_expert_alone(split, tmp_path):
+    from dualexpert.domain.lexical import LexicalExpert
+
+    train, test = split
+    labels = [" > ".join(p.category) for p in train]
+    lex = LexicalExpert(keep=0.5).fit([p.text() for p in train], labels)
+    m = lex.decision_function([p.text() for p in test])
+    assert m.shape == (len(test), len(set(labels)))
+    acc = np.mean(
+        [lex.classes_[i] == " > ".join(p.category) for i, p in zip(m.argmax(1), test, strict=True)]
+    )
+    assert acc >= 0.7, acc
+    lex.save(tmp_path / "lex")
+    back = LexicalExpert.load(tmp_path / "lex")
+    assert np.allclose(back.decision_function([p.text() for p in test]), m, atol=1e-6)
+    (tmp_path / "lex" / "vocab.json").unlink()
+    with pytest.raises(FileNotFoundError, match="vocab.json"):
+        LexicalExpert.load(tmp_path / "lex")
+    with pytest.raises(ValueError, match="keep"):
+        LexicalExpert(keep=0)

@@ -85,7 +85,7 @@ def test_dual_expert_batch_real_llm(smollm, domain, tmp_path):
         totals = classify_products(de, test[:4], out)
         again = classify_products(de, test[:6], out)  # resumes: only 2 new
     recs = [json.loads(x) for x in out.read_text().splitlines()]
-    assert totals["products"] == 4 and again["products"] == 2 and again["skipped"] == 4
+    assert totals["products"] == 4 and again["products"] == 2 and again["already_done"] == 4
     assert len(recs) == 6 and len({r["id"] for r in recs}) == 6
     for r in recs:
         assert r["routed"] and r["category"] in [c["id"] for c in r["candidates"]]

@@ -31,7 +31,7 @@ def test_score_reads_real_logits_and_reuses_the_prefix_exactly():
         other = g(product=SHOES, candidates=CANDS).llm_logprobs
         with track_usage() as tracker:
             again = g(product=COFFEE, candidates=CANDS).llm_logprobs  # only the prefix is kept
-        lm.engine.llama.reset()
+        lm.engine.process.request("reset")  # the child's llama.reset()
         fresh = g(product=COFFEE, candidates=CANDS).llm_logprobs  # from an empty KV cache
     assert math.isclose(sum(math.exp(x) for x in first), 1.0, rel_tol=1e-6)
     assert max(first) - min(first) > 1e-3  # a preference, not a uniform placeholder

@@ -7,8 +7,8 @@ Estimator habits: configuration in the constructor, ``fit`` / ``predict`` / ``pr
 from __future__ import annotations
 
 import json
+import logging
 import math
-import os
 import shutil
 import tempfile
 from collections import Counter
@@ -26,8 +26,10 @@ from transformers import logging as hf_logging
 from ..data import Product, as_product
 from ..models import resolve_encoder
 from ..taxonomy import Taxonomy, UnknownCategoryError
+from ..threads import available_cpus
 from ..training import last_checkpoint, training_args
 from .augment import augment
+from .lexical import LexicalExpert
 from .losses import BootstrapLoss, FocalLoss, TwoPhaseLoss, class_weights
 from .model import EncoderClassifier
 from .trainer import (
@@ -37,6 +39,7 @@ from .trainer import (
 )
 
 ProductLike = Product | str | dict
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,9 @@ class DomainExpertConfig:
     logging_steps: int = 50
     eval_batch_size: int = 32  # fastest on 2 CPU cores (BENCHMARKS.md, throughput)
     quantize: bool = False  # int8 dynamic quantisation of the Linear layers for CPU inference
+    # the lexical expert (TF-IDF + linear SVM), fused: log p + lexical_weight * SVM margin
+    lexical: bool = True
+    lexical_weight: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -105,6 +111,7 @@ class DomainExpert:
         self.model: EncoderClassifier | None = None
         self.tokenizer: Any = None
         self.train_log: list[dict[str, Any]] = []
+        self.lexical_: LexicalExpert | None = None
 
     # ---- training -----------------------------------------------------------------------
     def _labels_for(self, products: Sequence[Product]) -> list[int]:
@@ -141,8 +148,7 @@ class DomainExpert:
         """
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        if "OMP_NUM_THREADS" not in os.environ:  # the user's thread cap wins
-            torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(available_cpus())  # affinity, cgroup quota, OMP_NUM_THREADS
         prods = [as_product(p) for p in products]
         if not prods:
             raise ValueError("no products to fit on")
@@ -152,6 +158,12 @@ class DomainExpert:
         self.classes_ = [c.id for c in self.taxonomy.leaves]
         labels = self._labels_for(prods)
         counts = Counter(labels)
+        self.lexical_ = None
+        if cfg.lexical:
+            log.info("fitting the lexical expert on %d products", len(prods))
+            self.lexical_ = LexicalExpert().fit(
+                [p.text() for p in prods], [self.classes_[i] for i in labels]
+            )
         if cfg.label_augmentation:
             synth = augment(
                 prods, self.taxonomy, cfg.aug_ratio, cfg.aug_per_leaf, cfg.aug_p_mask, cfg.seed
@@ -221,11 +233,49 @@ class DomainExpert:
         if self.model is None or self.taxonomy is None:
             raise RuntimeError("this DomainExpert is not fitted: call fit() or load() first")
 
-    @torch.inference_mode()
+    def lexical_margins(self, texts: Sequence[str]) -> np.ndarray | None:
+        """The lexical expert's SVM margins in ``classes_`` order (None without one); a leaf
+        it never saw gets the lowest margin of the row."""
+        if self.lexical_ is None:
+            return None
+        raw = self.lexical_.decision_function(texts)
+        col = {c: i for i, c in enumerate(self.lexical_.classes_)}
+        out = np.repeat(raw.min(axis=1, keepdims=True), len(self.classes_), axis=1)
+        have = [(j, col[c]) for j, c in enumerate(self.classes_) if c in col]
+        if have:
+            mine, theirs = map(list, zip(*have, strict=True))
+            out[:, mine] = raw[:, theirs]
+        return out
+
+    def fuse(self, proba: np.ndarray, margins: np.ndarray | None, weight: float) -> np.ndarray:
+        """``softmax(log p + weight * margins)``: the two experts as one distribution."""
+        if margins is None or weight == 0:
+            return proba
+        z = np.log(np.maximum(proba, 1e-12)) + weight * margins
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return (e / e.sum(axis=1, keepdims=True)).astype(np.float32)
+
     def predict_proba(
+        self, products: Iterable[ProductLike], batch_size: int | None = None, fuse: bool = True
+    ) -> np.ndarray:
+        """Probabilities over ``classes_``, shape ``(n_products, n_leaves)``.
+
+        With a lexical expert (the default) they are the fused ones; ``fuse=False`` gives the
+        encoder's alone.
+        """
+        prods = [as_product(p) for p in products]
+        proba = self.encoder_proba(prods, batch_size)
+        if not fuse or self.lexical_ is None:
+            return proba
+        margins = self.lexical_margins([p.text() for p in prods])
+        return self.fuse(proba, margins, self.config.lexical_weight)
+
+    @torch.inference_mode()
+    def encoder_proba(
         self, products: Iterable[ProductLike], batch_size: int | None = None
     ) -> np.ndarray:
-        """Probabilities over ``classes_``, shape ``(n_products, n_leaves)``."""
+        """The fine-tuned encoder's probabilities over ``classes_`` (no fusion)."""
         self._check_fitted()
         assert self.model is not None
         self.model.eval()
@@ -264,10 +314,14 @@ class DomainExpert:
         return [self.classes_[i] for i in proba.argmax(1)]
 
     def predict_topk(
-        self, products: Iterable[ProductLike], k: int = 10, batch_size: int | None = None
+        self,
+        products: Iterable[ProductLike],
+        k: int = 10,
+        batch_size: int | None = None,
+        fuse: bool = True,
     ) -> list[list[Candidate]]:
         """The ``k`` most probable leaves per product, best first, with probabilities."""
-        proba = self.predict_proba(products, batch_size)
+        proba = self.predict_proba(products, batch_size, fuse=fuse)
         return self.topk_from_proba(proba, k)
 
     def topk_from_proba(self, proba: np.ndarray, k: int) -> list[list[Candidate]]:
@@ -293,6 +347,8 @@ class DomainExpert:
         save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
         self.tokenizer.save_pretrained(d)
         self.taxonomy.save(d / "taxonomy.json")
+        if self.lexical_ is not None:
+            self.lexical_.save(d / "lexical")
         meta = {
             "dualexpert": "domain-expert",
             "config": asdict(self.config),
@@ -326,4 +382,8 @@ class DomainExpert:
             raise ValueError(f"{d}: weights do not match the model: {missing or unexpected}")
         self.model = model.eval()
         self.tokenizer = AutoTokenizer.from_pretrained(d)
+        if (d / "lexical").is_dir():
+            self.lexical_ = LexicalExpert.load(d / "lexical")
+        else:  # saved without one (or before it existed)
+            self.config.lexical = False
         return self

@@ -62,15 +62,12 @@ class HiddenStateProbe:
     @property
     def llama(self) -> Any:
         if self._llm is None:
-            import os
-
             from llama_cpp import LLAMA_POOLING_TYPE_LAST, Llama
 
+            from ..lm import llm_threads
             from ..models import resolve_llm
 
-            threads = self.n_threads or int(
-                os.environ.get("DUALEXPERT_LLM_THREADS") or max(1, os.cpu_count() or 1)
-            )
+            threads = self.n_threads or llm_threads()
             self._llm = Llama(
                 model_path=resolve_llm(self.model),
                 embedding=True,

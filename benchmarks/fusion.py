@@ -1,0 +1,160 @@
+"""The domain expert fused with the lexical expert (issue 17, lever 2), over training seeds.
+
+For each saved model (``runs/<dataset>-domain_expert<tag>-s<seed>/model``, trained by
+``benchmarks/domain_expert.py``) it scores, on the same test products:
+
+* the encoder alone (``fuse=False``: the domain expert as it was);
+* the lexical expert alone (TF-IDF + linear SVM, saved inside the model folder);
+* the shipped fusion, ``softmax(log p + w * margin)`` with the default ``w``;
+* a sweep of ``w``, and ``w`` chosen by 2-fold cross-fitting on the test products (each half
+  scored with the ``w`` that is best on the other half), so the chosen row is honest.
+
+Prints a table (means with 95% intervals over seeds) and writes JSON.
+
+    python benchmarks/fusion.py --dataset mwpd --seeds 42 43 44
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from domain_expert import load_dataset  # noqa: E402
+
+from dualexpert.domain import DomainExpert  # noqa: E402
+from dualexpert.metrics import categorisation_report, mean_ci  # noqa: E402
+
+WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
+COLUMNS = ("avg wF1", "lvl3 acc", "lvl3 wF1", "lvl3 mF1", "head mF1", "tail mF1", "routed@0.9")
+
+
+def scores(expert, proba, test, train_counts) -> dict[str, float]:
+    top = np.argsort(-proba, axis=1)[:, :10]
+    tax = expert.taxonomy
+    pred = [tax.get(expert.classes_[row[0]]).path for row in top]
+    ranked = [[tax.get(expert.classes_[j]).path for j in row] for row in top]
+    rep = categorisation_report([p.category for p in test], pred, ranked, train_counts)
+    levels = [k for k in rep if k.startswith("lvl")]
+    return {
+        "avg wF1": float(np.mean([rep[k]["f1_weighted"] for k in levels])),
+        "lvl3 acc": rep[levels[-1]]["accuracy"],
+        "lvl3 wF1": rep[levels[-1]]["f1_weighted"],
+        "lvl3 mF1": rep[levels[-1]]["f1_macro"],
+        "head mF1": rep.get("leaf_head", {}).get("f1_macro", float("nan")),
+        "tail mF1": rep.get("leaf_tail", {}).get("f1_macro", float("nan")),
+        "routed@0.9": float((proba.max(axis=1) < 0.9).mean()),
+        "top10": rep["leaf"].get("top10_recall", float("nan")),
+    }
+
+
+def cross_fit(expert, p, m, test, counts, seed: int) -> tuple[np.ndarray, list[float]]:
+    """Fused probabilities where each half of the products uses the ``w`` best on the other
+    half (by average weighted F1)."""
+    rng = np.random.default_rng(seed)
+    idx = rng.permutation(len(test))
+    halves = [idx[: len(idx) // 2], idx[len(idx) // 2 :]]
+    out = np.zeros_like(p)
+    chosen = []
+    for a, b in ((0, 1), (1, 0)):
+        dev = halves[a]
+        sub = [test[i] for i in dev]
+        best = max(
+            WEIGHTS,
+            key=lambda w: scores(expert, expert.fuse(p[dev], m[dev], w), sub, counts)["avg wF1"],
+        )
+        chosen.append(best)
+        out[halves[b]] = expert.fuse(p[halves[b]], m[halves[b]], best)
+    return out, chosen
+
+
+def run_seed(args, seed: int, train, test, counts) -> dict:
+    folder = ROOT / "runs" / f"{args.dataset}-domain_expert{args.tag}-s{seed}" / "model"
+    expert = DomainExpert.load(folder)
+    if expert.lexical_ is None:
+        raise SystemExit(f"{folder} has no lexical expert: retrain it with this version")
+    texts = [p.text() for p in test]
+    t0 = time.perf_counter()
+    p = expert.encoder_proba(test)
+    t_enc = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    m = expert.lexical_margins(texts)
+    t_lex = time.perf_counter() - t0
+    e = np.exp(m - m.max(axis=1, keepdims=True))
+    rows = {
+        "domain expert alone (encoder)": scores(expert, p, test, counts),
+        "lexical expert alone": scores(expert, e / e.sum(axis=1, keepdims=True), test, counts),
+        f"fused, shipped w={expert.config.lexical_weight:g}": scores(
+            expert, expert.fuse(p, m, expert.config.lexical_weight), test, counts
+        ),
+    }
+    for w in WEIGHTS[1:]:
+        rows[f"fused, w={w:g}"] = scores(expert, expert.fuse(p, m, w), test, counts)
+    fused, chosen = cross_fit(expert, p, m, test, counts, seed)
+    rows["fused, w cross-fitted on halves"] = scores(expert, fused, test, counts)
+    n = len(test)
+    speed = {"encoder_products_s": n / t_enc, "lexical_products_s": n / t_lex}
+    speed["fused_products_s"] = n / (t_enc + t_lex)
+    return {"seed": seed, "rows": rows, "cross_fit_w": chosen, "speed": speed}
+
+
+def summarise(runs: list[dict]) -> dict[str, dict[str, list[float]]]:
+    out: dict[str, dict[str, list[float]]] = {}
+    for run in runs:
+        for name, vals in run["rows"].items():
+            for col, v in vals.items():
+                out.setdefault(name, {}).setdefault(col, []).append(v)
+    return out
+
+
+def print_table(runs: list[dict]) -> None:
+    summary = summarise(runs)
+    print(f"| system ({len(runs)} seeds) | " + " | ".join(COLUMNS) + " |")
+    print("|---|" + "---|" * len(COLUMNS))
+    for name, cols in summary.items():
+        cells = []
+        for c in COLUMNS:
+            mean, half = mean_ci(cols[c])
+            cells.append(f"{mean:.4f}" + (f" ± {half:.4f}" if len(cols[c]) > 1 else ""))
+        print(f"| {name} | " + " | ".join(cells) + " |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--dataset", default="mwpd", choices=["mwpd", "bigbasket"])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
+    ap.add_argument("--tag", default="@4ep")
+    ap.add_argument("--out", type=Path, default=None)
+    args = ap.parse_args()
+    out = args.out or ROOT / "benchmarks" / "results" / f"fusion-{args.dataset}{args.tag}.json"
+    runs = []
+    for seed in args.seeds:
+        train, test = load_dataset(args.dataset, seed if args.dataset == "bigbasket" else 0)
+        counts = Counter(p.category for p in train)
+        runs.append(run_seed(args, seed, train, test, counts))
+        print(f"seed {seed}: cross-fitted w {runs[-1]['cross_fit_w']}", flush=True)
+    print_table(runs)
+    meta = {
+        "date": str(date.today()),
+        "machine": f"{os.cpu_count()} CPU cores",
+        "command": " ".join(sys.argv),
+        "dataset": args.dataset,
+        "n_test": len(test),
+    }
+    out.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

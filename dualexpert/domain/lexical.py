@@ -1,0 +1,193 @@
+"""The lexical expert: word and character TF-IDF n-grams with a linear SVM, saved without pickle.
+
+It makes different errors from the fine-tuned encoder: it reads the whole text (the encoder reads
+32 tokens), and it remembers rare surface forms (model numbers, brand names) of tail classes that
+a few gradient steps do not. The domain expert fuses its margins with its own log-probabilities
+(see :class:`dualexpert.domain.DomainExpert`, ``lexical_weight``).
+
+Saved as ``lexical/``: ``vocab.json`` (the two vocabularies), ``lexical.safetensors`` (the idf
+vectors and the SVM's coefficients as a sparse matrix with the smallest weights pruned, plus the
+intercepts) and ``lexical.json`` (settings, classes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+class LexicalExpert:
+    """``fit(texts, labels)`` / ``decision_function(texts)`` / ``save`` / ``load``.
+
+    ``keep``: the share of the SVM's coefficients kept at save time, largest magnitude first
+    (the rest are zero); 1.0 keeps them all.
+    """
+
+    def __init__(
+        self,
+        C: float = 0.5,
+        word_features: int = 200_000,
+        char_features: int = 300_000,
+        keep: float = 0.02,
+    ) -> None:
+        if not 0 < keep <= 1:
+            raise ValueError(f"keep must be in (0, 1], got {keep}")
+        self.C = C
+        self.word_features = word_features
+        self.char_features = char_features
+        self.keep = keep
+        self.classes_: list[str] = []
+        self._vocab: dict[str, list[str]] = {}
+        self._idf: dict[str, np.ndarray] = {}
+        self._parts: list[tuple[Any, Any]] = []
+        self._coef: Any = None  # scipy.sparse CSR, (n_features, n_classes)
+        self._intercept: np.ndarray | None = None
+
+    def _vectorizers(self) -> tuple[Any, Any]:
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        word = TfidfVectorizer(
+            ngram_range=(1, 2), sublinear_tf=True, max_features=self.word_features, dtype=np.float32
+        )
+        char = TfidfVectorizer(
+            analyzer="char_wb",
+            ngram_range=(2, 5),
+            sublinear_tf=True,
+            max_features=self.char_features,
+            dtype=np.float32,
+        )
+        return word, char
+
+    @staticmethod
+    def _fixed(analyzer: str, ngrams: tuple[int, int], vocab: list[str], idf: np.ndarray):
+        """A (counts, tf-idf) pair with a given vocabulary and idf: the same transform as the
+        fitted ``TfidfVectorizer``, built from plain arrays (this is how a saved one loads)."""
+        from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
+
+        counts = CountVectorizer(
+            analyzer=analyzer,
+            ngram_range=ngrams,
+            vocabulary={t: i for i, t in enumerate(vocab)},
+            dtype=np.float32,
+        )
+        tfidf = TfidfTransformer(sublinear_tf=True)
+        tfidf.idf_ = np.asarray(idf, dtype=np.float64)
+        return counts, tfidf
+
+    def _features(self, texts: Sequence[str]) -> Any:
+        from scipy.sparse import hstack
+
+        parts = [tfidf.transform(counts.transform(texts)) for counts, tfidf in self._parts]
+        return hstack(parts).tocsr().astype(np.float32)
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> LexicalExpert:
+        from scipy.sparse import csr_matrix, hstack
+        from sklearn.svm import LinearSVC
+
+        if len(texts) != len(labels) or not texts:
+            raise ValueError("LexicalExpert.fit needs as many labels as texts, and some texts")
+        word, char = self._vectorizers()
+        X = hstack([word.fit_transform(texts), char.fit_transform(texts)]).tocsr()
+        self._vocab = {
+            "word": sorted(word.vocabulary_, key=word.vocabulary_.get),
+            "char": sorted(char.vocabulary_, key=char.vocabulary_.get),
+        }
+        self._idf = {"word": word.idf_.astype(np.float32), "char": char.idf_.astype(np.float32)}
+        self._build_parts()
+        clf = LinearSVC(C=self.C, random_state=0).fit(X, list(labels))
+        self.classes_ = [str(c) for c in clf.classes_]
+        coef = np.asarray(clf.coef_, dtype=np.float32)
+        intercept = np.asarray(clf.intercept_, dtype=np.float32)
+        if len(self.classes_) == 2:  # sklearn keeps one row for two classes
+            coef, intercept = np.vstack([-coef, coef]), np.concatenate([-intercept, intercept])
+        if self.keep < 1:
+            cut = np.quantile(np.abs(coef), 1 - self.keep)
+            coef = np.where(np.abs(coef) >= cut, coef, 0.0).astype(np.float32)
+        self._coef = csr_matrix(coef.T)
+        self._intercept = intercept
+        return self
+
+    def _build_parts(self) -> None:
+        self._parts = [
+            self._fixed("word", (1, 2), self._vocab["word"], self._idf["word"]),
+            self._fixed("char_wb", (2, 5), self._vocab["char"], self._idf["char"]),
+        ]
+
+    def decision_function(self, texts: Sequence[str]) -> np.ndarray:
+        """SVM margins, shape ``(n_texts, n_classes)``, columns in ``classes_`` order."""
+        if self._coef is None or self._intercept is None:
+            raise RuntimeError("this LexicalExpert is not fitted: call fit() or load() first")
+        X = self._features(list(texts))
+        return np.asarray((X @ self._coef).todense(), dtype=np.float32) + self._intercept
+
+    # ---- persistence --------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        from safetensors.numpy import save_file
+
+        if self._coef is None or self._intercept is None:
+            raise RuntimeError("this LexicalExpert is not fitted")
+        d = Path(folder)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "vocab.json").write_text(json.dumps(self._vocab, ensure_ascii=False))
+        coef = self._coef.tocsr()
+        save_file(
+            {
+                "word_idf": self._idf["word"],
+                "char_idf": self._idf["char"],
+                "coef_data": coef.data.astype(np.float32),
+                "coef_indices": coef.indices.astype(np.int32),
+                "coef_indptr": coef.indptr.astype(np.int64),
+                "intercept": self._intercept.astype(np.float32),
+            },
+            str(d / "lexical.safetensors"),
+        )
+        meta = {
+            "format": FORMAT,
+            "C": self.C,
+            "word_features": self.word_features,
+            "char_features": self.char_features,
+            "keep": self.keep,
+            "classes": self.classes_,
+            "n_features": int(coef.shape[0]),
+        }
+        (d / "lexical.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1))
+        return d
+
+    @classmethod
+    def load(cls, folder: str | Path) -> LexicalExpert:
+        from safetensors.numpy import load_file
+        from scipy.sparse import csr_matrix
+
+        d = Path(folder)
+        for name in ("lexical.json", "vocab.json", "lexical.safetensors"):
+            if not (d / name).is_file():
+                raise FileNotFoundError(f"{d / name}: missing from the saved lexical expert")
+        meta = json.loads((d / "lexical.json").read_text())
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{d / 'lexical.json'}: unknown format {meta.get('format')!r}")
+        self = cls(meta["C"], meta["word_features"], meta["char_features"], meta["keep"])
+        self.classes_ = list(meta["classes"])
+        vocab = json.loads((d / "vocab.json").read_text())
+        t = load_file(str(d / "lexical.safetensors"))
+        self._vocab = {"word": list(vocab["word"]), "char": list(vocab["char"])}
+        self._idf = {"word": t["word_idf"], "char": t["char_idf"]}
+        n = int(meta["n_features"])
+        if len(vocab["word"]) + len(vocab["char"]) != n or any(
+            len(self._vocab[k]) != len(self._idf[k]) for k in ("word", "char")
+        ):
+            raise ValueError(f"{d}: the vocabularies do not match the coefficients")
+        self._coef = csr_matrix(
+            (t["coef_data"], t["coef_indices"], t["coef_indptr"]), shape=(n, len(self.classes_))
+        )
+        self._intercept = t["intercept"]
+        self._build_parts()
+        return self

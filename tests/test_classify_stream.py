@@ -1,0 +1,201 @@
+"""Whole-catalogue classification: two stages over chunks, bounded concurrent LLM calls against a
+real OpenAI-compatible server on loopback (a fake one with a fixed latency), streaming files,
+input order kept, and resume after kill -9 with nothing lost or duplicated."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import dspy
+import pytest
+
+from dualexpert.batch import classify_iter, classify_products
+from dualexpert.data import iter_catalogue
+from dualexpert.demo import split_demo
+from dualexpert.domain import DomainExpert
+from dualexpert.general import GeneralExpert
+from dualexpert.lm import hosted_lm
+from dualexpert.pipeline import DualExpert
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from fake_llm_server import FakeLLM  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    train, held = split_demo(seed=0)
+    d = tmp_path_factory.mktemp("stream")
+    expert = DomainExpert(epochs=1, batch_size=16, learning_rate=2e-4, seed=0)
+    expert.fit(train, progress=False).save(d / "model")
+    with (d / "held.jsonl").open("w") as f:
+        for p in held:
+            f.write(json.dumps({"id": p.id, "title": p.title, "description": p.description}) + "\n")
+    return {"dir": d, "expert": expert, "held": held}
+
+
+@pytest.fixture
+def fake():
+    srv = FakeLLM(delay=0.3).start()
+    yield srv
+    srv.stop()
+
+
+def test_nothing_routed_gives_predicts_candidates(model):
+    """Stage 1 is the batched domain expert: the same candidates and probabilities as
+    ``predict_topk``, in input order, whatever the chunk size."""
+    expert, held = model["expert"], model["held"][:20]
+    dual = DualExpert(expert, GeneralExpert(), k=5, threshold=0.0)  # nothing routed
+    want = expert.predict_topk(held, k=5)
+    for chunk in (1, 7, 64):
+        recs = list(classify_iter(dual, iter(held), chunk_size=chunk))
+        assert [r["id"] for r in recs] == [p.id for p in held]
+        for r, cands in zip(recs, want, strict=True):
+            assert not r["routed"] and r["category"] == cands[0].id
+            assert [c["id"] for c in r["candidates"]] == [c.id for c in cands]
+            got = [c["probability"] for c in r["candidates"]]
+            assert got == pytest.approx([c.probability for c in cands], abs=1e-5)
+
+
+def test_concurrency_is_faster_and_identical(model, fake, tmp_path):
+    expert, held = model["expert"], model["held"][:24]
+    dual = DualExpert(expert, GeneralExpert(), k=3, threshold=1.01)  # everything routed
+    lm = hosted_lm("openai/fake", api_base=fake.url, cache=False, num_retries=0)
+    runs = {}
+    with dspy.context(lm=lm, track_usage=True):
+        for n in (1, 8):
+            t0 = time.perf_counter()
+            totals = classify_products(dual, held, tmp_path / f"c{n}.jsonl", concurrency=n)
+            runs[n] = (time.perf_counter() - t0, totals)
+    rows = {
+        n: [json.loads(x) for x in (tmp_path / f"c{n}.jsonl").read_text().splitlines()]
+        for n in runs
+    }
+    strip = [{k: r[k] for k in ("id", "category", "decision", "ranking")} for r in rows[1]]
+    assert strip == [{k: r[k] for k in ("id", "category", "decision", "ranking")} for r in rows[8]]
+    assert [r["id"] for r in rows[8]] == [p.id for p in held]  # input order
+    assert all(r["routed"] and r["decision"] == "chosen" for r in rows[8])
+    assert fake.max_in_flight >= 4  # requests really overlapped
+    assert runs[8][0] < runs[1][0] / 3, (runs[1][0], runs[8][0])
+    t = runs[8][1]
+    assert t["products"] == 24 and t["routed"] == 24 and t["llm_calls"] == 24
+    assert t["prompt_tokens"] == 24 * 100 and t["completion_tokens"] == 24 * 12
+    assert t["products_per_second"] > 0
+
+
+@pytest.mark.parametrize(
+    "mode,decision,why",
+    [
+        ("http500", "unavailable", "LMServerError"),
+        ("http429", "unavailable", "LMRateLimitError"),
+        ("stall", "unavailable", "LMTimeoutError"),
+        ("garbage", "invalid", "no valid answer"),
+        ("off", "invalid", "no valid answer"),
+    ],
+)
+def test_failing_llm_falls_back_per_product(model, tmp_path, mode, decision, why):
+    """Each way a server can fail: every product is written, in order, with the domain
+    expert's top-1 flagged with the reason; the totals count the fallbacks by reason."""
+    srv = FakeLLM(delay=0.0, mode=mode).start()
+    try:
+        expert, held = model["expert"], model["held"][:5]
+        dual = DualExpert(expert, GeneralExpert(), k=3, threshold=1.01)
+        lm = hosted_lm("openai/fake", api_base=srv.url, cache=False, num_retries=0, timeout=1)
+        t0 = time.perf_counter()
+        with dspy.context(lm=lm, track_usage=True):
+            totals = classify_products(dual, held, tmp_path / "o.jsonl", concurrency=2)
+        took = time.perf_counter() - t0
+    finally:
+        srv.stop()
+    rows = [json.loads(x) for x in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in rows] == [p.id for p in held]
+    assert all(r["fallback"] and r["decision"] == decision for r in rows)
+    assert all(r["category"] == r["candidates"][0]["id"] for r in rows)
+    assert totals["fallback"] == 5 and sum(totals["fallback_reasons"].values()) == 5
+    assert any(why in k for k in totals["fallback_reasons"]), totals["fallback_reasons"]
+    assert took < 60
+
+
+def test_circuit_breaker_stops_calling_a_dead_server(model):
+    srv = FakeLLM(delay=0.0, mode="http500").start()
+    try:
+        expert, held = model["expert"], model["held"][:8]
+        general = GeneralExpert(max_failures=3)
+        dual = DualExpert(expert, general, k=3, threshold=1.01)
+        lm = hosted_lm("openai/fake", api_base=srv.url, cache=False, num_retries=0)
+        with dspy.context(lm=lm):
+            preds = [dual(p) for p in held]
+    finally:
+        srv.stop()
+    assert srv.requests == 3  # then no more calls
+    assert all(p.fallback for p in preds)
+    assert "not called again" in preds[-1].fallback_reason
+
+
+def test_streaming_reader_is_lazy(tmp_path):
+    f = tmp_path / "big.jsonl"
+    with f.open("w") as out:
+        for i in range(1000):
+            out.write(json.dumps({"id": str(i), "title": f"product {i}"}) + "\n")
+        out.write("{not json\n")
+    it = iter_catalogue(f)
+    assert next(it).id == "0"  # the first product comes before the file is read through
+    with pytest.raises(Exception, match="big.jsonl:1001"):
+        list(it)
+
+
+def test_kill_9_twice_then_resume_loses_and_duplicates_nothing(model, tmp_path):
+    """``dualexpert classify`` killed with SIGKILL at two moments, then rerun to the end."""
+    d, held = model["dir"], model["held"]
+    out = tmp_path / "out.jsonl"
+    srv = FakeLLM(delay=0.05).start()
+    cmd = [
+        sys.executable,
+        "-m",
+        "dualexpert.cli",
+        "classify",
+        str(d / "model"),
+        str(d / "held.jsonl"),
+        "--out",
+        str(out),
+        "--llm",
+        "openai/fake",
+        "--api-base",
+        srv.url,
+        "--threshold",
+        "0.6",
+        "--chunk-size",
+        "4",
+        "--concurrency",
+        "2",
+    ]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    try:
+        for wait_lines in (4, 12):
+            proc = subprocess.Popen(
+                cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            deadline = time.time() + 120
+            while time.time() < deadline:
+                if out.exists() and len(out.read_bytes().splitlines()) >= wait_lines:
+                    break
+                time.sleep(0.05)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-2000:]
+    finally:
+        srv.stop()
+    ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
+    assert sorted(ids) == sorted(p.id for p in held)  # 0 lost
+    assert len(ids) == len(set(ids))  # 0 duplicated
+    totals = json.loads(res.stdout.strip().splitlines()[-1])
+    assert totals["already_done"] >= 12 and totals["already_done"] + totals["products"] == len(held)
