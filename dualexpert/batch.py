@@ -284,3 +284,51 @@ def classify_products(
     totals["seconds"] = round(time.perf_counter() - t0, 3)
     totals["products_per_second"] = round(totals["products"] / max(totals["seconds"], 1e-9), 2)
     return totals
+
+
+def predict_products(
+    expert: Any,
+    products: Iterable[Product],
+    out: str | Path,
+    k: int = 10,
+    chunk_size: int = 256,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """The domain expert's top-``k`` for each product, appended to a JSONL file chunk by chunk
+    (streamed; resumable by id like :func:`classify_products`).
+
+    Returns:
+        ``products`` (written now), ``already_done`` and ``seconds``.
+    """
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    drop_torn_tail(out)
+    skip = done_ids(out)
+    totals: dict[str, Any] = {"products": 0, "already_done": 0}
+    t0 = time.perf_counter()
+    with out.open("a", encoding="utf-8") as f:
+        for chunk in chunks(products, chunk_size):
+            todo = [p for p in chunk if p.id not in skip]
+            totals["already_done"] += len(chunk) - len(todo)
+            if not todo:
+                continue
+            lines = []
+            for p, cands in zip(todo, expert.predict_topk(todo, k=k), strict=True):
+                skip.add(p.id)
+                rec = {
+                    "id": p.id,
+                    "title": p.title,
+                    "category": cands[0].id,
+                    "candidates": [
+                        {"id": c.id, "path": list(c.path), "probability": round(c.probability, 6)}
+                        for c in cands
+                    ],
+                }
+                lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
+            f.write("".join(lines))
+            f.flush()
+            totals["products"] += len(todo)
+            if progress is not None:
+                progress(len(todo))
+    totals["seconds"] = round(time.perf_counter() - t0, 3)
+    return totals

@@ -120,33 +120,36 @@ def predict(
     Products already in the output (by id) are skipped, so an interrupted run resumes.
     """
     apply_threads(threads)
-    from .batch import done_ids, drop_torn_tail
+    from .batch import predict_products
+    from .data import ReadStats, RecordError, count_records, iter_catalogue
     from .domain import DomainExpert
 
     expert = DomainExpert.load(model)
     expert.config.quantize = quantize
-    cat = _load(input_file, columns, skip_bad)
-    drop_torn_tail(out)  # a killed run's half-written last line
-    done = done_ids(out)
-    todo = [p for p in cat.products if p.id not in done]
-    with _progress() as prog, out.open("a", encoding="utf-8") as f:
-        task = prog.add_task("predict", total=len(todo))
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            for p, cands in zip(batch, expert.predict_topk(batch, k=k), strict=True):
-                rec = {
-                    "id": p.id,
-                    "title": p.title,
-                    "category": cands[0].id,
-                    "candidates": [
-                        {"id": c.id, "path": list(c.path), "probability": round(c.probability, 6)}
-                        for c in cands
-                    ],
-                }
-                f.write(json.dumps(rec, ensure_ascii=False) + "\n")
-            f.flush()
-            prog.advance(task, len(batch))
-    console.print(f"wrote {len(todo)} new prediction(s) to {out} ({len(done)} already there)")
+    stats = ReadStats()
+    try:
+        prods = iter_catalogue(
+            input_file, _columns(columns), on_error="skip" if skip_bad else "raise", stats=stats
+        )
+        with _progress() as prog:
+            task = prog.add_task("predict", total=count_records(input_file))
+            totals = predict_products(
+                expert,
+                prods,
+                out,
+                k=k,
+                chunk_size=batch_size,
+                progress=lambda n: prog.advance(task, n),
+            )
+    except (RecordError, FileNotFoundError, ValueError) as e:
+        console.print(f"[red]error:[/red] {e}")
+        raise typer.Exit(2) from None
+    if stats.skipped:
+        console.print(f"[yellow]skipped {stats.skipped} bad record(s) in {input_file}[/yellow]")
+    console.print(
+        f"wrote {totals['products']} new prediction(s) to {out} "
+        f"({totals['already_done']} already there)"
+    )
 
 
 @app.command()

@@ -96,7 +96,7 @@ def test_concurrency_is_faster_and_identical(model, fake, tmp_path):
     [
         ("http500", "unavailable", "LMServerError"),
         ("http429", "unavailable", "LMRateLimitError"),
-        ("stall", "unavailable", "LMTimeoutError"),
+        ("stall", "unavailable", "timed out"),
         ("garbage", "invalid", "no valid answer"),
         ("off", "invalid", "no valid answer"),
     ],

@@ -17,7 +17,7 @@ from typing import Any
 import dspy
 from dspy.utils.usage_tracker import track_usage
 
-from ..batch import _usage, done_ids, drop_torn_tail
+from ..batch import done_ids, drop_torn_tail, usage_totals
 from ..signatures import WriteRationale
 from ..text import trim_to_sentence
 from .data import RelevancePair
@@ -103,7 +103,7 @@ def write_rationales(
             try:
                 with track_usage() as tracker:
                     rationale = program(query=pr.query, title=pr.title, label=pr.label).rationale
-                for key, v in _usage(tracker).items():
+                for key, v in usage_totals(tracker).items():
                     usage[key] += v
             except Exception as e:  # one bad LLM answer must not stop a long run
                 totals["failed"] += 1
