@@ -174,6 +174,9 @@ def bar2(work: Path, n: int, env: dict) -> dict:
         for c in (1, 16):
             f = work / f"routed-c{c}.jsonl"
             f.unlink(missing_ok=True)
+            # a fresh DSPy cache per run: a cache hit is not an LLM call
+            cache = Path(tempfile.mkdtemp(prefix=f"dspy-cache-c{c}-", dir=work))
+            env = dict(env, DSPY_CACHEDIR=str(cache))
             wall, _, stdout = run(
                 [
                     "classify",
@@ -206,6 +209,9 @@ def bar2(work: Path, n: int, env: dict) -> dict:
         "seconds_c1": out[1][0],
         "seconds_c16": out[16][0],
         "speedup": out[1][0] / out[16][0],
+        "loop_seconds_c1": out[1][1]["seconds"],
+        "loop_seconds_c16": out[16][1]["seconds"],
+        "loop_speedup": out[1][1]["seconds"] / out[16][1]["seconds"],
         "identical_outputs": out[1][2] == out[16][2],
         "routed": out[16][1]["routed"],
         "llm_calls": out[16][1]["llm_calls"],
@@ -280,9 +286,14 @@ def main() -> None:
     if "bar2_concurrency" in res:
         b = res["bar2_concurrency"]
         print(
-            f"| 2. {b['n']} routed, 300 ms server: concurrency 16 vs 1 | {b['seconds_c16']:.1f} s "
-            f"vs {b['seconds_c1']:.1f} s = {b['speedup']:.1f}x, identical: "
-            f"{b['identical_outputs']} | >= 10x, identical |"
+            f"| 2. {b['n']} routed, 300 ms server: concurrency 16 vs 1, whole command | "
+            f"{b['seconds_c16']:.1f} s vs {b['seconds_c1']:.1f} s = {b['speedup']:.1f}x, "
+            f"identical: {b['identical_outputs']} | >= 10x, identical |"
+        )
+        print(
+            f"| 2'. the same, classification loop only (start-up and model load excluded) | "
+            f"{b['loop_seconds_c16']:.1f} s vs {b['loop_seconds_c1']:.1f} s = "
+            f"{b['loop_speedup']:.1f}x | |"
         )
     if "bar3_memory" in res:
         for n, r in res["bar3_memory"]["sizes"].items():

@@ -5,8 +5,8 @@ For each chunk of products (read lazily, so memory does not grow with the catalo
 1. **Stage 1**: one batched domain-expert pass gives every product its top-K candidates (the
    same candidates and probabilities as ``dualexpert predict``).
 2. **Stage 2**: routing; only the uncertain products go to the general expert, at most
-   ``concurrency`` requests in flight (DSPy's async path, ``acall``). Hosted LLMs retry 429/5xx
-   with backoff inside DSPy/LiteLLM; a local llama.cpp model serves its queue one at a time.
+   ``concurrency`` requests in flight (worker threads). Hosted LLMs retry 429/5xx with backoff
+   inside DSPy; a local llama.cpp model serves its queue one at a time.
 
 Records come out **in input order**. :func:`classify_iter` is the Python API (an iterator of
 products in, an iterator of records out); :func:`classify_products` writes them to a JSONL file
@@ -16,12 +16,13 @@ is written and loses nothing.
 
 from __future__ import annotations
 
-import asyncio
+import contextvars
 import inspect
 import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -110,33 +111,26 @@ def _record(prod: Product, pred: dspy.Prediction, usage: dict[str, int], secs: f
     return rec
 
 
-async def _ask_all(program: Any, jobs: list[tuple[Product, list, dict]], concurrency: int):
-    """The general expert on every routed product, ``concurrency`` requests in flight."""
-    gate = asyncio.Semaphore(max(1, concurrency))
+def _ask_all(program: Any, jobs: list[tuple[Product, list, dict]], concurrency: int) -> list:
+    """The general expert on every routed product, ``concurrency`` requests in flight.
 
-    async def one(prod: Product, cands: list, routed: dict):
-        async with gate:
-            t0 = time.perf_counter()
-            with track_usage() as tracker:
-                g = await program.general.acall(**program.general_inputs(prod, cands))
-            return program.fuse(cands, g, routed), usage_totals(tracker), time.perf_counter() - t0
+    Worker threads, each running in a copy of the caller's context (so ``dspy.context``
+    settings apply): DSPy's synchronous path costs less CPU per request than its async one
+    (BENCHMARKS.md), and a local llama.cpp engine serialises its calls anyway.
+    """
 
-    return await asyncio.gather(*(one(*job) for job in jobs))
+    def one(job: tuple[Product, list, dict]) -> tuple[dspy.Prediction, dict[str, int], float]:
+        prod, cands, routed = job
+        t0 = time.perf_counter()
+        with track_usage() as tracker:
+            g = program.general(**program.general_inputs(prod, cands))
+        return program.fuse(cands, g, routed), usage_totals(tracker), time.perf_counter() - t0
 
-
-def _run(coro: Any) -> Any:
-    """``asyncio.run``, also from code that already runs an event loop (a notebook, an async
-    app): then in a worker thread, with this context (DSPy settings) carried over."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    import contextvars
-    from concurrent.futures import ThreadPoolExecutor
-
+    if concurrency <= 1 or len(jobs) == 1:
+        return [one(job) for job in jobs]
     ctx = contextvars.copy_context()
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(ctx.run, asyncio.run, coro).result()
+    with ThreadPoolExecutor(min(concurrency, len(jobs))) as pool:
+        return list(pool.map(lambda job: ctx.copy().run(one, job), jobs))
 
 
 def _arity(fn: Callable[..., Any]) -> int:
@@ -168,7 +162,7 @@ def classify_chunk(program: Any, products: list[Product], concurrency: int = 1) 
         else:
             out[i] = _record(prod, routed, zero, stage1)
     if jobs:
-        answers = _run(_ask_all(program, jobs, concurrency))
+        answers = _ask_all(program, jobs, concurrency)
         for i, (pred, usage, secs) in zip(where, answers, strict=True):
             out[i] = _record(products[i], pred, usage, stage1 + secs)
     return [r for r in out if r is not None]
