@@ -133,6 +133,36 @@ def _ask_all(program: Any, jobs: list[tuple[Product, list, dict]], concurrency: 
         return list(pool.map(lambda job: ctx.copy().run(one, job), jobs))
 
 
+class NewProducts:
+    """Filters a stream of products down to the ones still to do, counting the rest.
+
+    ``already_done``: the id is in the output from an earlier run (resume). ``duplicate_ids``:
+    the id was seen earlier in this input; only its first occurrence is classified, so resume
+    stays exact (a warning says how many).
+    """
+
+    def __init__(self, done: set[str]) -> None:
+        self.done = done
+        self.seen: set[str] = set()
+        self.already_done = 0
+        self.duplicate_ids = 0
+
+    def __call__(self, products: Iterable[Product]) -> Iterator[Product]:
+        for p in products:
+            if p.id in self.seen:
+                self.duplicate_ids += 1
+                if self.duplicate_ids == 1:
+                    log.warning(
+                        "id %r appears more than once; only its first product is kept", p.id
+                    )
+                continue
+            self.seen.add(p.id)
+            if p.id in self.done:
+                self.already_done += 1
+                continue
+            yield p
+
+
 def _arity(fn: Callable[..., Any]) -> int:
     try:
         return len(inspect.signature(fn).parameters)
@@ -188,8 +218,7 @@ def classify_iter(
         An iterator of JSON-ready records (``id``, ``category``, ``path``, ``routed``,
         ``decision``, ``fallback``, ``fallback_reason``, ``candidates``, ``usage``, ...).
     """
-    skip = skip or set()
-    todo = (p for p in products if p.id not in skip)
+    todo = NewProducts(skip or set())(products)
     for chunk in chunks(todo, chunk_size):
         yield from classify_chunk(program, chunk, concurrency)
 
@@ -223,17 +252,19 @@ def classify_products(
         concurrency: LLM requests in flight at once.
 
     Returns:
-        Totals: ``products`` (written now), ``already_done``, ``routed``, ``fallback`` and
-        ``fallback_reasons``, ``llm_calls``, ``prompt_tokens``, ``completion_tokens``, ``cost``
-        (USD where LiteLLM knows the price), ``seconds`` and ``products_per_second``.
+        Totals: ``products`` (written now), ``already_done``, ``duplicate_ids``, ``routed``,
+        ``fallback`` and ``fallback_reasons``, ``llm_calls``, ``prompt_tokens``,
+        ``completion_tokens``, ``cost`` (USD where LiteLLM knows the price), ``seconds`` and
+        ``products_per_second``.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     drop_torn_tail(out)  # else the first new record would be glued to the torn line
-    skip = done_ids(out)
+    new = NewProducts(done_ids(out))
     totals: dict[str, Any] = {
         "products": 0,
         "already_done": 0,
+        "duplicate_ids": 0,
         "routed": 0,
         "fallback": 0,
         "fallback_reasons": {},
@@ -245,21 +276,13 @@ def classify_products(
     hist0 = len(getattr(lm, "history", None) or [])
     two_args = progress is not None and _arity(progress) >= 2
 
-    def counted(items: Iterable[Product]) -> Iterator[Product]:
-        for p in items:
-            if p.id in skip:
-                totals["already_done"] += 1
-            yield p
-
     t0 = time.perf_counter()
     with out.open("a", encoding="utf-8") as f:
-        for chunk in chunks(counted(products), chunk_size):
-            todo = [p for p in chunk if p.id not in skip]
-            recs = classify_chunk(program, todo, concurrency) if todo else []
+        for todo in chunks(new(products), chunk_size):
+            recs = classify_chunk(program, todo, concurrency)
             f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
             f.flush()
             for r in recs:
-                skip.add(r["id"])  # a repeated id later in the file is not written twice
                 totals["products"] += 1
                 totals["routed"] += int(r["routed"])
                 if r["fallback"]:
@@ -270,11 +293,13 @@ def classify_products(
                     totals[k] += r["usage"][k]
             totals["seconds"] = time.perf_counter() - t0
             totals["cost"] = _lm_cost(lm, hist0)
+            totals["already_done"], totals["duplicate_ids"] = new.already_done, new.duplicate_ids
             if progress is not None and recs:
                 if two_args:
                     progress(len(recs), totals)  # type: ignore[call-arg]
                 else:
                     progress(len(recs))  # type: ignore[call-arg]
+    totals["already_done"], totals["duplicate_ids"] = new.already_done, new.duplicate_ids
     totals["seconds"] = round(time.perf_counter() - t0, 3)
     totals["products_per_second"] = round(totals["products"] / max(totals["seconds"], 1e-9), 2)
     return totals
@@ -292,23 +317,18 @@ def predict_products(
     (streamed; resumable by id like :func:`classify_products`).
 
     Returns:
-        ``products`` (written now), ``already_done`` and ``seconds``.
+        ``products`` (written now), ``already_done``, ``duplicate_ids`` and ``seconds``.
     """
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     drop_torn_tail(out)
-    skip = done_ids(out)
-    totals: dict[str, Any] = {"products": 0, "already_done": 0}
+    new = NewProducts(done_ids(out))
+    totals: dict[str, Any] = {"products": 0}
     t0 = time.perf_counter()
     with out.open("a", encoding="utf-8") as f:
-        for chunk in chunks(products, chunk_size):
-            todo = [p for p in chunk if p.id not in skip]
-            totals["already_done"] += len(chunk) - len(todo)
-            if not todo:
-                continue
+        for todo in chunks(new(products), chunk_size):
             lines = []
             for p, cands in zip(todo, expert.predict_topk(todo, k=k), strict=True):
-                skip.add(p.id)
                 rec = {
                     "id": p.id,
                     "title": p.title,
@@ -324,5 +344,6 @@ def predict_products(
             totals["products"] += len(todo)
             if progress is not None:
                 progress(len(todo))
+    totals.update(already_done=new.already_done, duplicate_ids=new.duplicate_ids)
     totals["seconds"] = round(time.perf_counter() - t0, 3)
     return totals

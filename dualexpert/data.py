@@ -212,7 +212,9 @@ def parse_record(row: dict[str, Any], cmap: ColumnMap, file: str, line: int) -> 
         if raw:
             category = tuple(s.strip() for s in raw.split(cmap.separator))
     data = {
-        "id": _cell(row, cmap.id, file, line, False) if cmap.id else str(line),
+        # an empty or missing id becomes the row number: stable for the same file, so resume
+        # by id stays exact
+        "id": (_cell(row, cmap.id, file, line, False).strip() if cmap.id else "") or str(line),
         "title": _cell(row, cmap.title, file, line, True),
         "description": _cell(row, cmap.description, file, line, False) if cmap.description else "",
         "category": category,

@@ -199,3 +199,25 @@ def test_kill_9_twice_then_resume_loses_and_duplicates_nothing(model, tmp_path):
     assert len(ids) == len(set(ids))  # 0 duplicated
     totals = json.loads(res.stdout.strip().splitlines()[-1])
     assert totals["already_done"] >= 12 and totals["already_done"] + totals["products"] == len(held)
+
+
+def test_repeated_and_empty_ids_resume_exactly(model, tmp_path):
+    """Ids that repeat are kept once and counted; empty ids become the row number; a run cut
+    short resumes to exactly the same output."""
+    from dualexpert.batch import predict_products
+
+    expert = model["expert"]
+    f = tmp_path / "ids.csv"
+    rows = ["id,title"] + [f"{i % 7 if i % 3 else ''},product number {i}" for i in range(40)]
+    f.write_text("\n".join(rows) + "\n")
+    prods = list(iter_catalogue(f))
+    assert prods[0].id == "2"  # row 0 has an empty id: its line number in the file
+    out = tmp_path / "p.jsonl"
+    first = predict_products(expert, iter(prods), out, k=2, chunk_size=5)
+    ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == first["products"]
+    assert first["duplicate_ids"] == len(prods) - len(set(p.id for p in prods))
+    full = out.read_text()
+    out.write_text("".join(full.splitlines(keepends=True)[:4]))  # an interrupted run
+    again = predict_products(expert, iter(prods), out, k=2, chunk_size=5)
+    assert again["already_done"] == 4 and out.read_text() == full
