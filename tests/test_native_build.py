@@ -65,3 +65,20 @@ def test_system_info_parsing_and_os_enablement():
     assert not enabled_features(flags, 0b11)["AVX2"]  # no YMM state → no AVX at all
     assert enabled_features(flags, None)["AMX_INT8"]  # unreadable mask: CPUID alone
     assert set(PORTABLE) <= set(on)
+
+
+@pytest.mark.slow
+def test_doctor_passes_on_this_machine_and_names_the_fix_when_not(monkeypatch):
+    from typer.testing import CliRunner
+
+    from dualexpert import doctor
+    from dualexpert.cli import app
+
+    res = CliRunner().invoke(app, ["doctor", "--quick"])
+    assert res.exit_code == 0, res.output
+    assert "llama.cpp build" in res.output and "decode (smollm2)" in res.output
+    # a build that uses AVX-512 on a machine whose OS does not enable it
+    monkeypatch.setattr(doctor, "build_features", lambda info: {"AVX2", "AVX512"})
+    monkeypatch.setattr(doctor, "os_xfeatures", lambda: 0b111)
+    check = doctor.native_build()
+    assert not check.ok and "AVX512" in check.detail and "setup.sh" in check.fix
