@@ -5,9 +5,10 @@ For each saved model (``runs/<dataset>-domain_expert<tag>-s<seed>/model``, train
 
 * the encoder alone (``fuse=False``: the domain expert as it was);
 * the lexical expert alone (TF-IDF + linear SVM, saved inside the model folder);
-* the shipped fusion, ``softmax(log p + w * margin)`` with the default ``w``;
-* a sweep of ``w``, and ``w`` chosen by 2-fold cross-fitting on the test products (each half
-  scored with the ``w`` that is best on the other half), so the chosen row is honest.
+* the shipped fusion, ``softmax(log p + s * margin)`` with ``s`` = ``lexical_weight`` (1) times
+  the lexical expert's temperature, calibrated on out-of-fold margins of the training data;
+* a sweep of ``s``, and ``s`` chosen by 2-fold cross-fitting on the test products (each half
+  scored with the ``s`` that is best on the other half), so the chosen row is honest.
 
 Prints a table (means with 95% intervals over seeds) and writes JSON.
 
@@ -36,7 +37,8 @@ from domain_expert import load_dataset  # noqa: E402
 from dualexpert.domain import DomainExpert  # noqa: E402
 from dualexpert.metrics import categorisation_report, mean_ci  # noqa: E402
 
-WEIGHTS = (0.0, 0.25, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0)
+# scales on the lexical margins (the shipped one is lexical_weight x calibrated temperature)
+WEIGHTS = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 16.0)
 COLUMNS = ("avg wF1", "lvl3 acc", "lvl3 wF1", "lvl3 mF1", "head mF1", "tail mF1", "routed@0.9")
 
 
@@ -95,18 +97,24 @@ def run_seed(args, seed: int, train, test, counts) -> dict:
     rows = {
         "domain expert alone (encoder)": scores(expert, p, test, counts),
         "lexical expert alone": scores(expert, e / e.sum(axis=1, keepdims=True), test, counts),
-        f"fused, shipped w={expert.config.lexical_weight:g}": scores(
-            expert, expert.fuse(p, m, expert.config.lexical_weight), test, counts
+        "fused, shipped (calibrated scale)": scores(
+            expert, expert.fuse(p, m, expert.fusion_scale()), test, counts
         ),
     }
     for w in WEIGHTS[1:]:
-        rows[f"fused, w={w:g}"] = scores(expert, expert.fuse(p, m, w), test, counts)
+        rows[f"fused, scale {w:g}"] = scores(expert, expert.fuse(p, m, w), test, counts)
     fused, chosen = cross_fit(expert, p, m, test, counts, seed)
     rows["fused, w cross-fitted on halves"] = scores(expert, fused, test, counts)
     n = len(test)
     speed = {"encoder_products_s": n / t_enc, "lexical_products_s": n / t_lex}
     speed["fused_products_s"] = n / (t_enc + t_lex)
-    return {"seed": seed, "rows": rows, "cross_fit_w": chosen, "speed": speed}
+    return {
+        "seed": seed,
+        "rows": rows,
+        "cross_fit_w": chosen,
+        "shipped_scale": expert.fusion_scale(),
+        "speed": speed,
+    }
 
 
 def summarise(runs: list[dict]) -> dict[str, dict[str, list[float]]]:

@@ -150,7 +150,9 @@ def test_lexical_expert_is_fused_saved_and_reloaded(fitted, split, tmp_path):
     margins = expert.lexical_margins([p.text() for p in test])
     assert margins.shape == enc.shape
     assert np.allclose(expert.fuse(enc, margins, 0.0), enc)
-    want = expert.fuse(enc, margins, expert.config.lexical_weight)
+    assert expert.lexical_.temperature > 0 and expert.lexical_.temperature != 1.0  # calibrated
+    assert expert.fusion_scale() == expert.config.lexical_weight * expert.lexical_.temperature
+    want = expert.fuse(enc, margins, expert.fusion_scale())
     assert np.allclose(fused, want, atol=1e-6)
 
     expert.save(tmp_path / "m")
@@ -179,6 +181,7 @@ def test_lexical_expert_alone(split, tmp_path):
     lex.save(tmp_path / "lex")
     back = LexicalExpert.load(tmp_path / "lex")
     assert np.allclose(back.decision_function([p.text() for p in test]), m, atol=1e-6)
+    assert back.temperature == lex.temperature
     (tmp_path / "lex" / "vocab.json").unlink()
     with pytest.raises(FileNotFoundError, match="vocab.json"):
         LexicalExpert.load(tmp_path / "lex")

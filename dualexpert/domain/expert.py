@@ -86,7 +86,8 @@ class DomainExpertConfig:
     logging_steps: int = 50
     eval_batch_size: int = 32  # fastest on 2 CPU cores (BENCHMARKS.md, throughput)
     quantize: bool = False  # int8 dynamic quantisation of the Linear layers for CPU inference
-    # the lexical expert (TF-IDF + linear SVM), fused: log p + lexical_weight * SVM margin
+    # the lexical expert (TF-IDF + linear SVM), fused as a product of experts:
+    # log p_encoder + lexical_weight * T * margin, T calibrated on the training data's folds
     lexical: bool = True
     lexical_weight: float = 1.0
     extra: dict[str, Any] = field(default_factory=dict)
@@ -269,7 +270,13 @@ class DomainExpert:
         if not fuse or self.lexical_ is None:
             return proba
         margins = self.lexical_margins([p.text() for p in prods])
-        return self.fuse(proba, margins, self.config.lexical_weight)
+        return self.fuse(proba, margins, self.fusion_scale())
+
+    def fusion_scale(self) -> float:
+        """The factor on the lexical margins: ``lexical_weight`` times the lexical expert's
+        calibrated temperature."""
+        temperature = self.lexical_.temperature if self.lexical_ is not None else 1.0
+        return self.config.lexical_weight * temperature
 
     @torch.inference_mode()
     def encoder_proba(

@@ -29,7 +29,9 @@ class LexicalExpert:
     """``fit(texts, labels)`` / ``decision_function(texts)`` / ``save`` / ``load``.
 
     ``keep``: the share of the SVM's coefficients kept at save time, largest magnitude first
-    (the rest are zero); 1.0 keeps them all.
+    (the rest are zero); 1.0 keeps them all. ``calibrate_folds``: folds of the training data on
+    which the margins' temperature is fitted (:attr:`temperature`; 0 = no calibration, T = 1).
+    :meth:`log_proba` gives the calibrated ``log softmax(T * margin)``.
     """
 
     def __init__(
@@ -38,6 +40,7 @@ class LexicalExpert:
         word_features: int = 200_000,
         char_features: int = 300_000,
         keep: float = 0.02,
+        calibrate_folds: int = 3,
     ) -> None:
         if not 0 < keep <= 1:
             raise ValueError(f"keep must be in (0, 1], got {keep}")
@@ -45,6 +48,8 @@ class LexicalExpert:
         self.word_features = word_features
         self.char_features = char_features
         self.keep = keep
+        self.calibrate_folds = calibrate_folds
+        self.temperature = 1.0
         self.classes_: list[str] = []
         self._vocab: dict[str, list[str]] = {}
         self._idf: dict[str, np.ndarray] = {}
@@ -114,7 +119,53 @@ class LexicalExpert:
             coef = np.where(np.abs(coef) >= cut, coef, 0.0).astype(np.float32)
         self._coef = csr_matrix(coef.T)
         self._intercept = intercept
+        if self.calibrate_folds >= 2:
+            self.temperature = self._calibrated_temperature(X, list(labels))
         return self
+
+    def _calibrated_temperature(self, X: Any, labels: list[str]) -> float:
+        """The ``T`` whose ``softmax(T * margin)`` has the least log loss on out-of-fold
+        margins (each fold scored by an SVM fitted on the others): the lexical expert as a
+        calibrated probability, so that fusion needs no weight tuned on test data."""
+        from joblib import Parallel, delayed
+        from scipy.optimize import minimize_scalar
+        from sklearn.model_selection import StratifiedKFold
+        from sklearn.svm import LinearSVC
+
+        from ..threads import available_cpus
+
+        y = np.asarray(labels)
+        counts = {c: n for c, n in zip(*np.unique(y, return_counts=True), strict=True)}
+        # classes too rare to stratify still take part, in whichever fold they land
+        strat = np.asarray([c if counts[c] >= self.calibrate_folds else "<rare>" for c in y])
+        folds = StratifiedKFold(self.calibrate_folds, shuffle=True, random_state=0)
+
+        def oof(train_idx: np.ndarray, test_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            clf = LinearSVC(C=self.C, random_state=0).fit(X[train_idx], y[train_idx])
+            margins = clf.decision_function(X[test_idx])
+            if margins.ndim == 1:
+                margins = np.stack([-margins, margins], axis=1)
+            col = {c: i for i, c in enumerate(clf.classes_)}
+            target = np.asarray([col.get(c, -1) for c in y[test_idx]])
+            return margins, target
+
+        parts = Parallel(n_jobs=min(self.calibrate_folds, available_cpus()))(
+            delayed(oof)(a, b) for a, b in folds.split(np.zeros(len(y)), strat)
+        )
+        pairs = [(m[t >= 0], t[t >= 0]) for m, t in parts]
+
+        def nll(t: float) -> float:
+            total, n = 0.0, 0
+            for m, tgt in pairs:
+                z = t * m
+                z = z - z.max(axis=1, keepdims=True)
+                lp = z[np.arange(len(tgt)), tgt] - np.log(np.exp(z).sum(axis=1))
+                total, n = total - float(lp.sum()), n + len(tgt)
+            return total / max(n, 1)
+
+        best = minimize_scalar(nll, bounds=(0.05, 100.0), method="bounded")
+        log.info("lexical expert: calibrated temperature %.3f (log loss %.4f)", best.x, best.fun)
+        return float(best.x)
 
     def _build_parts(self) -> None:
         self._parts = [
@@ -156,6 +207,8 @@ class LexicalExpert:
             "word_features": self.word_features,
             "char_features": self.char_features,
             "keep": self.keep,
+            "calibrate_folds": self.calibrate_folds,
+            "temperature": self.temperature,
             "classes": self.classes_,
             "n_features": int(coef.shape[0]),
         }
@@ -174,7 +227,14 @@ class LexicalExpert:
         meta = json.loads((d / "lexical.json").read_text())
         if meta.get("format") != FORMAT:
             raise ValueError(f"{d / 'lexical.json'}: unknown format {meta.get('format')!r}")
-        self = cls(meta["C"], meta["word_features"], meta["char_features"], meta["keep"])
+        self = cls(
+            meta["C"],
+            meta["word_features"],
+            meta["char_features"],
+            meta["keep"],
+            meta.get("calibrate_folds", 0),
+        )
+        self.temperature = float(meta.get("temperature", 1.0))
         self.classes_ = list(meta["classes"])
         vocab = json.loads((d / "vocab.json").read_text())
         t = load_file(str(d / "lexical.safetensors"))
