@@ -84,10 +84,12 @@ def _score(name: str, ranker: Any, train, test, fit_s: float) -> dict[str, Any]:
 
 
 def _curve_thresholds(probabilities: list[float]) -> list[float]:
-    """The grid plus a threshold between each pair of neighbouring dev confidences, in (0, 1)."""
+    """The grid plus a threshold between each pair of neighbouring dev confidences, in (0, 1),
+    and one above 1 when a confidence is exactly 1 (the fused experts can saturate float32), so
+    that the curve always ends with every product routed."""
     ps = sorted(probabilities)
     mids = [(a + b) / 2 for a, b in zip(ps, ps[1:], strict=False) if b > a]
-    hi = math.nextafter(1.0, 0.0)
+    hi = 1.001 if ps and ps[-1] >= 1.0 else math.nextafter(1.0, 0.0)
     return sorted({min(round(t, 9), hi) for t in (*_GRID, *mids, ps[-1] if ps else 0.5)} | {hi})
 
 
