@@ -108,6 +108,7 @@ def tiny_domain_expert(folder):
         learning_rate=2e-4,
         seed=0,
         label_augmentation=False,
+        lexical=False,  # unfused: the benchmark routes by quantiles of distinct confidences
     ).fit(train, progress=False)
     expert.save(folder)
     return expert
