@@ -35,6 +35,8 @@ from fake_llm_server import FakeLLM  # noqa: E402
 SHARED = Path(os.environ.get("DUALEXPERT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 CLI = [sys.executable, "-m", "dualexpert.cli"]
 OUT = ROOT / "benchmarks" / "results" / "classify_scale.json"
+#: classify options that route nothing (the LLM is configured but never called)
+NO_LLM = ["--threshold", "0", "--llm", "openai/unused", "--api-base", "http://127.0.0.1:9/v1"]
 
 
 def run(args: list[str], env: dict | None = None) -> tuple[float, float, str]:
@@ -150,12 +152,7 @@ def bar1(work: Path, n: int, env: dict) -> dict:
             str(data),
             "--out",
             str(work / "c.jsonl"),
-            "--threshold",
-            "0",
-            "--llm",
-            "openai/unused",
-            "--api-base",
-            "http://127.0.0.1:9/v1",
+            *NO_LLM,
             *common,
         ],
         env,
@@ -237,12 +234,7 @@ def bar3(work: Path, sizes: list[int], env: dict) -> dict:
                 str(data),
                 "--out",
                 str(f),
-                "--threshold",
-                "0",
-                "--llm",
-                "openai/unused",
-                "--api-base",
-                "http://127.0.0.1:9/v1",
+                *NO_LLM,
                 "--chunk-size",
                 "256",
             ],

@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -23,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from throughput import cpu_name  # noqa: E402
 
 from dualexpert.llm_process import LLMProcess  # noqa: E402
 from dualexpert.models import resolve_llm  # noqa: E402
@@ -32,16 +34,6 @@ PROMPT = (
     "You categorise products for an online shop. Read the product and explain in a few "
     "sentences which category of the list fits it best and why the others do not. "
 ) * 6
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def system_info() -> str:
