@@ -13,6 +13,7 @@ too, with ``decision="unavailable"`` and the reason in ``fallback_reason``; the 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -67,17 +68,26 @@ class GeneralExpert(dspy.Module):
     * ``fallback_reason``: why (``""`` when there was no fallback).
     """
 
-    def __init__(self, strategy: str = "zero_shot", retries: int = 1, max_failures: int = 5):
+    def __init__(
+        self,
+        strategy: str = "zero_shot",
+        retries: int = 1,
+        max_failures: int = 5,
+        cooldown: float = 300.0,
+    ):
         super().__init__()
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}: choose from {sorted(STRATEGIES)}")
         self.strategy = strategy
         self.retries = retries
-        # circuit breaker: after this many consecutive LLM failures the LLM is not called again
-        # by this module (a dead server would otherwise cost every product its timeout)
+        # circuit breaker: after this many consecutive LLM failures the LLM is not called for
+        # ``cooldown`` seconds (a dead server would otherwise cost every product its timeout);
+        # then one trial call decides whether it stays open
         self.max_failures = max_failures
+        self.cooldown = cooldown
         self.failures = 0
         self.open_reason = ""
+        self._opened_at = 0.0
         self.predict = dspy.Predict(STRATEGIES[strategy])
 
     def _ask(self, product: str, shown: str, attempt: int) -> dspy.Prediction | None:
@@ -187,13 +197,23 @@ class GeneralExpert(dspy.Module):
         if self.failures >= self.max_failures and not self.open_reason:
             self.open_reason = (
                 f"{self.failures} LLM failures in a row (last: {reason}); the LLM is not "
-                "called again in this run"
+                f"called again for {self.cooldown:g} s"
             )
+            self._opened_at = time.monotonic()
             log.error("%s", self.open_reason)
         return self.unavailable(n, reason)
 
+    def _circuit_open(self) -> bool:
+        if not self.open_reason:
+            return False
+        if time.monotonic() - self._opened_at < self.cooldown:
+            return True
+        self.open_reason = ""  # half-open: one more failure opens it again
+        self.failures = self.max_failures - 1
+        return False
+
     def forward(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
-        if self.open_reason:
+        if self._circuit_open():
             return self.unavailable(len(candidates), self.open_reason)
         try:
             pred = self._forward(product, candidates)
@@ -204,7 +224,7 @@ class GeneralExpert(dspy.Module):
 
     async def aforward(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
         """Async ``forward`` (``await expert.acall(product=..., candidates=...)``)."""
-        if self.open_reason:
+        if self._circuit_open():
             return self.unavailable(len(candidates), self.open_reason)
         try:
             pred = await self._aforward(product, candidates)

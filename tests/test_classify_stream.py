@@ -138,6 +138,15 @@ def test_circuit_breaker_stops_calling_a_dead_server(model):
     assert srv.requests == 3  # then no more calls
     assert all(p.fallback for p in preds)
     assert "not called again" in preds[-1].fallback_reason
+    general._opened_at -= general.cooldown  # the cooldown has passed: one trial call
+    srv2 = FakeLLM(delay=0.0).start()  # the server is back
+    try:
+        lm = hosted_lm("openai/fake", api_base=srv2.url, cache=False, num_retries=0)
+        with dspy.context(lm=lm):
+            back = dual(held[0])
+    finally:
+        srv2.stop()
+    assert not back.fallback and srv2.requests == 1 and general.failures == 0
 
 
 def test_streaming_reader_is_lazy(tmp_path):
