@@ -90,6 +90,8 @@ def test_checkpoints_written_and_resume(fitted, split):
     again = DomainExpert(**{**expert.config.__dict__, "extra": {}})
     again.fit(train, output_dir=out, progress=False)
     assert again.train_log[-1]["step"] == expert.train_log[-1]["step"]
+    assert (out / "lexical" / "lexical.json").is_file()  # reused, not refitted
+    assert again.lexical_.temperature == expert.lexical_.temperature
 
 
 def test_label_init_starts_as_nearest_label_classifier():

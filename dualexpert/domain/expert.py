@@ -161,10 +161,7 @@ class DomainExpert:
         counts = Counter(labels)
         self.lexical_ = None
         if cfg.lexical:
-            log.info("fitting the lexical expert on %d products", len(prods))
-            self.lexical_ = LexicalExpert().fit(
-                [p.text() for p in prods], [self.classes_[i] for i in labels]
-            )
+            self.lexical_ = self._fit_lexical(prods, labels, output_dir if resume else None)
         if cfg.label_augmentation:
             synth = augment(
                 prods, self.taxonomy, cfg.aug_ratio, cfg.aug_per_leaf, cfg.aug_p_mask, cfg.seed
@@ -233,6 +230,23 @@ class DomainExpert:
     def _check_fitted(self) -> None:
         if self.model is None or self.taxonomy is None:
             raise RuntimeError("this DomainExpert is not fitted: call fit() or load() first")
+
+    def _fit_lexical(
+        self, prods: Sequence[Product], labels: list[int], output_dir: str | Path | None
+    ) -> LexicalExpert:
+        """Fit the lexical expert, or reuse the one a killed run left in ``output_dir`` when it
+        has the same label space (a resume then skips the minutes of its fit)."""
+        cached = Path(output_dir) / "lexical" if output_dir is not None else None
+        if cached is not None and (cached / "lexical.json").is_file():
+            lex = LexicalExpert.load(cached)
+            if set(lex.classes_) == {self.classes_[i] for i in labels}:
+                log.info("reusing the lexical expert in %s", cached)
+                return lex
+        log.info("fitting the lexical expert on %d products", len(prods))
+        lex = LexicalExpert().fit([p.text() for p in prods], [self.classes_[i] for i in labels])
+        if cached is not None:
+            lex.save(cached)
+        return lex
 
     def lexical_margins(self, texts: Sequence[str]) -> np.ndarray | None:
         """The lexical expert's SVM margins in ``classes_`` order (None without one); a leaf
