@@ -27,9 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dualexpert.baselines import KnnEmbeddingRanker, TfidfLinearRanker  # noqa: E402
 from dualexpert.data import Product, load_catalogue  # noqa: E402
-from dualexpert.metrics import categorisation_report  # noqa: E402
+from dualexpert.evaluation.baselines import KnnEmbeddingRanker, TfidfLinearRanker  # noqa: E402
+from dualexpert.evaluation.metrics import categorisation_report  # noqa: E402
 
 SHARED = Path(os.environ.get("DUALEXPERT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 ABLATIONS = {

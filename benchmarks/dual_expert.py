@@ -39,7 +39,7 @@ def _split(args):
 
 def _run(de, prods, path: Path, label: str) -> list[dict]:
     from dualexpert.batch import classify_products
-    from dualexpert.dual_eval import read_records
+    from dualexpert.evaluation.dual import labelled_records
 
     t0, n = time.perf_counter(), len(prods)
 
@@ -53,11 +53,11 @@ def _run(de, prods, path: Path, label: str) -> list[dict]:
 
     classify_products(de, prods, path, progress=tick)
     want = {p.id for p in prods}
-    return [r for r in read_records(path) if r["id"] in want]
+    return [r for r in labelled_records(path) if r["id"] in want]
 
 
 def _score(records: list[dict], name: str) -> dict:
-    from dualexpert.dual_eval import summarise_records
+    from dualexpert.evaluation.dual import summarise_records
 
     s = summarise_records(records)
     routed = [r for r in records if r["routed"]]
@@ -67,7 +67,7 @@ def _score(records: list[dict], name: str) -> dict:
 
 
 def _fused(records: list[dict], weight: float | None) -> list[dict]:
-    from dualexpert.routing import fused_choice
+    from dualexpert.evaluation.routing import fused_choice
 
     out = []
     for r in records:
@@ -167,10 +167,10 @@ def main(argv: list[str] | None = None) -> dict:
     import dspy
 
     from dualexpert.domain import DomainExpert
+    from dualexpert.evaluation.routing import choose_fusion_weight
     from dualexpert.general import GeneralExpert
     from dualexpert.lm import get_lm
     from dualexpert.pipeline import DualExpert
-    from dualexpert.routing import choose_fusion_weight
 
     out.mkdir(parents=True, exist_ok=True)
     dom = DomainExpert.load(args.model)

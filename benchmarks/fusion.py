@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from domain_expert import load_dataset  # noqa: E402
 
 from dualexpert.domain import DomainExpert  # noqa: E402
-from dualexpert.metrics import categorisation_report, mean_ci  # noqa: E402
+from dualexpert.evaluation.metrics import categorisation_report, mean_ci  # noqa: E402
 
 # scales on the lexical margins (the shipped one is lexical_weight x calibrated temperature)
 WEIGHTS = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 16.0)

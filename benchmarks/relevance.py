@@ -74,7 +74,7 @@ def _summarise(entry: dict) -> None:
     Done on every write, so that a process which started before another's seeds finished
     cannot leave a summary of fewer seeds than the file holds.
     """
-    from dualexpert.metrics import mean_ci
+    from dualexpert.evaluation.metrics import mean_ci
 
     runs = list(entry["runs"].values())
     keys = [k for k in runs[0] if k != "n"]
@@ -125,8 +125,8 @@ def main() -> None:
 
     import numpy as np
 
-    from dualexpert.baselines import BiEncoderCosine, LexicalRelevanceLR
-    from dualexpert.metrics import binary_report, bootstrap_ci
+    from dualexpert.evaluation.baselines import BiEncoderCosine, LexicalRelevanceLR
+    from dualexpert.evaluation.metrics import binary_report, bootstrap_ci
     from dualexpert.relevance.distill import RelevanceDistiller
 
     out = Path(args.out)

@@ -12,7 +12,7 @@ from typing import Any
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 _EXPORTS = {
     "Taxonomy": "dualexpert.taxonomy",
@@ -24,7 +24,7 @@ _EXPORTS = {
     "load_catalogue": "dualexpert.data",
     "DomainExpert": "dualexpert.domain",
     "Candidate": "dualexpert.domain",
-    "categorisation_report": "dualexpert.metrics",
+    "categorisation_report": "dualexpert.evaluation.metrics",
     "resolve_encoder": "dualexpert.models",
     "resolve_llm": "dualexpert.models",
     # DSPy modules and tools
@@ -43,6 +43,8 @@ _EXPORTS = {
     "optimize": "dualexpert.optimizers",
     "load_program": "dualexpert.optimizers",
     "save_program": "dualexpert.optimizers",
+    # scale-out on Ray Data (needs the extra dualexpert[ray])
+    "classify_dataset": "dualexpert.scale",
     "RelevancePair": "dualexpert.relevance",
     "load_pairs": "dualexpert.relevance",
     "split_by_query": "dualexpert.relevance",

@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import contextvars
 import inspect
-import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Container, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -31,61 +29,9 @@ import dspy
 from dspy.utils.usage_tracker import track_usage
 
 from .data import Product
+from .journal import USAGE_KEYS, IdIndex, Journal, add_usage, chunks, usage_totals
 
 log = logging.getLogger(__name__)
-
-USAGE_KEYS = ("llm_calls", "prompt_tokens", "completion_tokens")
-
-
-def done_ids(path: str | Path) -> set[str]:
-    """Ids already written to a JSONL output (a torn last line is ignored)."""
-    p = Path(path)
-    ids: set[str] = set()
-    if p.exists():
-        with p.open(encoding="utf-8") as f:
-            for line in f:
-                try:
-                    ids.add(json.loads(line)["id"])
-                except (json.JSONDecodeError, KeyError):
-                    continue
-    return ids
-
-
-def drop_torn_tail(path: str | Path) -> None:
-    """Cut a torn last line (a killed run's half-written record), so appending is safe."""
-    p = Path(path)
-    if not p.exists() or p.stat().st_size == 0:
-        return
-    with p.open("rb+") as f:
-        f.seek(-1, 2)
-        if f.read(1) == b"\n":
-            return
-        f.seek(0)
-        body = f.read()
-        cut = body.rfind(b"\n") + 1
-        try:  # a whole record that only lacks its newline is kept
-            json.loads(body[cut:])
-            f.write(b"\n")
-        except ValueError:
-            f.truncate(cut)
-
-
-def usage_totals(tracker: Any) -> dict[str, int]:
-    """LLM calls and tokens recorded by a DSPy usage tracker."""
-    calls = sum(len(v) for v in tracker.usage_data.values())
-    totals = tracker.get_total_tokens()
-    prompt = sum(int(u.get("prompt_tokens") or u.get("input_tokens") or 0) for u in totals.values())
-    completion = sum(
-        int(u.get("completion_tokens") or u.get("output_tokens") or 0) for u in totals.values()
-    )
-    return {"llm_calls": calls, "prompt_tokens": prompt, "completion_tokens": completion}
-
-
-def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
-    """Consecutive lists of up to ``size`` items, read lazily."""
-    it = iter(items)
-    while batch := list(islice(it, size)):
-        yield batch
 
 
 def _record(prod: Product, pred: dspy.Prediction, usage: dict[str, int], secs: float) -> dict:
@@ -111,56 +57,50 @@ def _record(prod: Product, pred: dspy.Prediction, usage: dict[str, int], secs: f
     return rec
 
 
-def _ask_all(program: Any, jobs: list[tuple[Product, list, dict]], concurrency: int) -> list:
-    """The general expert on every routed product, ``concurrency`` requests in flight.
+Job = tuple[Product, list, dict, float]  # product, candidates, routing fields, stage-1 seconds
+
+
+def stage_one(program: Any, products: list[Product]) -> list[dict | Job]:
+    """Stage 1 on a chunk: one batched domain-expert pass, then routing.
+
+    Returns, in the chunk's order, the final record of each confident product and a job
+    ``(product, candidates, routing fields, stage-1 seconds)`` for each routed one.
+    """
+    t0 = time.perf_counter()
+    cands = program.candidates_batch(products)
+    secs = (time.perf_counter() - t0) / max(1, len(products))
+    zero = dict.fromkeys(USAGE_KEYS, 0)
+    out: list[dict | Job] = []
+    for prod, cs in zip(products, cands, strict=True):
+        routed = program.route(cs)
+        if isinstance(routed, dict):
+            out.append((prod, cs, routed, secs))
+        else:
+            out.append(_record(prod, routed, zero, secs))
+    return out
+
+
+def stage_two(program: Any, jobs: list[Job], concurrency: int = 1) -> list[dict]:
+    """Stage 2: the general expert on every routed product, ``concurrency`` requests in flight.
 
     Worker threads, each running in a copy of the caller's context (so ``dspy.context``
     settings apply): DSPy's synchronous path costs less CPU per request than its async one
     (BENCHMARKS.md), and a local llama.cpp engine serialises its calls anyway.
     """
 
-    def one(job: tuple[Product, list, dict]) -> tuple[dspy.Prediction, dict[str, int], float]:
-        prod, cands, routed = job
+    def one(job: Job) -> dict:
+        prod, cands, routed, secs = job
         t0 = time.perf_counter()
         with track_usage() as tracker:
             g = program.general(**program.general_inputs(prod, cands))
-        return program.fuse(cands, g, routed), usage_totals(tracker), time.perf_counter() - t0
+        pred = program.fuse(cands, g, routed)
+        return _record(prod, pred, usage_totals(tracker), secs + time.perf_counter() - t0)
 
-    if concurrency <= 1 or len(jobs) == 1:
+    if concurrency <= 1 or len(jobs) <= 1:
         return [one(job) for job in jobs]
     ctx = contextvars.copy_context()
     with ThreadPoolExecutor(min(concurrency, len(jobs))) as pool:
         return list(pool.map(lambda job: ctx.copy().run(one, job), jobs))
-
-
-class NewProducts:
-    """Filters a stream of products down to the ones still to do, counting the rest.
-
-    ``already_done``: the id is in the output from an earlier run (resume). ``duplicate_ids``:
-    the id was seen earlier in this input; only its first occurrence is classified, so resume
-    stays exact (a warning says how many).
-    """
-
-    def __init__(self, done: set[str]) -> None:
-        self.done = done
-        self.seen: set[str] = set()
-        self.already_done = 0
-        self.duplicate_ids = 0
-
-    def __call__(self, products: Iterable[Product]) -> Iterator[Product]:
-        for p in products:
-            if p.id in self.seen:
-                self.duplicate_ids += 1
-                if self.duplicate_ids == 1:
-                    log.warning(
-                        "id %r appears more than once; only its first product is kept", p.id
-                    )
-                continue
-            self.seen.add(p.id)
-            if p.id in self.done:
-                self.already_done += 1
-                continue
-            yield p
 
 
 def _arity(fn: Callable[..., Any]) -> int:
@@ -178,24 +118,9 @@ def classify_chunk(program: Any, products: list[Product], concurrency: int = 1) 
         products: the chunk.
         concurrency: LLM requests in flight at once.
     """
-    t0 = time.perf_counter()
-    cands = program.candidates_batch(products)
-    stage1 = (time.perf_counter() - t0) / max(1, len(products))
-    zero = dict.fromkeys(USAGE_KEYS, 0)
-    out: list[dict | None] = [None] * len(products)
-    jobs, where = [], []
-    for i, (prod, cs) in enumerate(zip(products, cands, strict=True)):
-        routed = program.route(cs)
-        if isinstance(routed, dict):
-            jobs.append((prod, cs, routed))
-            where.append(i)
-        else:
-            out[i] = _record(prod, routed, zero, stage1)
-    if jobs:
-        answers = _ask_all(program, jobs, concurrency)
-        for i, (pred, usage, secs) in zip(where, answers, strict=True):
-            out[i] = _record(products[i], pred, usage, stage1 + secs)
-    return [r for r in out if r is not None]
+    items = stage_one(program, products)
+    answers = iter(stage_two(program, [x for x in items if isinstance(x, tuple)], concurrency))
+    return [next(answers) if isinstance(x, tuple) else x for x in items]
 
 
 def classify_iter(
@@ -203,7 +128,7 @@ def classify_iter(
     products: Iterable[Product],
     chunk_size: int = 64,
     concurrency: int = 1,
-    skip: set[str] | None = None,
+    skip: Container[str] | None = None,
 ) -> Iterator[dict]:
     """Classify a stream of products; yields one record per product, in input order.
 
@@ -218,7 +143,8 @@ def classify_iter(
         An iterator of JSON-ready records (``id``, ``category``, ``path``, ``routed``,
         ``decision``, ``fallback``, ``fallback_reason``, ``candidates``, ``usage``, ...).
     """
-    todo = NewProducts(skip or set())(products)
+    seen = IdIndex()  # a repeated id is classified once
+    todo = (p for p in products if seen.add(p.id) and (skip is None or p.id not in skip))
     for chunk in chunks(todo, chunk_size):
         yield from classify_chunk(program, chunk, concurrency)
 
@@ -257,10 +183,7 @@ def classify_products(
         ``completion_tokens``, ``cost`` (USD where LiteLLM knows the price), ``seconds`` and
         ``products_per_second``.
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    drop_torn_tail(out)  # else the first new record would be glued to the torn line
-    new = NewProducts(done_ids(out))
+    journal = Journal(out)
     totals: dict[str, Any] = {
         "products": 0,
         "already_done": 0,
@@ -277,11 +200,10 @@ def classify_products(
     two_args = progress is not None and _arity(progress) >= 2
 
     t0 = time.perf_counter()
-    with out.open("a", encoding="utf-8") as f:
-        for todo in chunks(new(products), chunk_size):
+    with journal.open() as write:
+        for todo in chunks(journal.new(products), chunk_size):
             recs = classify_chunk(program, todo, concurrency)
-            f.write("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in recs))
-            f.flush()
+            write(recs)
             for r in recs:
                 totals["products"] += 1
                 totals["routed"] += int(r["routed"])
@@ -289,17 +211,19 @@ def classify_products(
                     totals["fallback"] += 1
                     why = str(r.get("fallback_reason") or "unknown")[:160]
                     totals["fallback_reasons"][why] = totals["fallback_reasons"].get(why, 0) + 1
-                for k in USAGE_KEYS:
-                    totals[k] += r["usage"][k]
+                add_usage(totals, r["usage"])
             totals["seconds"] = time.perf_counter() - t0
             totals["cost"] = _lm_cost(lm, hist0)
-            totals["already_done"], totals["duplicate_ids"] = new.already_done, new.duplicate_ids
+            totals["already_done"], totals["duplicate_ids"] = (
+                journal.already_done,
+                journal.duplicate_ids,
+            )
             if progress is not None and recs:
                 if two_args:
                     progress(len(recs), totals)  # type: ignore[call-arg]
                 else:
                     progress(len(recs))  # type: ignore[call-arg]
-    totals["already_done"], totals["duplicate_ids"] = new.already_done, new.duplicate_ids
+    totals.update(already_done=journal.already_done, duplicate_ids=journal.duplicate_ids)
     totals["seconds"] = round(time.perf_counter() - t0, 3)
     totals["products_per_second"] = round(totals["products"] / max(totals["seconds"], 1e-9), 2)
     return totals
@@ -319,15 +243,12 @@ def predict_products(
     Returns:
         ``products`` (written now), ``already_done``, ``duplicate_ids`` and ``seconds``.
     """
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    drop_torn_tail(out)
-    new = NewProducts(done_ids(out))
+    journal = Journal(out)
     totals: dict[str, Any] = {"products": 0}
     t0 = time.perf_counter()
-    with out.open("a", encoding="utf-8") as f:
-        for todo in chunks(new(products), chunk_size):
-            lines = []
+    with journal.open() as write:
+        for todo in chunks(journal.new(products), chunk_size):
+            recs = []
             for p, cands in zip(todo, expert.predict_topk(todo, k=k), strict=True):
                 rec = {
                     "id": p.id,
@@ -338,12 +259,10 @@ def predict_products(
                         for c in cands
                     ],
                 }
-                lines.append(json.dumps(rec, ensure_ascii=False) + "\n")
-            f.write("".join(lines))
-            f.flush()
-            totals["products"] += len(todo)
+                recs.append(rec)
+            totals["products"] += write(recs)
             if progress is not None:
                 progress(len(todo))
-    totals.update(already_done=new.already_done, duplicate_ids=new.duplicate_ids)
+    totals.update(already_done=journal.already_done, duplicate_ids=journal.duplicate_ids)
     totals["seconds"] = round(time.perf_counter() - t0, 3)
     return totals

@@ -74,8 +74,11 @@ class ColumnMap(BaseModel):
     """Which columns of a file hold which fields.
 
     Give either ``category`` (one column holding a path, split on ``separator``) or ``levels``
-    (one column per level, root first). Both may be empty for unlabelled catalogues.
+    (one column per level, root first). Both may be empty for unlabelled catalogues. A
+    misspelt key is an error, not a silently ignored setting.
     """
+
+    model_config = ConfigDict(extra="forbid")
 
     id: str | None = None
     title: str = "title"
@@ -138,7 +141,7 @@ class Catalogue:
         return [p.category for p in self.products if p.category is not None]
 
 
-def _iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield ``(line_or_row_number, row)``; numbers are 1-based file lines (CSV/JSONL)."""
     suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
     if suffix in (".jsonl", ".ndjson", ".json"):
@@ -156,41 +159,121 @@ def _iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
                     continue
                 yield lineno, obj
     elif suffix in (".csv", ".tsv"):
-        with path.open(encoding="utf-8", errors="replace", newline="") as f:
-            reader = csv.DictReader(f, delimiter="\t" if suffix == ".tsv" else ",")
-            for row in reader:
-                yield reader.line_num, row
+        yield from _csv_rows(path, "\t" if suffix == ".tsv" else ",")
     elif suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        pf = pq.ParquetFile(path)
-        row_no = 0
-        for batch in pf.iter_batches(batch_size=4096):
-            for row in batch.to_pylist():
-                row_no += 1
-                yield row_no, row
+        yield from _parquet_rows(path)
     else:
         raise ValueError(f"{path}: unsupported catalogue format {suffix!r} (csv, jsonl, parquet)")
 
 
+def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    import pyarrow as pa
+
+    row_no = 0
+    try:
+        for batch in parquet_file(path).iter_batches(batch_size=4096):
+            for row in batch.to_pylist():
+                row_no += 1
+                yield row_no, row
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(
+            f"{path}: not a readable Parquet file after row {row_no} ({e}); is it truncated?"
+        ) from None
+
+
+def parquet_file(path: Path):
+    """``pyarrow.parquet.ParquetFile``, with a damaged file reported by name."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.ParquetFile(path)
+    except (pa.ArrowException, OSError) as e:
+        raise ValueError(f"{path}: not a readable Parquet file ({e})") from None
+
+
+def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """CSV rows, with the damage a stray quote or delimiter does reported, not absorbed.
+
+    A row with more or fewer fields than the header, or a quoted field that swallowed whole
+    lines that read as rows of their own (an unbalanced quote), is yielded as an error record
+    at its first line.
+    """
+    with path.open(encoding="utf-8", errors="replace", newline="") as f:
+        reader = csv.reader(f, delimiter=delimiter)
+        try:
+            header = next(reader)
+        except StopIteration:
+            return
+        width, last = len(header), reader.line_num
+        while True:
+            try:
+                fields = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as e:
+                yield last + 1, {"__error__": f"unreadable CSV ({e})"}
+                return
+            first, last = last + 1, reader.line_num
+            if not fields:
+                continue
+            if len(fields) != width:
+                yield (
+                    first,
+                    {
+                        "__error__": f"{len(fields)} fields where the header has {width} (an "
+                        "unbalanced quote or a stray delimiter?)"
+                    },
+                )
+                continue
+            if last > first and _swallowed_rows(fields, width, delimiter):
+                yield (
+                    first,
+                    {
+                        "__error__": f"a quoted field runs from line {first} to {last} and holds "
+                        "lines that read as rows of their own (an unbalanced quote?)"
+                    },
+                )
+                continue
+            yield first, dict(zip(header, fields, strict=True))
+
+
+def _swallowed_rows(fields: list[str], width: int, delimiter: str) -> bool:
+    """Whether a multi-line field holds lines with the header's field count (real rows)."""
+    for value in fields:
+        for line in value.splitlines()[1:]:
+            try:
+                if width > 1 and len(next(csv.reader([line], delimiter=delimiter))) == width:
+                    return True
+            except (csv.Error, StopIteration):
+                continue
+    return False
+
+
 def _columns_of(path: Path) -> list[str]:
-    for _, row in _iter_rows(path):
+    for _, row in iter_rows(path):
         if "__error__" not in row:
             return list(row)
     return []
 
 
-def _cell(row: dict[str, Any], col: str, file: str, line: int, required: bool) -> str:
+def _cell(
+    row: dict[str, Any], col: str, file: str, line: int, required: bool, id_like: bool = False
+) -> str:
     if col not in row:
         if required:
             raise RecordError(file, line, col, "column is missing")
         return ""
     v = row[col]
-    if v is None:
+    if v is None or (isinstance(v, float) and v != v):  # null, or a NaN from a data frame
         if required:
             raise RecordError(file, line, col, "value is empty")
         return ""
-    return str(v)
+    if isinstance(v, str):
+        return v
+    if id_like and isinstance(v, int) and not isinstance(v, bool):
+        return str(v)  # numeric ids are common in Parquet and JSONL
+    raise RecordError(file, line, col, f"expected text, got {type(v).__name__} {v!r:.60}")
 
 
 def parse_record(row: dict[str, Any], cmap: ColumnMap, file: str, line: int) -> Product:
@@ -214,7 +297,8 @@ def parse_record(row: dict[str, Any], cmap: ColumnMap, file: str, line: int) -> 
     data = {
         # an empty or missing id becomes the row number: stable for the same file, so resume
         # by id stays exact
-        "id": (_cell(row, cmap.id, file, line, False).strip() if cmap.id else "") or str(line),
+        "id": (_cell(row, cmap.id, file, line, False, True).strip() if cmap.id else "")
+        or str(line),
         "title": _cell(row, cmap.title, file, line, True),
         "description": _cell(row, cmap.description, file, line, False) if cmap.description else "",
         "category": category,
@@ -230,6 +314,11 @@ def parse_record(row: dict[str, Any], cmap: ColumnMap, file: str, line: int) -> 
 
 
 def _column_map(p: Path, columns: ColumnMap | str | None) -> ColumnMap:
+    if isinstance(columns, str) and columns.strip().startswith("{"):
+        try:
+            return ColumnMap.model_validate_json(columns)
+        except ValidationError as e:
+            raise ValueError(f"the column map {columns!r} is not valid: {e}") from None
     if isinstance(columns, str):
         try:
             return PRESETS[columns]
@@ -246,16 +335,16 @@ def load_catalogue(
 ) -> Catalogue:
     """Read a CSV, TSV, JSONL or Parquet catalogue.
 
-    ``columns`` is a :class:`ColumnMap`, a preset name (``mwpd``, ``bigbasket``, ``default``)
-    or ``None`` to detect from the header. With ``on_error="skip"`` bad records are counted in
-    ``Catalogue.skipped`` (and kept in ``errors``) instead of raising.
+    ``columns`` is a :class:`ColumnMap`, a preset name (``mwpd``, ``bigbasket``, ``default``),
+    a ColumnMap as JSON, or ``None`` to detect from the header. With ``on_error="skip"`` bad
+    records are counted in ``Catalogue.skipped`` (and kept in ``errors``) instead of raising.
     """
     p = Path(path)
-    if not p.exists():
-        raise FileNotFoundError(f"catalogue {p} does not exist")
+    if not p.is_file():
+        raise FileNotFoundError(f"catalogue {p} does not exist or is not a file")
     cmap = _column_map(p, columns)
     out = Catalogue(products=[], source=str(p))
-    for line, row in _iter_rows(p):
+    for line, row in iter_rows(p):
         try:
             out.products.append(parse_record(row, cmap, str(p), line))
         except RecordError as e:
@@ -266,6 +355,26 @@ def load_catalogue(
         if limit is not None and len(out.products) >= limit:
             break
     return out
+
+
+def labelled_only(cat: Catalogue, skip: bool) -> Catalogue:
+    """The catalogue's labelled products, for training.
+
+    An unlabelled product is an error naming it, or, with ``skip``, a counted skip. A catalogue
+    with no labelled product left is an error either way.
+    """
+    keep, errors = [], list(cat.errors)
+    for p in cat.products:
+        if p.category is not None:
+            keep.append(p)
+            continue
+        err = RecordError(cat.source, 0, "category", f"product {p.id!r} has no category")
+        if not skip:
+            raise ValueError(f"{err}; pass --skip-bad (on_error='skip') to leave it out")
+        errors.append(err)
+    if not keep:
+        raise ValueError(f"{cat.source}: no labelled products to train on")
+    return Catalogue(keep, cat.source, cat.skipped + len(cat.products) - len(keep), errors)
 
 
 @dataclass
@@ -293,7 +402,7 @@ def iter_catalogue(
         raise FileNotFoundError(f"catalogue {p} does not exist or is not a file")
     cmap = _column_map(p, columns)
     stats = stats if stats is not None else ReadStats()
-    for line, row in _iter_rows(p):
+    for line, row in iter_rows(p):
         try:
             prod = parse_record(row, cmap, str(p), line)
         except RecordError as e:
@@ -313,13 +422,21 @@ def count_records(path: str | Path) -> int | None:
     p = Path(path)
     suffix = p.suffix.lower()
     if suffix == ".parquet":
-        import pyarrow.parquet as pq
-
-        return int(pq.ParquetFile(p).metadata.num_rows)
+        return int(parquet_file(p).metadata.num_rows)
     if suffix in (".jsonl", ".ndjson"):
         with p.open("rb") as f:
             return sum(1 for line in f if line.strip())
     return None
+
+
+def sample_labelled(products: Sequence[Product], limit: int | None, seed: int) -> list[Product]:
+    """The labelled products, or a fixed random sample of ``limit`` of them."""
+    import random
+
+    labelled = [p for p in products if p.category is not None]
+    if limit is None or limit >= len(labelled):
+        return labelled
+    return random.Random(seed).sample(labelled, limit)
 
 
 def path_string(path: Sequence[str]) -> str:

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .data import load_catalogue
-from .metrics import categorisation_report
+from .evaluation.metrics import categorisation_report
 
 DEMO_CATALOGUE = Path(__file__).with_name("demo") / "catalogue.csv"
 
@@ -137,8 +137,8 @@ def run_demo(
     ``zero_shot``, ``rank`` and ``cot_rank`` generate text and are several times slower).
     ``fusion_weight``: ``"auto"`` (chosen on dev), ``"none"`` (the LLM's pick as is) or a number.
     """
-    from .baselines import TfidfLinearRanker
     from .domain import DomainExpert
+    from .evaluation.baselines import TfidfLinearRanker
 
     started = time.perf_counter()
     out = Path(out_dir)
@@ -201,11 +201,16 @@ def _run_llm(
     import dspy
 
     from .batch import classify_products
-    from .dual_eval import read_records, summarise_records
+    from .evaluation.dual import labelled_records, summarise_records
+    from .evaluation.routing import (
+        choose_fusion_weight,
+        choose_threshold,
+        plot_curve,
+        threshold_curve,
+    )
     from .general import GeneralExpert
     from .lm import DEFAULT_LLM, get_lm
     from .pipeline import DualExpert
-    from .routing import choose_fusion_weight, choose_threshold, plot_curve, threshold_curve
 
     # No DSPy cache: the seconds per product in the table are those of real LLM calls.
     engine_kw = {"n_threads": llm_threads} if llm_threads else {}
@@ -222,7 +227,7 @@ def _run_llm(
         # 1. dev: every product through the LLM once, then any threshold / weight is scored
         de = DualExpert(expert, general, k=k, threshold=1.01)
         classify_products(de, dev, out / "dev-run.jsonl")
-        dev_recs = read_records(out / "dev-run.jsonl")
+        dev_recs = labelled_records(out / "dev-run.jsonl")
         auto, weight = _parse_weight(fusion_weight)
         weight_scores: dict[str, float] = {}
         if auto:
@@ -258,7 +263,7 @@ def _run_llm(
         t0 = time.perf_counter()
         classify_products(de, test, out / "test-run.jsonl")
         dual_s = time.perf_counter() - t0
-    recs = read_records(out / "test-run.jsonl")
+    recs = labelled_records(out / "test-run.jsonl")
     summary = summarise_records(recs)
     routed = [r for r in recs if r["routed"]]
     rows.append(

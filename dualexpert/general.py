@@ -21,14 +21,14 @@ import dspy
 from dspy.utils.exceptions import AdapterParseError
 
 from .llm_process import llm_failure
-from .signatures import RankCategories, ReasonAndRankCategories, SelectCategory
+from .signatures import RankCategories, SelectCategory
 
 log = logging.getLogger(__name__)
 
 STRATEGIES = {
     "zero_shot": SelectCategory,
     "rank": RankCategories,
-    "cot_rank": ReasonAndRankCategories,
+    "cot_rank": RankCategories,  # through dspy.ChainOfThought, which adds the reasoning
     # the zero-shot prompt, read as the LLM's probabilities over the candidate numbers
     "score": SelectCategory,
 }
@@ -88,7 +88,8 @@ class GeneralExpert(dspy.Module):
         self.failures = 0
         self.open_reason = ""
         self._opened_at = 0.0
-        self.predict = dspy.Predict(STRATEGIES[strategy])
+        module = dspy.ChainOfThought if strategy == "cot_rank" else dspy.Predict
+        self.predict = module(STRATEGIES[strategy])
 
     def _ask(self, product: str, shown: str, attempt: int) -> dspy.Prediction | None:
         cfg = {"rollout_id": attempt, "temperature": 0.7} if attempt else {}

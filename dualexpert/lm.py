@@ -234,3 +234,27 @@ def get_lm(spec: str | None = None, api_base: str | None = None, **kw: Any):
     if api_base is None and (spec in ("qwen-1.5b", "smollm2") or spec.endswith(".gguf")):
         return local_lm(spec, **kw)
     return hosted_lm(spec, api_base=api_base, **kw)
+
+
+def configure_lm(
+    spec: str | None = None,
+    api_base: str | None = None,
+    max_tokens: int | None = None,
+    timeout: float | None = None,
+) -> Any:
+    """:func:`get_lm` set as DSPy's LM, with usage tracking on; returns the LM.
+
+    Args:
+        spec: ``qwen-1.5b`` (default), ``smollm2``, a ``.gguf`` path or a LiteLLM model string.
+        api_base: an OpenAI-compatible server's URL.
+        max_tokens: cap on each answer's tokens (the LM's default when None).
+        timeout: seconds one request may take before it fails (and the product falls back).
+    """
+    import dspy
+
+    kw: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
+    if timeout is not None:
+        kw["timeout"] = timeout
+    lm = get_lm(spec, api_base=api_base, **kw)
+    dspy.configure(lm=lm, track_usage=True)
+    return lm

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import dspy
@@ -165,3 +166,45 @@ class DualExpert(dspy.Module):
             decision=g.decision,
             **out,
         )
+
+
+def load_dual_expert(
+    model: str | Path,
+    strategy: str = "zero_shot",
+    representation: str = "descriptive",
+    k: int = 5,
+    threshold: float = 0.9,
+    summaries: str | Path | None = None,
+    fusion_weight: float | None = None,
+    program: str | Path | None = None,
+) -> DualExpert:
+    """A :class:`DualExpert` over a saved domain expert folder, as the CLI builds it.
+
+    Args:
+        model: a saved :class:`~dualexpert.domain.DomainExpert` folder.
+        strategy: the general expert's prompt strategy (see :class:`GeneralExpert`).
+        representation: how candidates are shown: leaf, path, descriptive or summary.
+        k: candidates from the domain expert.
+        threshold: products at least this confident skip the LLM.
+        summaries: a saved summary index folder (needed for ``representation="summary"``).
+        fusion_weight: see :class:`DualExpert`.
+        program: a compiled general expert (DSPy JSON from ``dualexpert optimize``); the
+            strategy it was compiled for is read from it.
+    """
+    from .domain import DomainExpert
+    from .indexes import SummaryIndex
+
+    de = DualExpert(
+        DomainExpert.load(model),
+        GeneralExpert(strategy),
+        k=k,
+        threshold=threshold,
+        representation=representation,
+        summaries=SummaryIndex.load(summaries) if summaries else None,
+        fusion_weight=fusion_weight,
+    )
+    if program:
+        from .programs import load_program
+
+        de.general = load_program(program, strategy=None)
+    return de

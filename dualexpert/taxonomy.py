@@ -213,7 +213,7 @@ class Taxonomy:
                 if cur_id is None:
                     raise TaxonomyError(f"{path}:{lineno}: full_name without an id")
                 full = line.split(":", 1)[1].strip().strip("'\"")
-                nodes[tuple(s.strip() for s in full.split(" > "))] = cur_id
+                nodes[tuple(s.strip() for s in full.split(PATH_SEP))] = cur_id
                 cur_id = None
         return cls._from_id_paths(nodes, name=f"google:{Path(path).name}")
 

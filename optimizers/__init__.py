@@ -1,5 +1,7 @@
 """Metrics and DSPy optimisation runs for the general expert."""
 
+from dualexpert.programs import load_program, save_program
+
 from .budget import Budget, BudgetExceeded, budgeted_lm
 from .metrics import exact_match, feedback_metric, hierarchical_credit, reciprocal_rank
 from .runs import (
@@ -10,10 +12,9 @@ from .runs import (
     candidate_metric,
     domain_scores,
     evaluate,
-    load_program,
     optimize,
+    parse_settings,
     project_calls,
-    save_program,
 )
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "hierarchical_credit",
     "load_program",
     "optimize",
+    "parse_settings",
     "project_calls",
     "reciprocal_rank",
     "save_program",

@@ -1,7 +1,7 @@
 """Metrics for DSPy evaluation and optimisation of the categoriser.
 
 Each takes ``(example, prediction, trace=None)`` as DSPy expects. ``example.gold`` is the gold
-path (raw labels, root first) or a ``" > "``-joined id; the prediction carries ``path`` or
+path (raw labels, root first) or a ``PATH_SEP``-joined id; the prediction carries ``path`` or
 ``category`` (and ``ranking`` for MRR).
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import dspy
 
-SEP = " > "
+from dualexpert.taxonomy import PATH_SEP
 
 
 def _path(value: Any) -> tuple[str, ...]:
@@ -49,10 +49,10 @@ def hierarchical_credit(example: Any, pred: Any, trace: Any = None) -> float:
 
 def reciprocal_rank(example: Any, pred: Any, trace: Any = None) -> float:
     """1/rank of the gold category in the prediction's ranking (0 if absent)."""
-    g = SEP.join(_gold(example))
+    g = PATH_SEP.join(_gold(example))
     ranking: Sequence[str] = getattr(pred, "ranking", None) or []
     for i, cid in enumerate(ranking, 1):
-        if SEP.join(_path(cid)) == g:
+        if PATH_SEP.join(_path(cid)) == g:
             return 1.0 / i
     return 0.0
 
@@ -64,7 +64,7 @@ def feedback_metric(
     g, p = _gold(example), _pred(pred)
     score = hierarchical_credit(example, pred) if p != g else 1.0
     if p == g:
-        text = f"Correct: the product belongs to '{SEP.join(g)}'."
+        text = f"Correct: the product belongs to '{PATH_SEP.join(g)}'."
     else:
         shared = 0
         for a, b in zip(g, p, strict=False):
@@ -72,7 +72,7 @@ def feedback_metric(
                 break
             shared += 1
         where = (
-            f"They share the branch '{SEP.join(g[:shared])}' and part at level {shared + 1}"
+            f"They share the branch '{PATH_SEP.join(g[:shared])}' and part at level {shared + 1}"
             if shared
             else "They differ already at the top level"
         )
@@ -83,7 +83,7 @@ def feedback_metric(
             else "The correct category was not among the candidates ranked."
         )
         text = (
-            f"Wrong: chose '{SEP.join(p)}' instead of '{SEP.join(g)}'. {where}: "
+            f"Wrong: chose '{PATH_SEP.join(p)}' instead of '{PATH_SEP.join(g)}'. {where}: "
             f"'{g[shared] if shared < len(g) else ''}' versus "
             f"'{p[shared] if shared < len(p) else ''}'. {seen} Look for product words that "
             "separate these two categories."

@@ -16,6 +16,7 @@ sees (``dspy.Evaluate``), and saves the compiled program as DSPy JSON.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -25,8 +26,13 @@ from typing import Any
 
 import dspy
 
+from dualexpert.programs import save_program, strip_lms
+from dualexpert.taxonomy import PATH_SEP
+
 from .budget import Budget, BudgetExceeded, budgeted_lm
 from .metrics import exact_match, feedback_metric, hierarchical_credit, reciprocal_rank
+
+logger = logging.getLogger(__name__)
 
 OPTIMIZERS = ("bootstrap", "random_search", "mipro", "gepa", "simba")
 METRICS: dict[str, Callable] = {
@@ -102,7 +108,7 @@ def as_category(example: Any, pred: Any) -> dspy.Prediction | None:
     if pred is None:
         return None
     ids = list(example.candidate_ids)
-    paths = list(example.get("candidate_paths") or [i.split(" > ") for i in ids])
+    paths = list(example.get("candidate_paths") or [i.split(PATH_SEP) for i in ids])
     idx = getattr(pred, "index", None)
     if not isinstance(idx, int) or not 0 <= idx < len(ids):
         return None
@@ -345,15 +351,30 @@ def optimize(
     seed: int = 0,
     out: str | Path | None = None,
     progress: Callable[[int, int], None] | None = None,
-    log: Callable[[str], None] | None = print,
+    log: Callable[[str], None] | None = None,
 ) -> OptimizationResult:
     """Optimise a general expert on ``trainset``; score it before and after on ``devset``.
 
-    ``lm`` defaults to ``dspy.settings.lm``. ``max_calls`` caps the LLM requests of the whole
-    run: a run whose projection exceeds it is refused before it starts (``BudgetExceeded``), and
-    requests past it are refused while it runs. ``settings`` override the optimiser's small
-    defaults (:data:`DEFAULTS`). ``progress(calls, projected)`` is called after each LLM request;
-    ``log`` gets one line per phase. With ``out``, the compiled program is saved as DSPy JSON.
+    Args:
+        trainset: examples from :func:`build_examples` that the optimiser learns from.
+        devset: disjoint examples for the before/after scores.
+        optimizer: one of :data:`OPTIMIZERS` (bootstrap, random_search, mipro, gepa, simba).
+        lm: the LM to optimise for (default ``dspy.settings.lm``).
+        student: the program to optimise (default ``GeneralExpert(strategy)``).
+        strategy: the prompt strategy of the default student (not ``score``).
+        metric: exact, hierarchical, mrr, or a DSPy metric function.
+        max_calls: cap on the LLM requests of the whole run. A run whose projection exceeds it
+            is refused before it starts (``BudgetExceeded``); requests past it are refused.
+        settings: override the optimiser's small defaults (:data:`DEFAULTS`).
+        num_threads: parallel evaluation threads.
+        seed: the optimiser's seed.
+        out: where to save the compiled program (DSPy JSON), if given.
+        progress: ``progress(calls, projected)`` after each LLM request.
+        log: gets one line per phase (default: this module's logger, at INFO).
+
+    Returns:
+        An :class:`OptimizationResult`: the compiled program, the scores before and after and
+        of the domain expert alone, the LLM calls made and the saved path.
     """
     from dualexpert.general import GeneralExpert
 
@@ -369,7 +390,7 @@ def optimize(
     seen = {id(e) for e in trainset}
     if any(id(e) in seen for e in devset):
         raise ValueError("the dev split must be disjoint from the training split")
-    say = log or (lambda _msg: None)
+    say = log or logger.info
     lm = lm or dspy.settings.lm
     if lm is None:
         raise ValueError("no LM: pass lm=... or dspy.configure(lm=...)")
@@ -419,7 +440,7 @@ def optimize(
             raise
         capped = budget.refused > 0
         budget.max_calls = max_calls
-        _strip_lms(compiled)
+        strip_lms(compiled)
         say(f"scoring the compiled program on {len(devset)} dev examples")
         after = evaluate(compiled, devset, num_threads)
     result = OptimizationResult(
@@ -458,37 +479,16 @@ def optimize(
     return result
 
 
-def _strip_lms(program: dspy.Module) -> None:
-    """Drop per-predictor LMs an optimiser left behind: the LM is runtime configuration."""
-    for _, p in program.named_predictors():
-        p.lm = None
-
-
-# -- persistence -------------------------------------------------------------------------------
-def save_program(program: dspy.Module, path: str | Path, meta: Mapping[str, Any] | None = None):
-    """Save a general expert as DSPy JSON (``module.save``), plus a ``dualexpert`` entry."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    prog = program.deepcopy()
-    _strip_lms(prog)
-    prog.save(str(path))
-    state = json.loads(path.read_text(encoding="utf-8"))
-    info = {"program": type(program).__name__}
-    if hasattr(program, "strategy"):
-        info["strategy"] = program.strategy
-    info.update(meta or {})
-    state["dualexpert"] = info
-    path.write_text(json.dumps(state, indent=1, ensure_ascii=False), encoding="utf-8")
-    return path
-
-
-def load_program(path: str | Path, strategy: str | None = None):
-    """A :class:`GeneralExpert` loaded from DSPy JSON saved by :func:`save_program` (or by
-    ``module.save``; then give ``strategy`` if it is not ``zero_shot``)."""
-    from dualexpert.general import GeneralExpert
-
-    state = json.loads(Path(path).read_text(encoding="utf-8"))
-    strategy = strategy or state.get("dualexpert", {}).get("strategy") or "zero_shot"
-    program = GeneralExpert(strategy)
-    program.load(str(path))
-    return program
+def parse_settings(items: Sequence[str]) -> dict[str, Any]:
+    """``["max_steps=3", "name=x"]`` → ``{"max_steps": 3, "name": "x"}`` (values read as JSON
+    where they parse, else kept as text)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"setting {item!r} is not NAME=VALUE")
+        try:
+            out[name.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[name.strip()] = value
+    return out

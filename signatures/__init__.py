@@ -2,7 +2,6 @@
 
 from .categorisation import (
     RankCategories,
-    ReasonAndRankCategories,
     SelectCategory,
     SummariseCategory,
 )
@@ -11,7 +10,6 @@ from .relevance import JudgeRelevance, WriteRationale
 __all__ = [
     "JudgeRelevance",
     "RankCategories",
-    "ReasonAndRankCategories",
     "SelectCategory",
     "SummariseCategory",
     "WriteRationale",

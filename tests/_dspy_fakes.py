@@ -87,7 +87,7 @@ def fake_lm(choice: int = 1, script: list[dict] | None = None):
 
 def tfidf_domain(products):
     """A TF-IDF linear ranker with a taxonomy: a domain expert that trains in milliseconds."""
-    from dualexpert.baselines import TfidfLinearRanker
+    from dualexpert.evaluation.baselines import TfidfLinearRanker
     from dualexpert.taxonomy import Taxonomy
 
     ranker = TfidfLinearRanker().fit(products)

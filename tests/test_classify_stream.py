@@ -161,53 +161,56 @@ def test_streaming_reader_is_lazy(tmp_path):
         list(it)
 
 
+def _kill_twice_then_finish(cmd: list[str], out: Path) -> subprocess.CompletedProcess:
+    """Run ``cmd`` and SIGKILL it once 4 and once 12 records are written; then run it to the
+    end and return that run."""
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    for wait_lines in (4, 12):
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if out.exists() and len(out.read_bytes().splitlines()) >= wait_lines:
+                break
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res
+
+
+def _nothing_lost_or_duplicated(out: Path, held: list) -> None:
+    ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
+    assert sorted(ids) == sorted(p.id for p in held)  # 0 lost
+    assert len(ids) == len(set(ids))  # 0 duplicated
+
+
 def test_kill_9_twice_then_resume_loses_and_duplicates_nothing(model, tmp_path):
     """``dualexpert classify`` killed with SIGKILL at two moments, then rerun to the end."""
     d, held = model["dir"], model["held"]
     out = tmp_path / "out.jsonl"
     srv = FakeLLM(delay=0.05).start()
-    cmd = [
-        sys.executable,
-        "-m",
-        "dualexpert.cli",
-        "classify",
-        str(d / "model"),
-        str(d / "held.jsonl"),
-        "--out",
-        str(out),
-        "--llm",
-        "openai/fake",
-        "--api-base",
-        srv.url,
-        "--threshold",
-        "0.6",
-        "--chunk-size",
-        "4",
-        "--concurrency",
-        "2",
-    ]
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cli = [sys.executable, "-m", "dualexpert.cli", "classify", str(d / "model")]
+    cmd = cli + [str(d / "held.jsonl"), "--out", str(out), "--llm", "openai/fake"]
+    cmd += ["--api-base", srv.url, "--threshold", "0.6", "--chunk-size", "4"]
     try:
-        for wait_lines in (4, 12):
-            proc = subprocess.Popen(
-                cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-            )
-            deadline = time.time() + 120
-            while time.time() < deadline:
-                if out.exists() and len(out.read_bytes().splitlines()) >= wait_lines:
-                    break
-                time.sleep(0.05)
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-        assert res.returncode == 0, res.stderr[-2000:]
+        res = _kill_twice_then_finish(cmd + ["--concurrency", "2"], out)
     finally:
         srv.stop()
-    ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
-    assert sorted(ids) == sorted(p.id for p in held)  # 0 lost
-    assert len(ids) == len(set(ids))  # 0 duplicated
+    _nothing_lost_or_duplicated(out, held)
     totals = json.loads(res.stdout.strip().splitlines()[-1])
     assert totals["already_done"] >= 12 and totals["already_done"] + totals["products"] == len(held)
+
+
+def test_predict_killed_twice_resumes_exactly(model, tmp_path):
+    d, held = model["dir"], model["held"]
+    out = tmp_path / "topk.jsonl"
+    cli = [sys.executable, "-m", "dualexpert.cli", "predict", str(d / "model")]
+    res = _kill_twice_then_finish(
+        cli + [str(d / "held.jsonl"), "--out", str(out), "--batch-size", "4", "--k", "2"], out
+    )
+    _nothing_lost_or_duplicated(out, held)
+    assert "already there" in res.stderr
 
 
 def test_repeated_and_empty_ids_resume_exactly(model, tmp_path):

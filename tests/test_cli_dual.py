@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from dualexpert.cli import app
 from dualexpert.demo import split_demo
 from dualexpert.domain import DomainExpert
-from dualexpert.dual_eval import read_records, summarise_records
-from dualexpert.routing import choose_fusion_weight, choose_threshold, threshold_curve
+from dualexpert.evaluation.dual import labelled_records, summarise_records
+from dualexpert.evaluation.routing import choose_fusion_weight, choose_threshold, threshold_curve
 
 pytestmark = pytest.mark.slow
 
@@ -193,7 +193,7 @@ def test_evaluate_strategy_scores_dual_against_domain(work, tmp_path, strategy, 
          "--json", rep]
     )  # fmt: skip
     report = json.loads(rep.read_text())
-    recs = read_records(run)
+    recs = labelled_records(run)
     assert report["n"] == len(recs) == N
     assert report["config"]["strategy"] == strategy and report["config"]["limit"] == N
     # the command's numbers are those of its run file
@@ -219,7 +219,7 @@ def test_evaluate_default_run_file_is_per_configuration(work, tmp_path, monkeypa
         _run([*base, "--k", k, "--json", tmp_path / f"k{k}.json"])
     files = sorted((tmp_path / "runs").glob("eval-score-*.jsonl"))
     assert len(files) == 2
-    assert sorted({len(r["candidates"]) for f in files for r in read_records(f)}) == [2, 3]
+    assert sorted({len(r["candidates"]) for f in files for r in labelled_records(f)}) == [2, 3]
 
 
 def test_threshold_plots_and_chooses_on_the_dev_run(work, tmp_path):
@@ -229,7 +229,7 @@ def test_threshold_plots_and_chooses_on_the_dev_run(work, tmp_path):
          "--limit", N, "--run-file", run, "--plot", plot]
     )  # fmt: skip
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    recs = read_records(run)
+    recs = labelled_records(run)
     assert len(recs) == N and all(r["routed"] for r in recs)  # every dev product asked once
     weight, _ = choose_fusion_weight(recs)
     best = choose_threshold(threshold_curve(recs, weight=weight))

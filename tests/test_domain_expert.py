@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 
 import numpy as np
@@ -75,10 +76,90 @@ def test_save_load_identical(fitted, split, tmp_path):
     _, test = split
     expert.save(tmp_path / "m")
     names = {p.name for p in (tmp_path / "m").iterdir()}
-    assert {"config.json", "model.safetensors", "taxonomy.json", "tokenizer.json"} <= names
+    assert {"dualexpert.json", "model.safetensors", "taxonomy.json", "tokenizer.json"} <= names
+    assert "config.json" not in names  # the folder does not pretend to be a HF model
     back = DomainExpert.load(tmp_path / "m")
     assert back.classes_ == expert.classes_
     assert np.allclose(back.predict_proba(test), expert.predict_proba(test), atol=1e-6)
+
+
+def test_saved_folder_versions_and_old_folders(fitted, split, tmp_path):
+    import json
+    import shutil
+
+    expert, _ = fitted
+    _, test = split
+    expert.save(tmp_path / "m")
+    manifest = json.loads((tmp_path / "m" / "dualexpert.json").read_text())
+    assert manifest["format"] == "domain-expert" and manifest["format_version"] == 2
+    assert manifest["library_version"] and manifest["classes"] == expert.classes_
+    want = expert.predict_proba(test)
+
+    # a folder saved before 0.2 (its manifest was config.json) still loads, and re-saving
+    # converts it
+    old = tmp_path / "old"
+    shutil.copytree(tmp_path / "m", old)
+    legacy = {k: manifest[k] for k in ("config", "classes", "encoder_config")}
+    (old / "config.json").write_text(json.dumps({"dualexpert": "domain-expert", **legacy}))
+    (old / "dualexpert.json").unlink()
+    back = DomainExpert.load(old)
+    assert np.allclose(back.predict_proba(test), want, atol=1e-6)
+    back.save(old)
+    assert (old / "dualexpert.json").is_file() and not (old / "config.json").exists()
+
+    # another library version: loads with a warning; a newer format: refused, with the fix
+    manifest["library_version"] = "0.0.1"
+    (tmp_path / "m" / "dualexpert.json").write_text(json.dumps(manifest))
+    with pytest.warns(UserWarning, match="0.0.1"):
+        DomainExpert.load(tmp_path / "m")
+    manifest["format_version"] = 99
+    (tmp_path / "m" / "dualexpert.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="upgrade dualexpert"):
+        DomainExpert.load(tmp_path / "m")
+    with pytest.raises(FileNotFoundError, match="dualexpert.json"):
+        DomainExpert.load(tmp_path)
+
+
+def test_parts_that_do_not_belong_together_are_refused(fitted, tmp_path, monkeypatch):
+    import shutil
+
+    expert, _ = fitted
+    expert.save(tmp_path / "m")
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temp folders left
+    bad = tmp_path / "no-tokenizer"
+    shutil.copytree(tmp_path / "m", bad)
+    (bad / "tokenizer.json").unlink()  # used to load with a 5-token vocabulary
+    with pytest.raises(FileNotFoundError, match="tokenizer.json"):
+        DomainExpert.load(bad)
+    cut = tmp_path / "truncated"
+    shutil.copytree(tmp_path / "m", cut)
+    weights = cut / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    with pytest.raises(ValueError, match="model.safetensors"):
+        DomainExpert.load(cut)
+    # a save that dies halfway (after the new weights, before the rest) leaves the old folder
+    before = (tmp_path / "m" / "model.safetensors").read_bytes()
+
+    def die(*_a, **_k):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(type(expert.taxonomy), "save", die)
+    with pytest.raises(OSError, match="disk full"):
+        expert.save(tmp_path / "m")
+    monkeypatch.undo()
+    assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+    DomainExpert.load(tmp_path / "m")
+
+
+def test_config_rejects_unknown_keys_and_wrong_types():
+    with pytest.raises(TypeError, match="epoch"):
+        DomainExpert(epoch=3)
+    with pytest.raises(TypeError, match="batch_size"):
+        DomainExpert(batch_size="32")
+    expert = DomainExpert(epochs=2)
+    with pytest.raises(ValueError):
+        expert.config.quantize = "yes"
 
 
 def test_checkpoints_written_and_resume(fitted, split):
@@ -163,6 +244,9 @@ def test_lexical_expert_is_fused_saved_and_reloaded(fitted, split, tmp_path):
     assert np.allclose(back.predict_proba(test), fused, atol=1e-5)
 
     shutil.rmtree(tmp_path / "m" / "lexical")  # as saved before the lexical expert existed
+    manifest = json.loads((tmp_path / "m" / "dualexpert.json").read_text())
+    manifest["files"] = {k: v for k, v in manifest["files"].items() if "lexical" not in k}
+    (tmp_path / "m" / "dualexpert.json").write_text(json.dumps(manifest))
     old = DomainExpert.load(tmp_path / "m")
     assert old.lexical_ is None and old.config.lexical is False
     assert np.allclose(old.predict_proba(test), enc, atol=1e-5)

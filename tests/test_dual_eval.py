@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 
-from dualexpert.dual_eval import read_records, summarise_records
+from dualexpert.evaluation.dual import labelled_records, summarise_records
 
 
 def _rec(top, chosen, gold, routed, calls=1):
@@ -26,7 +26,7 @@ def test_fixed_broken_and_costs(tmp_path):
     ]
     f = tmp_path / "run.jsonl"
     f.write_text("\n".join(json.dumps(r) for r in recs) + "\n{torn")
-    s = summarise_records(read_records(f))
+    s = summarise_records(labelled_records(f))
     assert s["n"] == 4 and s["fixed"] == 1 and s["broken"] == 1 and s["routed"] == 2
     assert s["dual"]["accuracy"] == 0.5 and s["domain"]["accuracy"] == 0.5
     assert s["routed_dual_accuracy"] == 0.5 and s["routed_domain_accuracy"] == 0.5

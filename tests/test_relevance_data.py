@@ -4,7 +4,7 @@ import pytest
 from relevance_fixtures import write_pairs
 
 from dualexpert.data import RecordError
-from dualexpert.metrics import binary_report, bootstrap_ci, mean_ci
+from dualexpert.evaluation.metrics import binary_report, bootstrap_ci, mean_ci
 from dualexpert.relevance import load_pairs, sample_pairs, split_by_query
 from dualexpert.relevance.schedule import WarmupSchedule
 

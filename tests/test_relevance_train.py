@@ -51,6 +51,27 @@ def test_distillation_learns_and_exports(data, tmp_path):
     np.testing.assert_allclose(ours, prob, atol=1e-5)
     np.testing.assert_allclose(st, prob, atol=1e-5)
     assert 0.0 <= ours.min() and ours.max() <= 1.0
+    # plain CrossEncoder truncates at the training length too (the tokenizer carries it)
+    assert ce.tokenizer.model_max_length == d.config.max_length
+    long = [(p.query, p.title + " extra words" * 40) for p in pairs[:4]]
+    ours_long = RelevanceScorer(tmp_path / "ce").predict_proba(long)
+    np.testing.assert_allclose(ce.predict(long, convert_to_numpy=True), ours_long, atol=1e-5)
+    # load returns the same class, ready to predict the same scores
+    back = RelevanceDistiller.load(tmp_path / "ce")
+    assert type(back) is RelevanceDistiller and back.config == d.config
+    np.testing.assert_allclose(back.predict_proba(pairs), prob, atol=1e-5)
+
+
+def test_config_rejects_unknown_keys_and_wrong_types():
+    with pytest.raises(TypeError, match="epoch"):
+        RelevanceDistiller(epoch=3)
+    with pytest.raises(TypeError, match="epochs"):
+        RelevanceDistiller(epochs="3")
+    with pytest.raises(TypeError, match="aux"):
+        RelevanceDistiller(aux="decodr")
+    d = RelevanceDistiller(epochs=3)
+    with pytest.raises(ValueError):
+        d.config.lam = "a lot"  # checked on assignment too
 
 
 def test_frozen_phase_trains_only_the_decoder(data):

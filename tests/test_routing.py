@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from dualexpert.routing import (
+from dualexpert.evaluation.routing import (
     choose_fusion_weight,
     choose_threshold,
     fused_choice,

@@ -1,60 +1,37 @@
-"""The ``dualexpert`` command. It parses arguments and calls the Python API, nothing more."""
+"""Categorisation commands: train, predict, evaluate, summarize, index, classify, optimize,
+threshold. Each parses its arguments, calls one library function, and prints."""
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 from rich.table import Table
 
-from .cli_options import ThreadsOpt
-from .threads import apply_threads
-
-app = typer.Typer(no_args_is_help=True, help="Dual-expert product categorisation.")
-console = Console(stderr=True)
-
-ColumnsOpt = Annotated[
-    str | None,
-    typer.Option(help="Column preset (mwpd, bigbasket, default) or a JSON ColumnMap."),
-]
-SkipOpt = Annotated[bool, typer.Option(help="Skip bad records (counted) instead of stopping.")]
-QuantizeOpt = Annotated[
-    bool,
-    typer.Option(help="int8 dynamic quantisation of the domain expert for CPU inference."),
-]
-
-
-def _columns(value: str | None):
-    from .data import ColumnMap
-
-    if value is None:
-        return None
-    if value.strip().startswith("{"):
-        return ColumnMap.model_validate_json(value)
-    return value
+from ..threads import apply_threads
+from .common import (
+    EXIT_BUDGET,
+    ApiBaseOpt,
+    ColumnsOpt,
+    LlmOpt,
+    QuantizeOpt,
+    SkipOpt,
+    ThreadsOpt,
+    console,
+    fail,
+    load_or_exit,
+    progress_bar,
+    report_skipped,
+    user_errors,
+)
 
 
-def _load(path: Path, columns: str | None, skip_bad: bool):
-    from .data import RecordError, load_catalogue
-
-    try:
-        cat = load_catalogue(path, _columns(columns), on_error="skip" if skip_bad else "raise")
-    except (RecordError, FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
-    if cat.skipped:
-        console.print(f"[yellow]skipped {cat.skipped} bad record(s) in {path}[/yellow]")
-        for e in cat.errors[:5]:
-            console.print(f"  {e}")
-    return cat
-
-
-@app.command()
 def train(
     train_file: Annotated[Path, typer.Argument(help="Labelled catalogue (csv, jsonl, parquet).")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the trained model.")],
@@ -73,16 +50,38 @@ def train(
     taxonomy: Annotated[
         Path | None, typer.Option(help="Taxonomy file for the label space.")
     ] = None,
+    internal_nodes: Annotated[
+        str,
+        typer.Option(
+            help="Products filed at an internal category: class (it becomes a class too) or "
+            "reject (every label must be a leaf)."
+        ),
+    ] = "class",
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
     threads: ThreadsOpt = None,
+    nproc: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Training processes (DDP through torchrun: gloo on CPU, NCCL on GPU)."
+        ),
+    ] = 1,
 ) -> None:
-    """Fine-tune the domain expert. Re-running with the same --out resumes from checkpoints."""
-    apply_threads(threads)
-    from .domain import DomainExpert
-    from .taxonomy import Taxonomy
+    """Fine-tune the domain expert. Re-running with the same --out resumes from checkpoints
+    (kept beside the model, in OUT.checkpoints, and refused if another run wrote them)."""
+    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from ..training import torchrun
 
-    cat = _load(train_file, columns, skip_bad)
+        raise typer.Exit(torchrun(nproc, "dualexpert.cli", _without_nproc(sys.argv[1:])))
+    apply_threads(threads)
+    from ..data import labelled_only
+    from ..domain import DomainExpert
+    from ..taxonomy import Taxonomy
+
+    cat = load_or_exit(train_file, columns, skip_bad)
+    n_read = len(cat.products)
+    cat = labelled_only(cat, skip_bad)
+    report_skipped(train_file, n_read - len(cat.products), [])
     expert = DomainExpert(
         encoder=encoder,
         epochs=epochs,
@@ -96,14 +95,16 @@ def train(
         gamma=gamma,
         beta=beta,
         gate=gate,
+        internal_nodes=internal_nodes,
     )
     tax = Taxonomy.load(taxonomy) if taxonomy else None
-    expert.fit(cat.products, taxonomy=tax, output_dir=out / "checkpoints")
+    legacy = out / "checkpoints"  # where dualexpert < 0.2 kept them
+    ckpts = legacy if legacy.is_dir() else out.with_name(f"{out.name}.checkpoints")
+    expert.fit(cat.products, taxonomy=tax, output_dir=ckpts)
     expert.save(out)
-    console.print(f"saved the domain expert to {out}")
+    console.print(f"saved the domain expert to {out} (checkpoints in {ckpts})")
 
 
-@app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="A saved domain expert folder.")],
     input_file: Annotated[Path, typer.Argument(help="Catalogue to categorise.")],
@@ -120,39 +121,28 @@ def predict(
     Products already in the output (by id) are skipped, so an interrupted run resumes.
     """
     apply_threads(threads)
-    from .batch import predict_products
-    from .data import ReadStats, RecordError, count_records, iter_catalogue
-    from .domain import DomainExpert
+    from ..batch import predict_products
+    from ..data import ReadStats, count_records, iter_catalogue
+    from ..domain import DomainExpert
 
     expert = DomainExpert.load(model)
     expert.config.quantize = quantize
     stats = ReadStats()
-    try:
+    with user_errors(), progress_bar() as prog:
         prods = iter_catalogue(
-            input_file, _columns(columns), on_error="skip" if skip_bad else "raise", stats=stats
+            input_file, columns, on_error="skip" if skip_bad else "raise", stats=stats
         )
-        with _progress() as prog:
-            task = prog.add_task("predict", total=count_records(input_file))
-            totals = predict_products(
-                expert,
-                prods,
-                out,
-                k=k,
-                chunk_size=batch_size,
-                progress=lambda n: prog.advance(task, n),
-            )
-    except (RecordError, FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
-    if stats.skipped:
-        console.print(f"[yellow]skipped {stats.skipped} bad record(s) in {input_file}[/yellow]")
+        task = prog.add_task("predict", total=count_records(input_file))
+        totals = predict_products(
+            expert, prods, out, k=k, chunk_size=batch_size, progress=lambda n: prog.advance(task, n)
+        )
+    report_skipped(input_file, stats.skipped, stats.errors)
     console.print(
         f"wrote {totals['products']} new prediction(s) to {out} "
         f"({totals['already_done']} already there)"
     )
 
 
-@app.command()
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A saved domain expert folder.")],
     test_file: Annotated[Path, typer.Argument(help="Labelled catalogue.")],
@@ -188,140 +178,48 @@ def evaluate(
 ) -> None:
     """Per-level accuracy, P/R/F1 (weighted, macro), top-K recall and head/tail scores; with
     --strategy, the dual expert against the domain expert alone on the same products."""
-    from .domain import DomainExpert
-    from .evaluation import evaluate_domain_expert
+    from ..domain import DomainExpert
+    from ..evaluation import evaluate_domain_expert, summarise_records
+    from ..evaluation.dual import run_file_for
 
-    if strategy is not None:
-        opts = dict(locals())
-        _evaluate_dual(**{k: opts[k] for k in _DUAL_OPTS})
+    if strategy is not None:  # the dual expert against the domain expert alone
+        de = _dual_expert(llm, api_base, model, strategy, representation, k, threshold,
+                          summaries, fusion_weight)  # fmt: skip
+        prods = _labelled(test_file, columns, skip_bad, limit, seed)
+        run_file = run_file or run_file_for(
+            "eval", strategy, representation, model=model, data=test_file, k=k,
+            threshold=threshold, summaries=summaries, fusion_weight=fusion_weight, llm=llm,
+            api_base=api_base,
+        )  # fmt: skip
+        summary = summarise_records(_run_dual(de, prods, run_file))
+        summary["config"] = {
+            "strategy": strategy,
+            "representation": representation,
+            "k": k,
+            "threshold": threshold,
+            "fusion_weight": fusion_weight,
+            "llm": llm,
+            "limit": limit,
+            "seed": seed,
+        }
+        _print_dual(summary, strategy, representation)
+        if json_out:
+            json_out.write_text(json.dumps(summary, indent=1))
         return
     expert = DomainExpert.load(model)
     expert.config.quantize = quantize
     if batch_size is not None:
         expert.config.eval_batch_size = batch_size
-    cat = _load(test_file, columns, skip_bad)
+    cat = load_or_exit(test_file, columns, skip_bad)
     counts = None
     if train_file:
-        counts = Counter(_load(train_file, columns, skip_bad).paths)
+        counts = Counter(load_or_exit(train_file, columns, skip_bad).paths)
     report = evaluate_domain_expert(expert, cat.products, counts, k=k)
     _print_report(report)
     if json_out:
         json_out.write_text(json.dumps(report, indent=1))
 
 
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option("--out", "-o")] = Path("runs/demo"),
-    epochs: float = 4.0,
-    seed: int = 0,
-    no_llm: Annotated[
-        bool, typer.Option("--no-llm", help="Domain expert and TF-IDF only (quick).")
-    ] = False,
-    llm: Annotated[
-        str | None, typer.Option("--llm", help="qwen-1.5b (default), smollm2 or a .gguf path.")
-    ] = None,
-    strategy: Annotated[
-        str, typer.Option(help="score (fast, fused), zero_shot, rank or cot_rank.")
-    ] = "score",
-    k: Annotated[int, typer.Option(help="Candidates shown to the LLM.")] = 5,
-    dev_size: Annotated[
-        int, typer.Option(help="Held-out products for choosing the threshold and weight.")
-    ] = 16,
-    llm_products: Annotated[
-        int,
-        typer.Option(
-            help="Route the N least-confident test products when the dev threshold routes "
-            "another number (0: keep the dev threshold)."
-        ),
-    ] = 12,
-    fusion_weight: Annotated[
-        str, typer.Option(help="auto (chosen on dev), none (the LLM's pick) or a number.")
-    ] = "auto",
-    llm_threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
-) -> None:
-    """End to end on the shipped demo catalogue with the embedded defaults: TF-IDF, the domain
-    expert, and the dual expert with the local LLM; a comparison table and a threshold plot."""
-    from .demo import demo_table, run_demo
-
-    result = run_demo(
-        out,
-        epochs=epochs,
-        seed=seed,
-        use_llm=not no_llm,
-        llm=llm,
-        strategy=strategy,
-        k=k,
-        dev_size=dev_size,
-        llm_products=llm_products,
-        fusion_weight=fusion_weight,
-        llm_threads=llm_threads,
-    )
-    show = Console(width=max(Console().width, 110))  # the whole table, also when piped
-    show.print(demo_table(result))
-    for note in result["notes"]:
-        show.print(f"note: {note}")
-    if "plot" in result:
-        show.print(f"plot: {result['plot']}")
-    show.print(f"results: {out / 'demo.json'} ({result['total_seconds']:.0f} s)")
-
-
-LlmOpt = Annotated[
-    str | None,
-    typer.Option("--llm", help="qwen-1.5b (default), smollm2, a .gguf path or a LiteLLM model."),
-]
-ApiBaseOpt = Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")]
-
-
-def _configure_lm(
-    llm: str | None,
-    api_base: str | None,
-    max_tokens: int | None = None,
-    timeout: float | None = None,
-) -> None:
-    import dspy
-
-    from .lm import get_lm
-
-    kw: dict = {"max_tokens": max_tokens} if max_tokens else {}
-    if timeout is not None:
-        kw["timeout"] = timeout
-    dspy.configure(lm=get_lm(llm, api_base=api_base, **kw), track_usage=True)
-
-
-def _pipeline(
-    model: Path,
-    strategy: str,
-    representation: str,
-    k: int,
-    threshold: float,
-    summaries: Path | None,
-    fusion_weight: float | None,
-    program: Path | None,
-):
-    from .domain import DomainExpert
-    from .general import GeneralExpert
-    from .indexes import SummaryIndex
-    from .pipeline import DualExpert
-
-    index = SummaryIndex.load(summaries) if summaries else None
-    de = DualExpert(
-        DomainExpert.load(model),
-        GeneralExpert(strategy),
-        k=k,
-        threshold=threshold,
-        representation=representation,
-        summaries=index,
-        fusion_weight=fusion_weight,
-    )
-    if program:
-        from .optimizers import load_program
-
-        # the strategy the program was compiled for is stored in its JSON
-        de.general = load_program(program, strategy=None)
-    return de
-
-
-@app.command()
 def summarize(
     model: Annotated[Path, typer.Argument(help="A saved domain expert (for its taxonomy).")],
     train_file: Annotated[Path, typer.Argument(help="Labelled catalogue to sample from.")],
@@ -334,14 +232,15 @@ def summarize(
     skip_bad: SkipOpt = False,
 ) -> None:
     """Write a summary of every leaf category with the LLM and index them in FAISS (resumable)."""
-    from .domain import DomainExpert
-    from .indexes import SummaryIndex
+    from ..domain import DomainExpert
+    from ..indexes import SummaryIndex
+    from ..lm import configure_lm
 
-    _configure_lm(llm, api_base, max_tokens)
+    configure_lm(llm, api_base, max_tokens)
     tax = DomainExpert.load(model).taxonomy
-    cat = _load(train_file, columns, skip_bad)
+    cat = load_or_exit(train_file, columns, skip_bad)
     out.mkdir(parents=True, exist_ok=True)
-    with _progress() as prog:
+    with progress_bar() as prog:
         task = prog.add_task("summarize", total=len(tax.leaves))
         index = SummaryIndex().build(
             tax,
@@ -354,7 +253,6 @@ def summarize(
     console.print(f"indexed {len(index)} summaries in {out}")
 
 
-@app.command()
 def index(
     folder: Annotated[Path, typer.Argument(help="Summary index folder.")],
     search: Annotated[
@@ -365,13 +263,12 @@ def index(
     k: int = 5,
 ) -> None:
     """Search a summary index, or update one category's summary."""
-    from .indexes import SummaryIndex
+    from ..indexes import SummaryIndex
 
     ix = SummaryIndex.load(folder)
     if update:
         if not summary:
-            console.print("[red]error:[/red] --update needs --summary")
-            raise typer.Exit(2)
+            fail("--update needs --summary")
         ix.update(update, summary)
         ix.save(folder)
         console.print(f"updated {update!r}")
@@ -382,7 +279,6 @@ def index(
         console.print(f"{len(ix)} summaries, embedder {ix.embedder}, built {ix.built_at}")
 
 
-@app.command()
 def classify(
     model: Annotated[Path, typer.Argument(help="A saved domain expert folder.")],
     input_file: Annotated[Path, typer.Argument(help="Catalogue to categorise.")],
@@ -409,58 +305,80 @@ def classify(
     timeout: Annotated[
         float | None, typer.Option(help="Seconds one LLM request may take (then: fallback).")
     ] = None,
+    engine: Annotated[
+        str, typer.Option(help="local (this process) or ray (Ray Data; --out is a folder).")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (auto: the running one).")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Ray: domain-expert actors.")] = 2,
+    shard_size: Annotated[
+        int, typer.Option(min=1, help="Ray: products per output shard (the unit of resume).")
+    ] = 100_000,
 ) -> None:
     """Categorise a file with both experts; uncertain products go to the LLM.
 
     The catalogue is streamed in chunks; records are written in input order as each chunk
-    finishes, and a rerun on the same --out resumes by id.
+    finishes, and a rerun on the same --out resumes by id. With --engine ray the same stages
+    run on Ray Data; --out is then a folder of Parquet shards, and a rerun skips finished ones.
     """
+    if engine == "ray":
+        from ..scale import classify_file
+
+        with user_errors(), progress_bar() as prog:
+            task = prog.add_task("classify (ray)", total=None)
+            totals = classify_file(
+                input_file, out, model, columns=columns, skip_bad=skip_bad,
+                shard_size=shard_size, address=address,
+                progress=lambda n: prog.advance(task, n), strategy=strategy,
+                representation=representation, k=k, threshold=threshold,
+                fusion_weight=fusion_weight, summaries=str(summaries) if summaries else None,
+                program=str(program) if program else None,
+                llm=llm, api_base=api_base, timeout=timeout, workers=workers,
+                batch_size=chunk_size, llm_concurrency=concurrency,
+            )  # fmt: skip
+        typer.echo(json.dumps(totals))
+        return
+    if engine != "local":
+        fail(f"--engine must be local or ray, not {engine!r}")
     apply_threads(threads)
     from itertools import islice
 
-    from .batch import classify_products
-    from .data import ReadStats, RecordError, count_records, iter_catalogue
+    from ..batch import classify_products
+    from ..data import ReadStats, count_records, iter_catalogue
 
-    _configure_lm(llm, api_base, timeout=timeout)
-    de = _pipeline(model, strategy, representation, k, threshold, summaries, fusion_weight, program)
+    de = _dual_expert(llm, api_base, model, strategy, representation, k, threshold, summaries,
+                      fusion_weight, program, timeout=timeout)  # fmt: skip
     stats = ReadStats()
-    try:
+    with user_errors(), progress_bar(stats_fields=True) as prog:
         total = count_records(input_file)
         prods = iter_catalogue(
-            input_file, _columns(columns), on_error="skip" if skip_bad else "raise", stats=stats
+            input_file, columns, on_error="skip" if skip_bad else "raise", stats=stats
         )
         if limit is not None:
             prods = islice(prods, limit)
             total = min(total, limit) if total is not None else limit
-        with _progress(stats_fields=True) as prog:
-            task = prog.add_task("classify", total=total, stats="")
+        task = prog.add_task("classify", total=total, stats="")
 
-            def tick(n: int, t: dict) -> None:
-                done = t["products"] or 1
-                cost = f" ${t['cost']:.4f}" if t["cost"] else ""
-                prog.update(
-                    task,
-                    advance=n,
-                    stats=f"{t['products'] / max(t['seconds'], 1e-9):.1f}/s "
-                    f"routed {t['routed'] / done:.0%} LLM {t['llm_calls']} calls "
-                    f"{t['prompt_tokens'] + t['completion_tokens']} tok{cost}",
-                )
-
-            totals = classify_products(
-                de, prods, out, progress=tick, chunk_size=chunk_size, concurrency=concurrency
+        def tick(n: int, t: dict) -> None:
+            done = t["products"] or 1
+            cost = f" ${t['cost']:.4f}" if t["cost"] else ""
+            prog.update(
+                task,
+                advance=n,
+                stats=f"{t['products'] / max(t['seconds'], 1e-9):.1f}/s "
+                f"routed {t['routed'] / done:.0%} LLM {t['llm_calls']} calls "
+                f"{t['prompt_tokens'] + t['completion_tokens']} tok{cost}",
             )
-    except (RecordError, FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
+
+        totals = classify_products(
+            de, prods, out, progress=tick, chunk_size=chunk_size, concurrency=concurrency
+        )
     totals["bad_records_skipped"] = stats.skipped
-    if stats.skipped:
-        console.print(f"[yellow]skipped {stats.skipped} bad record(s) in {input_file}[/yellow]")
-        for e in stats.errors[:5]:
-            console.print(f"  {e}")
+    report_skipped(input_file, stats.skipped, stats.errors)
     typer.echo(json.dumps(totals))  # one machine-readable line on stdout, never wrapped
 
 
-@app.command()
 def optimize(
     model: Annotated[Path, typer.Option(help="A saved domain expert folder (kept fixed).")],
     train: Annotated[Path, typer.Option(help="Labelled catalogue the optimiser learns from.")],
@@ -492,32 +410,24 @@ def optimize(
 ) -> None:
     """Optimise the general expert's prompt with a DSPy optimiser (the domain expert is fixed),
     print before/after scores on the dev file, and save the program for classify --program."""
-    import dspy
+    from ..domain import DomainExpert
+    from ..indexes import SummaryIndex
+    from ..lm import configure_lm
+    from ..optimizers import BudgetExceeded, build_examples, parse_settings
+    from ..optimizers import optimize as run_optimize
 
-    from .domain import DomainExpert
-    from .indexes import SummaryIndex
-    from .lm import get_lm
-    from .optimizers import BudgetExceeded, build_examples
-    from .optimizers import optimize as run_optimize
-
-    settings = {}
-    for item in setting or []:
-        name, _, value = item.partition("=")
-        try:
-            settings[name.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            settings[name.strip()] = value
-    expert = DomainExpert.load(model)
-    index = SummaryIndex.load(summaries) if summaries else None
-    tr = _sample(_load(train, columns, skip_bad).products, limit_train, seed)
-    dv = _sample(_load(dev, columns, skip_bad).products, limit_dev, seed + 1)
+    with user_errors():
+        settings = parse_settings(setting or [])
+        expert = DomainExpert.load(model)
+        index = SummaryIndex.load(summaries) if summaries else None
+    tr = _labelled(train, columns, skip_bad, limit_train, seed)
+    dv = _labelled(dev, columns, skip_bad, limit_dev, seed + 1)
     train_ids = {p.id for p in tr}
     dv = [p for p in dv if not p.id or p.id not in train_ids]
     opts = dict(k=k, representation=representation, summaries=index)
     trainset, devset = build_examples(expert, tr, **opts), build_examples(expert, dv, **opts)
-    lm = get_lm(llm, api_base=api_base)
-    dspy.configure(lm=lm)
-    with _progress() as prog:
+    lm = configure_lm(llm, api_base)
+    with progress_bar() as prog:
         task = prog.add_task(f"{optimizer} (LLM calls)", total=None)
 
         def progress(calls: int, projected: int) -> None:
@@ -539,8 +449,7 @@ def optimize(
                 log=prog.console.print,
             )
         except BudgetExceeded as e:
-            console.print(f"[red]budget:[/red] {e}")
-            raise typer.Exit(3) from None
+            fail(f"budget: {e}", EXIT_BUDGET)
     table = Table(title=f"{optimizer} on {result.n_dev} dev products ({result.calls} LLM calls)")
     for c in ("system", "exact", "hierarchical", "mrr"):
         table.add_column(c)
@@ -556,101 +465,57 @@ def optimize(
         json_out.write_text(json.dumps(result.to_dict(), indent=1))
 
 
-def _sample(products: list, limit: int | None, seed: int) -> list:
-    import random
-
-    labelled = [p for p in products if p.category is not None]
-    if limit is None or limit >= len(labelled):
-        return labelled
-    return random.Random(seed).sample(labelled, limit)
-
-
-def _run_dual(de, prods, run_file: Path) -> list[dict]:
-    from .batch import classify_products
-    from .dual_eval import read_records
-
-    with _progress() as prog:
-        task = prog.add_task("classify", total=len(prods))
-        classify_products(de, prods, run_file, progress=lambda n: prog.advance(task, n))
-    wanted = {p.id for p in prods}
-    return [r for r in read_records(run_file) if r["id"] in wanted]
+def _without_nproc(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+        elif a == "--nproc":
+            skip = True
+        elif not a.startswith("--nproc="):
+            out.append(a)
+    return out
 
 
-def _default_run_file(kind: str, strategy: str, representation: str, **config) -> Path:
-    """``runs/<kind>-<strategy>-<representation>-<hash>.jsonl``, the hash over the model (its
-    path and weights' mtime), the data and the settings: a rerun resumes its own records and
-    never reuses those of another model, LLM or configuration."""
-    import hashlib
-
-    model = Path(config.pop("model"))
-    weights = model / "model.safetensors"
-    config["model"] = str(model.resolve())
-    config["model_mtime"] = weights.stat().st_mtime if weights.exists() else None
-    config["data"] = str(Path(config["data"]).resolve())
-    key = json.dumps({k: str(v) for k, v in config.items()}, sort_keys=True)
-    digest = hashlib.sha1(key.encode()).hexdigest()[:10]
-    return Path("runs") / f"{kind}-{strategy}-{representation}-{digest}.jsonl"
-
-
-_DUAL_OPTS = (
-    "model",
-    "test_file",
-    "strategy",
-    "representation",
-    "k",
-    "threshold",
-    "summaries",
-    "fusion_weight",
-    "llm",
-    "api_base",
-    "limit",
-    "seed",
-    "run_file",
-    "json_out",
-    "columns",
-    "skip_bad",
-)
-
-
-def _evaluate_dual(
-    *,
+def _dual_expert(
+    llm: str | None,
+    api_base: str | None,
     model: Path,
-    test_file: Path,
     strategy: str,
     representation: str,
     k: int,
     threshold: float,
     summaries: Path | None,
     fusion_weight: float | None,
-    llm: str | None,
-    api_base: str | None,
-    limit: int | None,
-    seed: int,
-    run_file: Path | None,
-    json_out: Path | None,
-    columns: str | None,
-    skip_bad: bool,
-) -> None:
-    from .dual_eval import summarise_records
+    program: Path | None = None,
+    timeout: float | None = None,
+):
+    """Configure the LM and load the dual expert, bad files reported as one line."""
+    from ..lm import configure_lm
+    from ..pipeline import load_dual_expert
 
-    _configure_lm(llm, api_base)
-    de = _pipeline(model, strategy, representation, k, threshold, summaries, fusion_weight, None)
-    prods = _sample(_load(test_file, columns, skip_bad).products, limit, seed)
-    run_file = run_file or _default_run_file(
-        "eval", strategy, representation, model=model, data=test_file, k=k, threshold=threshold,
-        summaries=summaries, fusion_weight=fusion_weight, llm=llm, api_base=api_base,
-    )  # fmt: skip
-    summary = summarise_records(_run_dual(de, prods, run_file))
-    summary["config"] = {
-        "strategy": strategy,
-        "representation": representation,
-        "k": k,
-        "threshold": threshold,
-        "fusion_weight": fusion_weight,
-        "llm": llm,
-        "limit": limit,
-        "seed": seed,
-    }
+    with user_errors():
+        configure_lm(llm, api_base, timeout=timeout)
+        return load_dual_expert(
+            model, strategy, representation, k, threshold, summaries, fusion_weight, program
+        )
+
+
+def _labelled(path: Path, columns: str | None, skip_bad: bool, limit: int | None, seed: int):
+    from ..data import sample_labelled
+
+    return sample_labelled(load_or_exit(path, columns, skip_bad).products, limit, seed)
+
+
+def _run_dual(de, prods: list, run_file: Path) -> list[dict]:
+    from ..evaluation.dual import run_dual
+
+    with progress_bar() as prog:
+        task = prog.add_task("classify", total=len(prods))
+        return run_dual(de, prods, run_file, progress=lambda n: prog.advance(task, n))
+
+
+def _print_dual(summary: dict, strategy: str, representation: str) -> None:
     table = Table(title=f"dual expert ({strategy}, {representation}) on {summary['n']} products")
     for c in ("system", "accuracy", "f1_weighted", "f1_macro"):
         table.add_column(c)
@@ -667,11 +532,8 @@ def _evaluate_dual(
         f"{summary['llm_calls_per_product']:.2f} LLM calls and "
         f"{summary['seconds_per_product']:.2f} s per product"
     )
-    if json_out:
-        json_out.write_text(json.dumps(summary, indent=1))
 
 
-@app.command()
 def threshold(
     model: Annotated[Path, typer.Argument(help="A saved domain expert folder.")],
     dev_file: Annotated[Path, typer.Argument(help="Labelled dev catalogue.")],
@@ -692,12 +554,17 @@ def threshold(
     skip_bad: SkipOpt = False,
 ) -> None:
     """Choose the routing threshold (and fusion weight) on a dev set and plot the trade-off."""
-    from .routing import choose_fusion_weight, choose_threshold, plot_curve, threshold_curve
+    from ..evaluation.dual import run_file_for
+    from ..evaluation.routing import (
+        choose_fusion_weight,
+        choose_threshold,
+        plot_curve,
+        threshold_curve,
+    )
 
-    _configure_lm(llm, api_base)
-    de = _pipeline(model, strategy, representation, k, 1.01, summaries, None, None)
-    prods = _sample(_load(dev_file, columns, skip_bad).products, limit, seed)
-    run_file = run_file or _default_run_file(
+    de = _dual_expert(llm, api_base, model, strategy, representation, k, 1.01, summaries, None)
+    prods = _labelled(dev_file, columns, skip_bad, limit, seed)
+    run_file = run_file or run_file_for(
         "threshold", strategy, representation, model=model, data=dev_file, k=k,
         summaries=summaries, llm=llm, api_base=api_base,
     )  # fmt: skip
@@ -730,49 +597,3 @@ def _print_report(report: dict) -> None:
         Console().print("  ".join(f"{k}={v:.4f}" for k, v in recalls.items()))
     if "speed" in report:
         Console().print(f"{report['speed']['products_per_second']:.1f} products/s")
-
-
-def _progress(stats_fields: bool = False) -> Progress:
-    cols: list = [
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-    ]
-    if stats_fields:  # products/s, routed share, LLM calls, tokens, cost
-        cols.append("{task.fields[stats]}")
-    return Progress(*cols, console=console)
-
-
-@app.command()
-def doctor(
-    quick: Annotated[
-        bool, typer.Option(help="Check only the small LLM's files (what setup runs).")
-    ] = False,
-) -> None:
-    """Check this machine: versions, the llama.cpp build against the CPU features the OS
-    enables, model files and hashes, and a one-token decode in a child process."""
-    from .doctor import run_checks
-
-    checks = run_checks(quick=quick)
-    for c in checks:
-        mark = "[green]ok[/green]  " if c.ok else "[red]FAIL[/red]"
-        console.print(f"{mark} {c.name}: {c.detail}", highlight=False, soft_wrap=True)
-        if not c.ok and c.fix:
-            console.print(f"      fix: {c.fix}", highlight=False, soft_wrap=True)
-    if not all(c.ok for c in checks):
-        raise typer.Exit(1)
-
-
-def _register_relevance() -> None:
-    from .cli_relevance import distill, rationales, relevance_app
-
-    app.command()(rationales)
-    app.command()(distill)
-    app.add_typer(relevance_app, name="relevance")
-
-
-_register_relevance()
-
-if __name__ == "__main__":
-    app()

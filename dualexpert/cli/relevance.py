@@ -1,8 +1,5 @@
-"""Relevance commands of the ``dualexpert`` CLI: ``rationales``, ``distill``, ``relevance``.
-
-Registered on the main app by :mod:`dualexpert.cli`; like it, they only parse arguments and call
-the Python API in :mod:`dualexpert.relevance`.
-"""
+"""Relevance commands: ``rationales``, ``distill`` and the ``relevance`` group. Like every
+command, they only parse arguments and call the Python API in :mod:`dualexpert.relevance`."""
 
 from __future__ import annotations
 
@@ -12,8 +9,8 @@ from typing import Annotated
 
 import typer
 
-from .cli_options import ThreadsOpt
-from .threads import apply_threads
+from ..threads import apply_threads
+from .common import ApiBaseOpt, ThreadsOpt, console, fail, progress_bar, user_errors
 
 relevance_app = typer.Typer(no_args_is_help=True, help="Query–product relevance scoring.")
 
@@ -26,19 +23,13 @@ ThresholdOpt = Annotated[float, typer.Option(help="Label = relevance >= this.")]
 
 
 def _pairs(path: Path, split: str, test_fraction: float, seed: int, sample: int | None, thr: float):
-    from .cli import console
-    from .data import RecordError
-    from .relevance.data import load_pairs, sample_pairs, split_by_query
+    from ..relevance.data import load_pairs, sample_pairs, split_by_query
 
-    try:
+    with user_errors():
         pairs = load_pairs(path, threshold=thr)
-    except (RecordError, FileNotFoundError, ValueError) as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
     if split != "all":
         if split not in ("train", "test"):
-            console.print(f"[red]error:[/red] --split must be train, test or all, not {split!r}")
-            raise typer.Exit(2)
+            fail(f"--split must be train, test or all, not {split!r}")
         train, test = split_by_query(pairs, test_fraction, seed=0)
         pairs = train if split == "train" else test
     return sample_pairs(pairs, sample, seed) if sample else pairs
@@ -48,7 +39,7 @@ def rationales(
     pairs: Annotated[Path, typer.Argument(help="Labelled pairs (CSV/JSONL/Parquet).")],
     out: Annotated[Path, typer.Option(help="Rationale JSONL; a rerun resumes it.")],
     llm: Annotated[str | None, typer.Option(help="qwen-1.5b, smollm2, a .gguf or LiteLLM.")] = None,
-    api_base: Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")] = None,
+    api_base: ApiBaseOpt = None,
     split: SplitOpt = "train",
     test_fraction: TestFracOpt = 0.2,
     sample: Annotated[int | None, typer.Option(help="A fixed random sample of N pairs.")] = None,
@@ -67,16 +58,17 @@ def rationales(
     apply_threads(threads)
     import dspy
 
-    from .cli import _configure_lm, _progress, console
-    from .relevance.rationales import write_rationales
+    from ..lm import configure_lm
+    from ..relevance.rationales import write_rationales
 
     if adapter not in ("json", "chat"):
         raise typer.BadParameter("adapter must be json or chat", param_hint="--adapter")
     todo = _pairs(pairs, split, test_fraction, seed, sample, threshold)
-    _configure_lm(llm, api_base)
+    with user_errors():
+        configure_lm(llm, api_base)
     if adapter == "chat":
         dspy.configure(adapter=dspy.ChatAdapter())
-    with _progress() as bar:
+    with progress_bar() as bar:
         task = bar.add_task("rationales", total=len(todo))
         totals = write_rationales(todo, out, progress=lambda n: bar.advance(task, n))
     console.print(json.dumps(totals))
@@ -107,21 +99,19 @@ def distill(
 ) -> None:
     """Train a cross-encoder with rationale distillation and export it (paper 4.3)."""
     apply_threads(threads)
-    from .cli import console
-    from .relevance.distill import RelevanceDistiller
-    from .relevance.rationales import load_rationales
+    from ..relevance.distill import RelevanceDistiller
+    from ..relevance.rationales import load_rationales
 
     todo = _pairs(pairs, split, test_fraction, 0, sample, threshold)
     rat = load_rationales(rationales_file) if rationales_file else None
     if aux != "none":
         if rat is None:
-            console.print(f"[red]error:[/red] --aux {aux} needs --rationales")
-            raise typer.Exit(2)
+            fail(f"--aux {aux} needs --rationales")
         missing = [p.id for p in todo if p.id not in rat]
         if missing:
             console.print(f"[yellow]{len(missing)} pair(s) have no rationale; left out[/yellow]")
             todo = [p for p in todo if p.id in rat]
-    try:
+    with user_errors():
         model = RelevanceDistiller(
             encoder=encoder,
             aux=aux,
@@ -134,9 +124,6 @@ def distill(
             learning_rate=learning_rate,
             seed=seed,
         ).fit(todo, rat, output_dir=out / "checkpoints", resume=resume)
-    except ValueError as e:
-        console.print(f"[red]error:[/red] {e}")
-        raise typer.Exit(2) from None
     model.save(out)
     console.print(f"exported CrossEncoder to {out} ({len(todo)} training pairs)")
 
@@ -157,8 +144,8 @@ def relevance_evaluate(
     from rich.console import Console
     from rich.table import Table
 
-    from .metrics import binary_report
-    from .relevance.scorer import RelevanceScorer
+    from ..evaluation.metrics import binary_report
+    from ..relevance.scorer import RelevanceScorer
 
     todo = _pairs(pairs, split, test_fraction, 0, sample, threshold)
     scorer = RelevanceScorer(model)
@@ -182,22 +169,16 @@ def relevance_predict(
     batch_size: Annotated[int, typer.Option(help="Pairs per batch.")] = 64,
 ) -> None:
     """Score every pair; a rerun skips pairs already in the output."""
-    from .batch import done_ids, drop_torn_tail
-    from .cli import _progress
-    from .relevance.scorer import RelevanceScorer
+    from ..relevance.scorer import RelevanceScorer, score_pairs
 
     todo = _pairs(pairs, "all", 0.2, 0, None, 2.5)
-    drop_torn_tail(out)  # a killed run's half-written last line
-    skip = done_ids(out)
-    todo = [p for p in todo if p.id not in skip]
-    scorer = RelevanceScorer(model, batch_size=batch_size)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with _progress() as bar, out.open("a", encoding="utf-8") as f:
+    with user_errors():
+        scorer = RelevanceScorer(model, batch_size=batch_size)
+    with progress_bar() as bar:
         task = bar.add_task("scoring", total=len(todo))
-        for i in range(0, len(todo), batch_size):
-            chunk = todo[i : i + batch_size]
-            for p, s in zip(chunk, scorer.predict_proba(chunk), strict=True):
-                row = {"id": p.id, "query": p.query, "title": p.title, "probability": float(s)}
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-            f.flush()
-            bar.advance(task, len(chunk))
+        totals = score_pairs(
+            scorer, todo, out, batch_size=batch_size, progress=lambda n: bar.advance(task, n)
+        )
+    console.print(
+        f"wrote {totals['pairs']} new score(s) to {out} ({totals['already_done']} already there)"
+    )

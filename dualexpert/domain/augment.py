@@ -10,7 +10,7 @@ import random
 from collections.abc import Sequence
 
 from ..data import Product
-from ..taxonomy import Taxonomy
+from ..taxonomy import PATH_SEP, Taxonomy
 
 MASK = "[MASK]"
 
@@ -28,7 +28,7 @@ def mask_path(names: Sequence[str], rng: random.Random, p_mask: float = 0.5) -> 
         out.append(MASK if n > 1 and rng.random() < p else name)
     if all(x == MASK for x in out):
         out[-1] = names[-1]
-    return " > ".join(out)
+    return PATH_SEP.join(out)
 
 
 def augment(

@@ -13,21 +13,29 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer
-from transformers import logging as hf_logging
 
 from ..data import Product, as_product
+from ..estimator import StrictConfig, load_manifest, saved_folder, verify_files
 from ..models import resolve_encoder
+from ..phased_trainer import TimedCheckpoints
 from ..taxonomy import Taxonomy, UnknownCategoryError
 from ..threads import available_cpus
-from ..training import last_checkpoint, training_args
+from ..training import (
+    is_main_process,
+    resume_point,
+    run_fingerprint,
+    training_args,
+    transformers_verbosity,
+    world_size,
+)
 from .augment import augment
 from .lexical import LexicalExpert
 from .losses import BootstrapLoss, FocalLoss, TwoPhaseLoss, class_weights
@@ -55,8 +63,9 @@ class Candidate:
         return self.path[-1]
 
 
-@dataclass
-class DomainExpertConfig:
+class DomainExpertConfig(StrictConfig):
+    """Settings of a :class:`DomainExpert`; unknown keys and wrong types are errors."""
+
     encoder: str = "minilm"
     max_length: int = 32
     batch_size: int = 32
@@ -81,8 +90,10 @@ class DomainExpertConfig:
     bootstrap: bool = True
     beta: float = 0.9
     gate: float = 0.6  # < 1: fraction of the training steps; >= 1: an absolute global step
-    # trainer plumbing
-    save_steps: int = 200
+    # trainer plumbing: a checkpoint every save_minutes and at each epoch's end, or every
+    # save_steps steps when that is set
+    save_steps: int | None = None
+    save_minutes: float = 10.0
     logging_steps: int = 50
     eval_batch_size: int = 32  # fastest on 2 CPU cores (BENCHMARKS.md, throughput)
     quantize: bool = False  # int8 dynamic quantisation of the Linear layers for CPU inference
@@ -90,7 +101,10 @@ class DomainExpertConfig:
     # log p_encoder + lexical_weight * T * margin, T calibrated on the training data's folds
     lexical: bool = True
     lexical_weight: float = 1.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    # products filed at an internal category (not a leaf): "class" makes each such category a
+    # class of its own; "reject" refuses them (every label must then be a leaf)
+    internal_nodes: Literal["class", "reject"] = "class"
+    extra: dict[str, Any] = {}
 
 
 class DomainExpert:
@@ -102,11 +116,7 @@ class DomainExpert:
     """
 
     def __init__(self, **config: Any):
-        known = {f for f in DomainExpertConfig.__dataclass_fields__}
-        bad = set(config) - known
-        if bad:
-            raise TypeError(f"unknown DomainExpert option(s): {sorted(bad)}")
-        self.config = DomainExpertConfig(**config)
+        self.config = DomainExpertConfig.from_options("DomainExpert", config)
         self.taxonomy: Taxonomy | None = None
         self.classes_: list[str] = []
         self.model: EncoderClassifier | None = None
@@ -115,6 +125,23 @@ class DomainExpert:
         self.lexical_: LexicalExpert | None = None
 
     # ---- training -----------------------------------------------------------------------
+    def _classes(self, products: Sequence[Product]) -> list[str]:
+        """The leaves, plus, with ``internal_nodes="class"``, every internal category that holds
+        products of its own (real taxonomies file some products above the deepest level)."""
+        assert self.taxonomy is not None
+        leaves = [c.id for c in self.taxonomy.leaves]
+        if self.config.internal_nodes != "class":
+            return leaves
+        held = set()
+        for p in products:
+            if p.category is not None and tuple(p.category) in self.taxonomy:
+                cat = self.taxonomy.by_path(p.category)
+                if not cat.is_leaf:
+                    held.add(cat.id)
+        if held:
+            log.info("%d internal categories hold products and are classes too", len(held))
+        return [c.id for c in self.taxonomy if c.is_leaf or c.id in held]
+
     def _labels_for(self, products: Sequence[Product]) -> list[int]:
         assert self.taxonomy is not None
         index = {c: i for i, c in enumerate(self.classes_)}
@@ -128,7 +155,8 @@ class DomainExpert:
                 raise UnknownCategoryError(f"product {p.id!r}: field 'category': {e}") from None
             if cat.id not in index:
                 raise ValueError(
-                    f"product {p.id!r}: field 'category' {cat.id!r} is not a leaf category"
+                    f"product {p.id!r}: field 'category' {cat.id!r} is not a leaf category "
+                    "(internal_nodes='reject'; 'class' makes such categories classes too)"
                 )
             out.append(index[cat.id])
         return out
@@ -141,24 +169,39 @@ class DomainExpert:
         resume: bool = True,
         progress: bool = True,
     ) -> DomainExpert:
-        """Fine-tune on labelled products.
+        """Fine-tune on labelled products (and fit the lexical expert, when configured).
 
-        ``taxonomy`` defaults to the tree of the products' own paths. ``output_dir`` holds the
-        trainer's checkpoints; when it already has some and ``resume`` is true, training goes
-        on from the last one.
+        Args:
+            products: labelled products (``Product``, dicts or anything :func:`as_product`
+                takes); every category must be a leaf of the taxonomy.
+            taxonomy: the label space (default: the tree of the products' own paths).
+            output_dir: the trainer's checkpoints (a temporary folder when None).
+            resume: when ``output_dir`` already holds checkpoints, go on from the last one.
+            progress: show the Trainer's progress bar.
+
+        Returns:
+            ``self``, fitted.
         """
         cfg = self.config
         torch.manual_seed(cfg.seed)
-        torch.set_num_threads(available_cpus())  # affinity, cgroup quota, OMP_NUM_THREADS
+        # affinity, cgroup quota, OMP_NUM_THREADS; shared by the processes of a DDP run
+        torch.set_num_threads(max(1, available_cpus() // world_size()))
         prods = [as_product(p) for p in products]
         if not prods:
             raise ValueError("no products to fit on")
         self.taxonomy = taxonomy or Taxonomy.from_paths(
             [p.category for p in prods if p.category is not None]
         )
-        self.classes_ = [c.id for c in self.taxonomy.leaves]
+        self.classes_ = self._classes(prods)
         labels = self._labels_for(prods)
         counts = Counter(labels)
+        tmp = None
+        if output_dir is None:
+            tmp = tempfile.mkdtemp(prefix="dualexpert-train-")
+            output_dir = tmp
+        learned = cfg.model_dump(exclude=INFERENCE_ONLY)
+        rows = ((p.id, p.text(), p.category) for p in prods)
+        ckpt = resume_point(output_dir, run_fingerprint(learned, self.classes_, rows), resume)
         self.lexical_ = None
         if cfg.lexical:
             self.lexical_ = self._fit_lexical(prods, labels, output_dir if resume else None)
@@ -178,7 +221,8 @@ class DomainExpert:
                 self.tokenizer, [self.taxonomy.full_path(c) for c in self.classes_]
             )
 
-        steps_per_epoch = math.ceil(len(prods) / cfg.batch_size)
+        # optimiser steps: under DDP each process takes batch_size rows of every step's batch
+        steps_per_epoch = math.ceil(len(prods) / (cfg.batch_size * world_size()))
         total = math.ceil(steps_per_epoch * cfg.epochs)
         gate = int(cfg.gate * total) if cfg.gate < 1 else int(cfg.gate)
         alpha = class_weights(
@@ -189,20 +233,10 @@ class DomainExpert:
             BootstrapLoss(cfg.beta) if cfg.bootstrap else None,
             gate,
         )
-        tmp = None
-        if output_dir is None:
-            tmp = tempfile.mkdtemp(prefix="dualexpert-train-")
-            output_dir = tmp
         args = training_args(
             output_dir,
-            batch_size=cfg.batch_size,
-            epochs=cfg.epochs,
-            learning_rate=cfg.learning_rate,
-            weight_decay=cfg.weight_decay,
-            seed=cfg.seed,
-            save_steps=cfg.save_steps,
-            logging_steps=cfg.logging_steps,
-            progress=progress,
+            cfg,
+            progress,
             warmup_steps=int(cfg.warmup_ratio * total),
             lr_scheduler_type="linear",
         )
@@ -213,13 +247,12 @@ class DomainExpert:
             data_collator=TokenizingCollator(self.tokenizer, cfg.max_length),
             loss_fn=loss_fn,
             head_lr_multiplier=cfg.head_lr_multiplier,
+            callbacks=[TimedCheckpoints(cfg.save_minutes)] if not cfg.save_steps else None,
         )
-        ckpt = last_checkpoint(output_dir) if resume else None
-        verbosity = hf_logging.get_verbosity()
-        try:
+        if ckpt:
+            log.info("resuming from %s", ckpt)
+        with transformers_verbosity():
             trainer.train(resume_from_checkpoint=ckpt)
-        finally:
-            hf_logging.set_verbosity(verbosity)
         self.train_log = [dict(x) for x in trainer.state.log_history]
         self.model = trainer.model.cpu().eval()
         if tmp is not None:
@@ -244,7 +277,7 @@ class DomainExpert:
                 return lex
         log.info("fitting the lexical expert on %d products", len(prods))
         lex = LexicalExpert().fit([p.text() for p in prods], [self.classes_[i] for i in labels])
-        if cached is not None:
+        if cached is not None and is_main_process():
             lex.save(cached)
         return lex
 
@@ -361,34 +394,38 @@ class DomainExpert:
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
-        """Write ``config.json``, ``model.safetensors``, tokenizer files and ``taxonomy.json``."""
+        """Write ``model.safetensors``, the tokenizer files, ``taxonomy.json``, the lexical
+        expert (``lexical/``) and, last, the manifest ``dualexpert.json`` (format and library
+        version, configuration, classes, the encoder's architecture)."""
         self._check_fitted()
         assert self.model is not None and self.taxonomy is not None
-        d = Path(folder)
-        d.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
-        self.tokenizer.save_pretrained(d)
-        self.taxonomy.save(d / "taxonomy.json")
-        if self.lexical_ is not None:
-            self.lexical_.save(d / "lexical")
-        meta = {
-            "dualexpert": "domain-expert",
-            "config": asdict(self.config),
-            "classes": self.classes_,
-            "encoder_config": self.model.encoder.config.to_dict(),
-        }
-        (d / "config.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1))
-        return d
+        if not is_main_process():  # under DDP one process writes the model
+            return Path(folder)
+        manifest = dict(
+            config=self.config.model_dump(),
+            classes=self.classes_,
+            encoder_config=self.model.encoder.config.to_dict(),
+        )
+        with saved_folder(Path(folder), FORMAT, FORMAT_VERSION, **manifest) as d:
+            state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
+            save_file(state, str(d / "model.safetensors"), metadata={"format": "pt"})
+            self.tokenizer.save_pretrained(d)
+            self.taxonomy.save(d / "taxonomy.json")
+            if self.lexical_ is not None:
+                self.lexical_.save(d / "lexical")
+        return Path(folder)
 
     @classmethod
     def load(cls, folder: str | Path) -> DomainExpert:
+        """Load a folder written by :meth:`save` (also one written before 0.2, whose manifest
+        was ``config.json``; saving it again converts it)."""
         d = Path(folder)
-        if not (d / "config.json").exists():
-            raise FileNotFoundError(f"{d} is not a saved DomainExpert (no config.json)")
-        meta = json.loads((d / "config.json").read_text())
-        if meta.get("dualexpert") != "domain-expert":
-            raise ValueError(f"{d}/config.json is not a DomainExpert config")
+        meta = _legacy_meta(d / "config.json") if not (d / "dualexpert.json").exists() else None
+        if meta is None:
+            meta = load_manifest(d, FORMAT, FORMAT_VERSION, REQUIRED)
+        verify_files(d, meta, REQUIRED)  # for a pre-0.2 folder: only that the parts exist
+        if not ((d / "tokenizer.json").is_file() or (d / "vocab.txt").is_file()):
+            raise FileNotFoundError(f"{d / 'tokenizer.json'} is missing: save the model again")
         self = cls(**meta["config"])
         self.classes_ = list(meta["classes"])
         self.taxonomy = Taxonomy.load(d / "taxonomy.json")
@@ -397,9 +434,14 @@ class DomainExpert:
         model = EncoderClassifier(
             AutoModel.from_config(econf), len(self.classes_), self.config.dropout
         )
-        missing, unexpected = model.load_state_dict(
-            load_file(str(d / "model.safetensors")), strict=False
-        )
+        try:
+            weights = load_file(str(d / "model.safetensors"))
+        except Exception as e:  # safetensors raises its own error type for a damaged file
+            raise ValueError(
+                f"{d / 'model.safetensors'} cannot be read ({e}): it is damaged or truncated; "
+                "save or train the model again"
+            ) from None
+        missing, unexpected = model.load_state_dict(weights, strict=False)
         missing = [m for m in missing if not m.endswith("position_ids")]
         if missing or unexpected:
             raise ValueError(f"{d}: weights do not match the model: {missing or unexpected}")
@@ -410,3 +452,25 @@ class DomainExpert:
         else:  # saved without one (or before it existed)
             self.config.lexical = False
         return self
+
+
+FORMAT, FORMAT_VERSION = "domain-expert", 2
+# settings that do not change what training learns (a resumed run may change them)
+INFERENCE_ONLY = {
+    "eval_batch_size",
+    "quantize",
+    "lexical_weight",
+    "save_steps",
+    "save_minutes",
+    "logging_steps",
+}
+REQUIRED = ("model.safetensors", "taxonomy.json")
+
+
+def _legacy_meta(path: Path) -> dict[str, Any] | None:
+    """The manifest of a folder saved before 0.2 (``config.json``), or None if it is not one."""
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("dualexpert") == "domain-expert" else None

@@ -7,8 +7,9 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
-from transformers import Trainer
 
+from ..phased_trainer import PhasedTrainer
+from ..training import grouped_adamw
 from .losses import TwoPhaseLoss
 
 
@@ -43,7 +44,7 @@ class TokenizingCollator:
         return dict(enc)
 
 
-class TwoPhaseTrainer(Trainer):
+class TwoPhaseTrainer(PhasedTrainer):
     """``Trainer`` whose loss is a :class:`TwoPhaseLoss` driven by the global step."""
 
     def __init__(
@@ -57,31 +58,20 @@ class TwoPhaseTrainer(Trainer):
         """AdamW with a larger learning rate for the freshly initialised head."""
         if self.optimizer is None:
             lr, wd = self.args.learning_rate, self.args.weight_decay
-            named = list((model or self.model).named_parameters())
-            head = [p for n, p in named if n.startswith("head.") and p.requires_grad]
-            rest = [p for n, p in named if not n.startswith("head.") and p.requires_grad]
-            self.optimizer = torch.optim.AdamW(
+            self.optimizer = grouped_adamw(
+                model or self.model,
                 [
-                    {"params": rest, "lr": lr, "weight_decay": wd},
-                    {"params": head, "lr": lr * self.head_lr_multiplier, "weight_decay": 0.0},
+                    ("encoder", lambda n, _: not n.startswith("head."), lr, wd),
+                    ("head", lambda n, _: True, lr * self.head_lr_multiplier, 0.0),
                 ],
-                lr=lr,
             )
         return self.optimizer
 
-    def compute_loss(
-        self,
-        model: torch.nn.Module,
-        inputs: dict[str, torch.Tensor],
-        return_outputs: bool = False,
-        num_items_in_batch: Any = None,
-    ):
+    def batch_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> tuple[Any, Any]:
         labels = inputs.pop("labels")
         out = model(**inputs)
-        loss = self.loss_fn(out["logits"], labels, self.state.global_step)
-        return (loss, out) if return_outputs else loss
+        return self.loss_fn(out["logits"], labels, self.state.global_step), out
 
-    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        """Record the active loss phase with every log entry."""
-        logs["phase"] = self.loss_fn.phase(self.state.global_step)
-        super().log(logs, *args, **kwargs)
+    def phase(self, step: int) -> str:
+        """The active loss phase (focal, then bootstrap)."""
+        return self.loss_fn.phase(step)

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .data import Product
-from .domain.expert import Candidate
+from ..data import Product
+from ..domain.expert import Candidate
+from ..taxonomy import PATH_SEP
 
 
 class TfidfLinearRanker:
@@ -42,7 +43,7 @@ class TfidfLinearRanker:
             max_features=self.max_features,
         )
         X = self._features([p.text() for p in products], fit=True)
-        self.clf = LinearSVC(C=self.C).fit(X, [" > ".join(p.category) for p in products])
+        self.clf = LinearSVC(C=self.C).fit(X, [PATH_SEP.join(p.category) for p in products])
         return self
 
     def decision_function(self, products: Sequence[Product]) -> np.ndarray:
@@ -59,7 +60,7 @@ class TfidfLinearRanker:
             [
                 Candidate(
                     str(self.clf.classes_[j]),
-                    tuple(str(self.clf.classes_[j]).split(" > ")),
+                    tuple(str(self.clf.classes_[j]).split(PATH_SEP)),
                     float(row[j]),
                 )
                 for j in idx
@@ -100,7 +101,7 @@ class KnnEmbeddingRanker:
                 score[self.labels[j]] += float(row[j])
             ranked = [c for c, _ in score.most_common(k)]
             ranked += [c for c in self.prior if c not in score][: k - len(ranked)]
-            out.append([Candidate(" > ".join(c), c, score.get(c, 0.0)) for c in ranked])
+            out.append([Candidate(PATH_SEP.join(c), c, score.get(c, 0.0)) for c in ranked])
         return out
 
 

@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from .data import Product
+from ..data import Product
 from .metrics import categorisation_report
 
 

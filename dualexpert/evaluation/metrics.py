@@ -11,6 +11,8 @@ from collections.abc import Sequence
 import numpy as np
 from sklearn.metrics import accuracy_score, precision_recall_fscore_support
 
+from ..taxonomy import PATH_SEP
+
 
 def level_scores(gold: Sequence[str], pred: Sequence[str]) -> dict[str, float]:
     """Accuracy plus weighted and macro precision / recall / F1 (macro over gold labels)."""
@@ -54,13 +56,13 @@ def categorisation_report(
     report: dict[str, dict] = {}
     for lvl in range(depth):
         idx = [i for i, g in enumerate(gold_paths) if len(g) > lvl]
-        g = [" > ".join(gold_paths[i][: lvl + 1]) for i in idx]
-        p = [" > ".join(pred_paths[i][: lvl + 1]) for i in idx]
+        g = [PATH_SEP.join(gold_paths[i][: lvl + 1]) for i in idx]
+        p = [PATH_SEP.join(pred_paths[i][: lvl + 1]) for i in idx]
         report[f"lvl{lvl + 1}"] = level_scores(g, p)
-    leaf_gold = [" > ".join(x) for x in gold_paths]
-    leaf_pred = [" > ".join(x) for x in pred_paths]
+    leaf_gold = [PATH_SEP.join(x) for x in gold_paths]
+    leaf_pred = [PATH_SEP.join(x) for x in pred_paths]
     if ranked_paths is not None:
-        ranked = [[" > ".join(c) for c in r] for r in ranked_paths]
+        ranked = [[PATH_SEP.join(c) for c in r] for r in ranked_paths]
         report["leaf"] = {
             **level_scores(leaf_gold, leaf_pred),
             **topk_recall(leaf_gold, ranked, ks),

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from ..taxonomy import PATH_SEP
+
 
 def fused_choice(record: dict[str, Any], weight: float | None) -> str:
     """The category the pipeline would output for this record with fusion ``weight``.
@@ -38,7 +40,7 @@ def fused_choice(record: dict[str, Any], weight: float | None) -> str:
 
 
 def _gold_id(record: dict[str, Any]) -> str:
-    return " > ".join(record["gold"]) if "gold_id" not in record else record["gold_id"]
+    return PATH_SEP.join(record["gold"]) if "gold_id" not in record else record["gold_id"]
 
 
 def threshold_curve(

@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from ..data import RecordError, _iter_rows
+from ..data import RecordError, iter_rows
 
 
 class PairColumns(BaseModel):
@@ -66,7 +66,7 @@ def load_pairs(
         raise FileNotFoundError(f"pairs file {p} does not exist")
     cols = columns or PairColumns()
     out: list[RelevancePair] = []
-    for line, row in _iter_rows(p):
+    for line, row in iter_rows(p):
         try:
             if "__error__" in row:
                 raise RecordError(str(p), line, "<record>", row["__error__"])

@@ -7,20 +7,22 @@ sentence-transformers ``CrossEncoder`` folder); the decoder is a training aid an
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import BaseModel
 
+from ..estimator import StrictConfig, load_manifest, saved_folder
 from .data import RelevancePair
 
+FORMAT, FORMAT_VERSION = "relevance-cross-encoder", 2
 
-class DistillConfig(BaseModel):
-    """Training configuration. Defaults follow the paper's Table 4 where they fit 1K pairs."""
+
+class DistillConfig(StrictConfig):
+    """Training configuration; unknown keys and wrong types are errors. Defaults follow the
+    paper's Table 4 where they fit 1K pairs."""
 
     encoder: str = "minilm"
     aux: Literal["decoder", "embedding", "none"] = "decoder"
@@ -41,7 +43,8 @@ class DistillConfig(BaseModel):
     weight_decay: float = 0.0
     decoder_weight_decay: float = 0.001
     seed: int = 42
-    save_steps: int = 200
+    save_steps: int | None = None  # None: a checkpoint every save_minutes and at epoch ends
+    save_minutes: float = 10.0
     logging_steps: int = 20
 
 
@@ -63,8 +66,10 @@ class RelevanceDistiller:
     """Cross-encoder relevance model trained with LLM rationales as an auxiliary task."""
 
     def __init__(self, config: DistillConfig | None = None, **overrides: Any) -> None:
-        self.config = (config or DistillConfig()).model_copy(update=overrides)
-        self.model: Any = None
+        base = config.model_dump() if config is not None else {}
+        self.config = DistillConfig.from_options("RelevanceDistiller", {**base, **overrides})
+        self.model: Any = None  # the cross-encoder + decoder while training
+        self.cross_: Any = None  # the cross-encoder alone: what predicts and ships
         self.tokenizer: Any = None
         self.log_history: list[dict[str, Any]] = []
 
@@ -76,17 +81,43 @@ class RelevanceDistiller:
         resume: bool = False,
         progress: bool = True,
     ) -> RelevanceDistiller:
-        from transformers import AutoTokenizer, set_seed
+        """Train the cross-encoder (with the decoder or embedding head when ``aux`` asks).
+
+        Args:
+            pairs: labelled (query, title) pairs.
+            rationales: ``{pair id: rationale}`` (needed unless ``aux="none"``).
+            output_dir: checkpoint folder (a temporary one when None).
+            resume: continue from the newest checkpoint in ``output_dir``.
+            progress: show the Trainer's progress bar.
+
+        Returns:
+            ``self``, fitted.
+        """
         from transformers import logging as hf_logging
 
+        from ..training import transformers_verbosity
+
+        with transformers_verbosity(hf_logging.ERROR):
+            return self._fit(pairs, rationales, output_dir, resume, progress)
+
+    def _fit(
+        self,
+        pairs: Sequence[RelevancePair],
+        rationales: Mapping[str, str] | None,
+        output_dir: str | Path | None,
+        resume: bool,
+        progress: bool,
+    ) -> RelevanceDistiller:
+        from transformers import AutoTokenizer, set_seed
+
         from ..models import resolve_encoder
-        from ..training import last_checkpoint, training_args
+        from ..phased_trainer import TimedCheckpoints
+        from ..training import resume_point, run_fingerprint, training_args, world_size
         from .model import RationaleDistillModel
         from .trainer import DistillTrainer, PairCollator, PairDataset
 
         cfg = self.config
         set_seed(cfg.seed)
-        hf_logging.set_verbosity_error()
         enc = resolve_encoder(cfg.encoder)
         rows = _rows(pairs, rationales, need=cfg.aux != "none")
         self.tokenizer = AutoTokenizer.from_pretrained(enc)
@@ -109,7 +140,7 @@ class RelevanceDistiller:
             ignore_cls=cfg.ignore_cls,
             lam=cfg.lam,
         )
-        steps_per_epoch = -(-len(rows) // cfg.batch_size)
+        steps_per_epoch = -(-len(rows) // (cfg.batch_size * world_size()))
         total = steps_per_epoch * cfg.epochs
         frozen = 0.0
         if cfg.aux != "none" and cfg.decoder_warmup:
@@ -121,14 +152,8 @@ class RelevanceDistiller:
             output_dir = tmp.name
         args = training_args(
             output_dir,
-            batch_size=cfg.batch_size,
-            epochs=cfg.epochs,
-            learning_rate=cfg.learning_rate,
-            weight_decay=cfg.weight_decay,
-            seed=cfg.seed,
-            save_steps=cfg.save_steps,
-            logging_steps=cfg.logging_steps,
-            progress=progress,
+            cfg,
+            progress,
             save_total_limit=1,
             max_grad_norm=1.0,
         )
@@ -142,11 +167,15 @@ class RelevanceDistiller:
             schedule_fractions=(frozen, enc_warm, cfg.head_warmup_fraction),
             decoder_weight_decay=cfg.decoder_weight_decay,
             head_lr_multiplier=cfg.head_lr_multiplier,
+            callbacks=[TimedCheckpoints(cfg.save_minutes)] if not cfg.save_steps else None,
         )
-        ckpt = last_checkpoint(output_dir) if resume else None
+        learned = cfg.model_dump(exclude={"save_steps", "save_minutes", "logging_steps"})
+        data = ((r["query"], r["title"], r["label"], r["rationale"]) for r in rows)
+        ckpt = resume_point(output_dir, run_fingerprint(learned, [], data), resume)
         trainer.train(resume_from_checkpoint=ckpt)
         self.log_history = list(trainer.state.log_history)
         self.model.eval()
+        self.cross_ = self.model.cross
         if tmp is not None:
             tmp.cleanup()
         return self
@@ -156,8 +185,8 @@ class RelevanceDistiller:
         """Probability that each pair is relevant."""
         import torch
 
-        if self.model is None:
-            raise RuntimeError("fit the distiller (or load a scorer) before predicting")
+        if self.cross_ is None:
+            raise RuntimeError("fit or load the distiller before predicting")
         out = []
         with torch.inference_mode():
             for i in range(0, len(pairs), batch_size):
@@ -170,29 +199,41 @@ class RelevanceDistiller:
                     padding=True,
                     return_tensors="pt",
                 )
-                out.append(torch.sigmoid(self.model.cross(**enc).logits.squeeze(-1)).numpy())
+                out.append(torch.sigmoid(self.cross_(**enc).logits.squeeze(-1)).numpy())
         return np.concatenate(out) if out else np.zeros(0)
 
     def predict(self, pairs: Sequence[RelevancePair], threshold: float = 0.5) -> np.ndarray:
         return (self.predict_proba(pairs) >= threshold).astype(int)
 
     def save(self, path: str | Path) -> Path:
-        """Export the cross-encoder alone as a sentence-transformers CrossEncoder folder."""
-        if self.model is None:
+        """Export the cross-encoder alone as a sentence-transformers ``CrossEncoder`` folder.
+
+        The tokenizer's ``model_max_length`` is set to the training length, so plain
+        ``CrossEncoder(path)`` truncates as :class:`RelevanceScorer` does. The manifest
+        ``dualexpert.json`` records the configuration and versions.
+        """
+        from ..training import is_main_process
+
+        if self.cross_ is None:
             raise RuntimeError("nothing to save: fit first")
+        if not is_main_process():  # under DDP one process writes the model
+            return Path(path)
+        config = self.config.model_dump()
+        with saved_folder(Path(path), FORMAT, FORMAT_VERSION, config=config) as d:
+            self.cross_.save_pretrained(d, safe_serialization=True)
+            self.tokenizer.model_max_length = self.config.max_length
+            self.tokenizer.save_pretrained(d)
+        return Path(path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RelevanceDistiller:
+        """A distiller whose cross-encoder is loaded from a folder written by :meth:`save`
+        (ready to predict; the decoder is not saved, so it cannot resume training)."""
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
         path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.model.cross.save_pretrained(path, safe_serialization=True)
-        self.tokenizer.save_pretrained(path)
-        meta = {"dualexpert": self.config.model_dump(), "max_length": self.config.max_length}
-        (path / "dualexpert_distill.json").write_text(json.dumps(meta, indent=2))
-        return path
-
-    @staticmethod
-    def load(path: str | Path) -> RelevanceScorer:
-        from .scorer import RelevanceScorer
-
-        return RelevanceScorer(path)
-
-
-from .scorer import RelevanceScorer  # noqa: E402  (re-exported for the load() annotation)
+        meta = load_manifest(path, FORMAT, FORMAT_VERSION)
+        self = cls(**meta["config"])
+        self.cross_ = AutoModelForSequenceClassification.from_pretrained(path).eval()
+        self.tokenizer = AutoTokenizer.from_pretrained(path)
+        return self

@@ -23,7 +23,30 @@ import torch
 from torch import nn
 
 
-class BertStyleDecoder(nn.Module):
+class RationaleDecoder(nn.Module):
+    """An LM-head decoder conditioned on the cross-encoder's token states (projected by
+    ``bridge`` to its width). ``forward`` returns the rationale's LM loss, padding ignored."""
+
+    model: nn.Module
+    bridge: nn.Module
+
+    def condition(self, states: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
+        """The model's keyword arguments that carry the encoder states."""
+        raise NotImplementedError
+
+    def forward(
+        self, states: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor
+    ) -> torch.Tensor:
+        labels = ids.masked_fill(attn == 0, -100)
+        return self.model(**self.condition(self.bridge(states), mask), **self.targets(ids, attn),
+                          labels=labels).loss  # fmt: skip
+
+    def targets(self, ids: torch.Tensor, attn: torch.Tensor) -> dict[str, Any]:
+        """The model's keyword arguments for the rationale tokens (beyond ``labels``)."""
+        return {}
+
+
+class BertStyleDecoder(RationaleDecoder):
     """A BERT decoder (causal self-attention + cross-attention) with an LM head."""
 
     def __init__(self, name_or_path: str, encoder_dim: int) -> None:
@@ -37,21 +60,14 @@ class BertStyleDecoder(nn.Module):
         dim = cfg.hidden_size
         self.bridge = nn.Identity() if dim == encoder_dim else nn.Linear(encoder_dim, dim)
 
-    def forward(
-        self, states: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor
-    ) -> torch.Tensor:
-        labels = ids.masked_fill(attn == 0, -100)
-        out = self.model(
-            input_ids=ids,
-            attention_mask=attn,
-            encoder_hidden_states=self.bridge(states),
-            encoder_attention_mask=mask,
-            labels=labels,
-        )
-        return out.loss
+    def condition(self, states: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
+        return {"encoder_hidden_states": states, "encoder_attention_mask": mask}
+
+    def targets(self, ids: torch.Tensor, attn: torch.Tensor) -> dict[str, Any]:
+        return {"input_ids": ids, "attention_mask": attn}
 
 
-class T5Decoder(nn.Module):
+class T5Decoder(RationaleDecoder):
     """The decoder and LM head of a T5 model, fed the (projected) encoder states."""
 
     def __init__(self, name_or_path: str, encoder_dim: int) -> None:
@@ -63,18 +79,13 @@ class T5Decoder(nn.Module):
         dim = self.model.config.d_model
         self.bridge = nn.Identity() if dim == encoder_dim else nn.Linear(encoder_dim, dim)
 
-    def forward(
-        self, states: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor
-    ) -> torch.Tensor:
+    def condition(self, states: torch.Tensor, mask: torch.Tensor) -> dict[str, Any]:
         from transformers.modeling_outputs import BaseModelOutput
 
-        labels = ids.masked_fill(attn == 0, -100)
-        out = self.model(
-            encoder_outputs=BaseModelOutput(last_hidden_state=self.bridge(states)),
-            attention_mask=mask,
-            labels=labels,
-        )
-        return out.loss
+        return {
+            "encoder_outputs": BaseModelOutput(last_hidden_state=states),
+            "attention_mask": mask,
+        }
 
 
 def is_t5(name_or_path: str) -> bool:

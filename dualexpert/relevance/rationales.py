@@ -8,7 +8,6 @@ nothing. DSPy's LM cache makes re-asking a pair free.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 import dspy
 from dspy.utils.usage_tracker import track_usage
 
-from ..batch import done_ids, drop_torn_tail, usage_totals
+from ..journal import USAGE_KEYS, Journal, add_usage, read_records, usage_totals
 from ..signatures import WriteRationale
 from ..text import trim_to_sentence
 from .data import RelevancePair
@@ -25,20 +24,23 @@ from .data import RelevancePair
 # Two short worked examples anchor the length and style (small local models otherwise restate the
 # whole title); they sit in the static prompt prefix, which llama.cpp reuses between calls.
 DEFAULT_DEMOS = [
-    dspy.Example(
-        query="noise cancelling headphones",
-        title="Bose QuietComfort 35 II Wireless Headphones, Black",
-        label="relevant",
-        rationale="These are wireless headphones whose main feature is active noise "
-        "cancellation, exactly what the query asks for.",
-    ).with_inputs("query", "title", "label"),
-    dspy.Example(
-        query="garden hose nozzle",
-        title="Rain Bird 50 ft. Drip Irrigation Tubing",
-        label="not relevant",
-        rationale="Drip tubing carries water to plants, but it is not a nozzle that attaches "
-        "to the end of a hose to shape the spray.",
-    ).with_inputs("query", "title", "label"),
+    dspy.Example(query=q, title=t, label=lab, rationale=r).with_inputs("query", "title", "label")
+    for q, t, lab, r in (
+        (
+            "noise cancelling headphones",
+            "Bose QuietComfort 35 II Wireless Headphones, Black",
+            "relevant",
+            "These are wireless headphones whose main feature is active noise cancellation, "
+            "exactly what the query asks for.",
+        ),
+        (
+            "garden hose nozzle",
+            "Rain Bird 50 ft. Drip Irrigation Tubing",
+            "not relevant",
+            "Drip tubing carries water to plants, but it is not a nozzle that attaches to the "
+            "end of a hose to shape the spray.",
+        ),
+    )
 ]
 
 
@@ -83,16 +85,14 @@ def write_rationales(
     Returns totals: pairs written, skipped (already done), failed, LLM calls, tokens, seconds.
     """
     program = program or RationaleWriter()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    drop_torn_tail(out)  # a killed run's half-written last line
-    skip = done_ids(out)
+    journal = Journal(out)
+    done = journal.done()
     totals: dict[str, Any] = {"written": 0, "skipped": 0, "failed": 0}
-    usage = {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
+    usage = dict.fromkeys(USAGE_KEYS, 0)
     t0 = time.perf_counter()
-    with out.open("a", encoding="utf-8") as f:
+    with journal.open() as write:
         for pr in pairs:
-            if pr.id in skip:
+            if pr.id in done:
                 totals["skipped"] += 1
                 if progress:
                     progress(1)
@@ -103,23 +103,14 @@ def write_rationales(
             try:
                 with track_usage() as tracker:
                     rationale = program(query=pr.query, title=pr.title, label=pr.label).rationale
-                for key, v in usage_totals(tracker).items():
-                    usage[key] += v
+                add_usage(usage, usage_totals(tracker))
             except Exception as e:  # one bad LLM answer must not stop a long run
                 totals["failed"] += 1
                 rationale = None
                 err = f"{type(e).__name__}: {e}"
             if rationale:
-                row = {
-                    "id": pr.id,
-                    "query": pr.query,
-                    "title": pr.title,
-                    "label": pr.label,
-                    "rationale": rationale,
-                }
-                f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                f.flush()
-                totals["written"] += 1
+                row = {"id": pr.id, "query": pr.query, "title": pr.title, "label": pr.label}
+                totals["written"] += write([{**row, "rationale": rationale}])
             elif not totals.get("last_error"):
                 totals["last_error"] = err
             if progress:
@@ -130,12 +121,8 @@ def write_rationales(
 
 def load_rationales(path: str | Path) -> dict[str, str]:
     """``{pair id: rationale}`` from a rationale JSONL file (torn last line ignored)."""
-    out: dict[str, str] = {}
-    with Path(path).open(encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-                out[str(row["id"])] = str(row["rationale"])
-            except (json.JSONDecodeError, KeyError):
-                continue
-    return out
+    return {
+        str(r["id"]): str(r["rationale"])
+        for r in read_records(path)
+        if "id" in r and "rationale" in r
+    }

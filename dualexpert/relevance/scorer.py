@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from ..journal import Journal, chunks
 from .data import RelevancePair
 
 PairLike = RelevancePair | tuple[str, str]
@@ -27,8 +28,7 @@ class RelevanceScorer:
         self.path = Path(path)
         if not (self.path / "config.json").exists():
             raise FileNotFoundError(f"{self.path} is not a model folder (no config.json)")
-        meta = self.path / "dualexpert_distill.json"
-        max_length = json.loads(meta.read_text()).get("max_length") if meta.exists() else None
+        max_length = _max_length(self.path)
         self.model = CrossEncoder(str(self.path), device=device, max_length=max_length)
         self.batch_size = batch_size
 
@@ -60,3 +60,48 @@ class RelevanceScorer:
 
     def __call__(self, *args: Any, **kwargs: Any) -> np.ndarray:
         return self.predict_proba(*args, **kwargs)
+
+
+def score_pairs(
+    scorer: RelevanceScorer,
+    pairs: Iterable[RelevancePair],
+    out: str | Path,
+    batch_size: int = 64,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, int]:
+    """Score every pair into a JSONL journal (``id``, ``query``, ``title``, ``probability``).
+
+    Pairs already in ``out`` are skipped, so a killed run resumes losing nothing.
+
+    Returns:
+        ``pairs`` (written now), ``already_done`` and ``duplicate_ids``.
+    """
+    journal = Journal(out)
+    written = 0
+    with journal.open() as write:
+        for chunk in chunks(journal.new(pairs), batch_size):
+            rows = [
+                {"id": p.id, "query": p.query, "title": p.title, "probability": float(s)}
+                for p, s in zip(chunk, scorer.predict_proba(chunk), strict=True)
+            ]
+            written += write(rows)
+            if progress is not None:
+                progress(len(chunk))
+    return {
+        "pairs": written,
+        "already_done": journal.already_done,
+        "duplicate_ids": journal.duplicate_ids,
+    }
+
+
+def _max_length(folder: Path) -> int | None:
+    """The training length recorded by :meth:`RelevanceDistiller.save` (the manifest, or the
+    side file of folders saved before 0.2); None for other CrossEncoder folders."""
+    for name, read in (
+        ("dualexpert.json", lambda m: m.get("config", {}).get("max_length")),
+        ("dualexpert_distill.json", lambda m: m.get("max_length")),
+    ):
+        f = folder / name
+        if f.is_file():
+            return read(json.loads(f.read_text(encoding="utf-8")))
+    return None

@@ -11,8 +11,9 @@ from typing import Any
 
 import torch
 from torch.utils.data import Dataset
-from transformers import Trainer
 
+from ..phased_trainer import PhasedTrainer
+from ..training import grouped_adamw
 from .schedule import WarmupSchedule
 
 
@@ -67,7 +68,7 @@ class PairCollator:
         return out
 
 
-class DistillTrainer(Trainer):
+class DistillTrainer(PhasedTrainer):
     """``Trainer`` with the decoder warm-up (frozen encoder, aux loss only, then a linear encoder
     warm-up) and separate weight decay for the encoder and the auxiliary head."""
 
@@ -90,28 +91,16 @@ class DistillTrainer(Trainer):
         if self.optimizer is None:
             model = model or self.model
             enc_ids = {id(p) for p in model.encoder_parameters()}
-            named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-            encoder = [p for n, p in named if id(p) in enc_ids]
-            head = [p for n, p in named if id(p) not in enc_ids and n.startswith("cross.")]
-            aux = [p for n, p in named if id(p) not in enc_ids and not n.startswith("cross.")]
-            lr = self.args.learning_rate
-            groups = [
-                {
-                    "params": encoder,
-                    "lr": lr,
-                    "weight_decay": self.args.weight_decay,
-                    "kind": "encoder",
-                },
-                {
-                    "params": head,
-                    "lr": lr * self.head_lr_multiplier,
-                    "weight_decay": 0.0,
-                    "kind": "head",
-                },
-                {"params": aux, "lr": lr, "weight_decay": self.decoder_weight_decay, "kind": "aux"},
-            ]
-            self.optimizer = torch.optim.AdamW(
-                [g for g in groups if g["params"]], lr=lr, eps=1e-8, betas=(0.9, 0.999)
+            lr, mult = self.args.learning_rate, self.head_lr_multiplier
+            self.optimizer = grouped_adamw(
+                model,
+                [
+                    ("encoder", lambda _, p: id(p) in enc_ids, lr, self.args.weight_decay),
+                    ("head", lambda n, _: n.startswith("cross."), lr * mult, 0.0),
+                    ("aux", lambda n, _: True, lr, self.decoder_weight_decay),
+                ],
+                eps=1e-8,
+                betas=(0.9, 0.999),
             )
         return self.optimizer
 
@@ -135,24 +124,15 @@ class DistillTrainer(Trainer):
             self.lr_scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambdas)
         return self.lr_scheduler
 
-    def compute_loss(
-        self,
-        model: torch.nn.Module,
-        inputs: dict[str, torch.Tensor],
-        return_outputs: bool = False,
-        num_items_in_batch: Any = None,
-    ):
-        step = self.state.global_step
-        aux_only = self.schedule is not None and self.schedule.aux_only(step)
+    def batch_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> tuple[Any, Any]:
+        aux_only = self.schedule is not None and self.schedule.aux_only(self.state.global_step)
         out = model(**inputs, aux_only=aux_only)
-        return (out["loss"], out) if return_outputs else out["loss"]
+        return out["loss"], out
 
-    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-        if self.schedule is not None:
-            logs["phase"] = (
-                "decoder-warmup" if self.schedule.aux_only(self.state.global_step) else "joint"
-            )
-        super().log(logs, *args, **kwargs)
+    def phase(self, step: int) -> str | None:
+        if self.schedule is None:
+            return None
+        return "decoder-warmup" if self.schedule.aux_only(step) else "joint"
 
     # Checkpoints as safetensors; save_model keeps tied weights (the decoder's LM head) intact.
     def _save(self, output_dir: str | None = None, state_dict: Any = None) -> None:

@@ -1,0 +1,143 @@
+"""What every command group of the CLI shares: the console, progress bars, shared options, and
+the one way an expected failure reaches the user (a line on stderr and an exit code)."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+console = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2  # a file, record or option the user can fix
+EXIT_BUDGET = 3  # an optimisation run would pass its LLM call budget
+EXIT_LLM = 4  # the LLM could not be started or reached at all
+EXIT_INTERRUPTED = 130  # Ctrl-C; what was written so far is kept, and a rerun resumes
+
+# what a user can fix: one line naming the file (or record) and the fix, not a traceback
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # RecordError, bad JSON, bad config values, corrupt Parquet (ArrowInvalid)
+    TypeError,  # unknown or wrongly typed estimator options
+    OSError,  # missing files, a folder given as a file, permissions, a full disk
+    json.JSONDecodeError,
+)
+settings = {"verbose": False}  # set by the app's callback
+
+ColumnsOpt = Annotated[
+    str | None,
+    typer.Option(help="Column preset (mwpd, bigbasket, default) or a JSON ColumnMap."),
+]
+SkipOpt = Annotated[bool, typer.Option(help="Skip bad records (counted) instead of stopping.")]
+QuantizeOpt = Annotated[
+    bool,
+    typer.Option(help="int8 dynamic quantisation of the domain expert for CPU inference."),
+]
+LlmOpt = Annotated[
+    str | None,
+    typer.Option("--llm", help="qwen-1.5b (default), smollm2, a .gguf path or a LiteLLM model."),
+]
+ApiBaseOpt = Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")]
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option(
+        min=1,
+        help="CPU threads. Default: what this process may use (the smallest of its CPU "
+        "affinity, the cgroup CPU quota and OMP_NUM_THREADS). Two jobs on one machine: give "
+        "each half.",
+    ),
+]
+
+
+def fail(message: object, code: int = EXIT_BAD_INPUT) -> NoReturn:
+    """Print one error line and leave with ``code``."""
+    console.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def guarded(command: Callable[..., Any]) -> Callable[..., Any]:
+    """A command whose expected failures end in one ``error:`` line and a documented exit code
+    (tracebacks stay for bugs, and for everything under ``--verbose``)."""
+
+    @functools.wraps(command)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from ..llm_process import LLMUnavailable
+
+        try:
+            return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            console.print("interrupted: what was written so far is kept; rerun to resume")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+        except LLMUnavailable as e:
+            if settings["verbose"]:
+                raise
+            fail(e, EXIT_LLM)
+        except USER_ERRORS as e:
+            if settings["verbose"] or _is_click(e):
+                raise
+            fail(_one_line(e))
+
+    return run
+
+
+def _is_click(e: BaseException) -> bool:
+    import click
+
+    return isinstance(e, click.exceptions.ClickException | click.exceptions.Exit)
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip() or type(e).__name__
+    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
+        text = f"{e.filename}: {text}"
+    return " ".join(text.split())
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn the errors a user can fix (a bad record, a missing file, a bad value) into one line
+    and exit code 2 instead of a traceback."""
+    from ..data import RecordError
+
+    try:
+        yield
+    except (RecordError, FileNotFoundError, ValueError) as e:
+        if settings["verbose"]:
+            raise
+        fail(_one_line(e))
+
+
+def load_or_exit(path: Path, columns: str | None, skip_bad: bool):
+    """:func:`dualexpert.data.load_catalogue`, with bad input reported as one line."""
+    from ..data import load_catalogue
+
+    with user_errors():
+        cat = load_catalogue(path, columns, on_error="skip" if skip_bad else "raise")
+    report_skipped(path, cat.skipped, cat.errors)
+    return cat
+
+
+def report_skipped(path: Path, skipped: int, errors: list) -> None:
+    if skipped:
+        console.print(f"[yellow]skipped {skipped} bad record(s) in {path}[/yellow]")
+        for e in errors[:5]:
+            console.print(f"  {e}")
+
+
+def progress_bar(stats_fields: bool = False) -> Progress:
+    """A Rich progress bar on stderr; ``stats_fields`` adds a free-text ``stats`` column."""
+    cols: list = [
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+    ]
+    if stats_fields:  # products/s, routed share, LLM calls, tokens, cost
+        cols.append("{task.fields[stats]}")
+    return Progress(*cols, console=console)

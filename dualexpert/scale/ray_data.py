@@ -1,0 +1,294 @@
+"""``classify`` on Ray Data: the two stages of :mod:`dualexpert.batch` as ``map_batches`` stages.
+
+- **Stage 1**, an actor pool of ``workers`` actors: each loads the domain expert once (a local
+  folder, or any URI that ``fsspec`` reads) and runs :func:`~dualexpert.batch.stage_one` on its
+  batches: confident rows are done; routed rows carry their candidates on.
+- **Stage 2**, one actor with ``llm_concurrency`` threads: the routed rows go to the general
+  expert (:func:`~dualexpert.batch.stage_two`). One actor makes the cap on LLM requests in flight
+  global, whatever the number of nodes: a hosted LLM's rate limit is per account, not per node.
+  Confident rows pass through untouched.
+
+Rows are keyed by ``id`` (Ray Data does not keep the input order). Actors restart when their
+process dies and their batches are retried, so a killed worker loses no row.
+:func:`classify_file` adds resume on top: the input is cut into shards, each written as its own
+Parquet folder once complete, and a rerun skips the shards already written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: columns of the output besides ``record`` (the full JSON record, as ``classify`` writes it)
+OUTPUT_COLUMNS = ("id", "category", "routed", "decision", "fallback", "fallback_reason")
+RETRY = {"max_restarts": -1, "max_task_retries": -1}  # a dead actor comes back; its batch reruns
+
+
+def _retry() -> dict[str, int]:
+    return dict(RETRY)
+
+
+def require_ray() -> Any:
+    """``ray``, or an error that names the extra to install."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError:
+        raise ImportError(
+            "the Ray engine needs Ray Data: pip install 'dualexpert[ray]' "
+            "(or pip install 'ray[data]')"
+        ) from None
+    return ray
+
+
+def local_model(model: str | Path) -> Path:
+    """A local folder holding the saved model: ``model`` itself, or a copy of a remote URI
+    (``s3://``, ``gs://``, ... through ``fsspec``) in a temporary folder of this process."""
+    text = str(model)
+    if "://" not in text or text.startswith("file://"):
+        path = Path(text.removeprefix("file://"))
+        if not (path / "dualexpert.json").is_file() and not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path} is not a saved domain expert folder")
+        return path
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(text)
+    if not fs.exists(f"{root}/dualexpert.json"):
+        raise FileNotFoundError(f"{text}/dualexpert.json does not exist")
+    dest = Path(tempfile.mkdtemp(prefix="dualexpert-model-"))
+    fs.get(f"{root}/", str(dest), recursive=True)
+    return dest
+
+
+class _Stage:
+    """What both stages' actors share: the dual expert, loaded once per actor."""
+
+    def __init__(self, model: str, options: dict[str, Any], llm: dict[str, Any] | None) -> None:
+        from ..lm import configure_lm
+        from ..pipeline import load_dual_expert
+        from ..threads import apply_threads
+
+        apply_threads(1)  # one core per actor: several actors share a node
+        if llm is not None:
+            configure_lm(**llm)
+        self.program = load_dual_expert(local_model(model), **options)
+
+
+class DomainStage(_Stage):
+    """Stage 1 on a batch (a ``pyarrow.Table`` of product rows)."""
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow as pa
+
+        from ..batch import stage_one
+        from ..data import Product
+
+        prods = [Product(**_product_fields(r)) for r in batch.to_pylist()]
+        rows = []
+        for item in stage_one(self.program, prods):
+            if isinstance(item, tuple):
+                prod, cands, _, secs = item
+                job = {
+                    "product": prod.model_dump(mode="json"),
+                    "candidates": [[c.id, list(c.path), c.probability] for c in cands],
+                    "seconds": secs,
+                }
+                rows.append({"id": prod.id, "record": "", "job": json.dumps(job)})
+            else:
+                rows.append({"id": item["id"], "record": json.dumps(item), "job": ""})
+        return pa.Table.from_pylist(rows)
+
+
+class GeneralStage(_Stage):
+    """Stage 2 on a batch: routed rows to the general expert, the others passed through."""
+
+    def __init__(self, model: str, options: dict, llm: dict | None, concurrency: int) -> None:
+        super().__init__(model, options, llm)
+        self.concurrency = concurrency
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow as pa
+
+        from ..batch import stage_two
+        from ..data import Product
+        from ..domain import Candidate
+
+        rows = batch.to_pylist()
+        jobs, where = [], []
+        for i, r in enumerate(rows):
+            if r["job"]:
+                job = json.loads(r["job"])
+                cands = [Candidate(c, tuple(p), float(q)) for c, p, q in job["candidates"]]
+                prod = Product(**job["product"])
+                jobs.append((prod, cands, self.program.route(cands), job["seconds"]))
+                where.append(i)
+        records = [json.loads(r["record"]) if r["record"] else None for r in rows]
+        for i, rec in zip(where, stage_two(self.program, jobs, self.concurrency), strict=True):
+            records[i] = rec
+        return pa.Table.from_pylist([_output_row(rec) for rec in records])
+
+
+def _product_fields(row: dict[str, Any]) -> dict[str, Any]:
+    cat = row.get("category")
+    return {
+        "id": str(row.get("id") or ""),
+        "title": row["title"],
+        "description": row.get("description") or "",
+        "category": tuple(cat) if cat else None,
+    }
+
+
+def _output_row(rec: dict[str, Any]) -> dict[str, Any]:
+    row = {k: rec.get(k) for k in OUTPUT_COLUMNS}
+    row["fallback_reason"] = str(row["fallback_reason"] or "")
+    row["record"] = json.dumps(rec, ensure_ascii=False)
+    return row
+
+
+def classify_dataset(
+    ds: Any,
+    model: str | Path,
+    *,
+    strategy: str = "zero_shot",
+    representation: str = "descriptive",
+    k: int = 5,
+    threshold: float = 0.9,
+    fusion_weight: float | None = None,
+    summaries: str | None = None,
+    program: str | None = None,
+    llm: str | None = None,
+    api_base: str | None = None,
+    timeout: float | None = None,
+    workers: int = 2,
+    batch_size: int = 256,
+    llm_concurrency: int = 16,
+) -> Any:
+    """Classify a Ray Dataset of products; returns a Dataset of records keyed by ``id``.
+
+    Args:
+        ds: rows with ``title`` and optionally ``id``, ``description``, ``category`` (a list).
+        model: a saved domain expert folder, or a URI ``fsspec`` reads.
+        strategy, representation, k, threshold, fusion_weight, summaries, program: as for
+            :func:`~dualexpert.pipeline.load_dual_expert` (paths every node can read).
+        llm, api_base, timeout: the general expert's LLM (as for
+            :func:`~dualexpert.lm.configure_lm`).
+        workers: stage-1 actors (one CPU each).
+        batch_size: products per stage-1 batch.
+        llm_concurrency: LLM requests in flight, for the whole job.
+
+    Returns:
+        A Dataset with ``id``, ``category``, ``routed``, ``decision``, ``fallback``,
+        ``fallback_reason`` and ``record`` (the full JSON record).
+    """
+    require_ray()
+    if "://" not in str(model):
+        local_model(model)  # a missing model is one error here, not one per actor
+    options = dict(
+        strategy=strategy,
+        representation=representation,
+        k=k,
+        threshold=threshold,
+        fusion_weight=fusion_weight,
+        summaries=summaries,
+        program=program,
+    )
+    lm = dict(spec=llm, api_base=api_base, timeout=timeout)
+    stage1 = ds.map_batches(
+        DomainStage,
+        fn_constructor_kwargs={"model": str(model), "options": options, "llm": None},
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        concurrency=workers,
+        num_cpus=1,
+        ray_remote_args_fn=_retry,
+    )
+    return stage1.map_batches(
+        GeneralStage,
+        fn_constructor_kwargs={
+            "model": str(model),
+            "options": options,
+            "llm": lm,
+            "concurrency": llm_concurrency,
+        },
+        batch_size=batch_size,
+        batch_format="pyarrow",
+        concurrency=1,
+        num_cpus=0.5,
+        ray_remote_args_fn=_retry,
+    )
+
+
+def classify_file(
+    input_file: str | Path,
+    out: str | Path,
+    model: str | Path,
+    *,
+    columns: Any = None,
+    skip_bad: bool = False,
+    shard_size: int = 100_000,
+    address: str | None = None,
+    progress: Callable[[int], None] | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Classify a catalogue file on Ray into ``out/shard-NNNNN/`` Parquet folders.
+
+    The file is read in shards of ``shard_size`` products (streamed, as the local path reads
+    it); each shard runs through :func:`classify_dataset` and is renamed into place only when
+    complete, so a rerun after a crash skips the finished shards and redoes only the rest.
+
+    Args:
+        input_file: a CSV, JSONL or Parquet catalogue.
+        out: the output folder.
+        model: a saved domain expert folder (or URI).
+        columns, skip_bad: as for :func:`~dualexpert.data.iter_catalogue`.
+        shard_size: products per shard (the unit of resume).
+        address: the Ray cluster (``auto`` for a running one; None starts a local Ray).
+        progress: called with the number of products in each finished shard.
+        options: passed to :func:`classify_dataset`.
+
+    Returns:
+        Totals: ``products`` (classified now), ``already_done`` (in finished shards),
+        ``shards``, ``routed``, ``fallback``, ``bad_records_skipped``.
+    """
+    from ..data import ReadStats, iter_catalogue
+    from ..journal import chunks
+
+    ray = require_ray()
+    if "://" not in str(model):
+        local_model(model)  # checked before Ray starts
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    stats = ReadStats()
+    prods = iter_catalogue(input_file, columns, "skip" if skip_bad else "raise", stats=stats)
+    totals = {"products": 0, "already_done": 0, "shards": 0, "routed": 0, "fallback": 0}
+    for i, shard in enumerate(chunks(prods, shard_size)):
+        final = out / f"shard-{i:05d}"
+        totals["shards"] += 1
+        if final.is_dir():
+            totals["already_done"] += len(shard)
+            continue
+        rows = [p.model_dump(mode="json") for p in shard]
+        done = classify_dataset(ray.data.from_items(rows), model, **options)
+        tmp = out / f".shard-{i:05d}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        done.write_parquet(str(tmp))
+        os.replace(tmp, final)
+        counts = ray.data.read_parquet(str(final)).select_columns(["routed", "fallback"])
+        for row in counts.iter_rows():
+            totals["routed"] += int(bool(row["routed"]))
+            totals["fallback"] += int(bool(row["fallback"]))
+        totals["products"] += len(shard)
+        if progress is not None:
+            progress(len(shard))
+    totals["bad_records_skipped"] = stats.skipped
+    return totals

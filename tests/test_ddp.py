@@ -1,0 +1,122 @@
+"""Distributed training: the domain-expert trainer run unchanged as 2 CPU processes (torchrun,
+gloo), on a tiny catalogue; and the CLI's ``--nproc``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[1]
+
+SCRIPT = textwrap.dedent(
+    """
+    import json, logging, os, sys
+    from dualexpert.domain import DomainExpert
+
+    logging.basicConfig(level=logging.INFO)  # "resuming from ..." on a rerun
+
+    rows = [json.loads(x) for x in open(sys.argv[1])]
+    for r in rows:
+        r["category"] = tuple(r["category"].split(" > "))
+    expert = DomainExpert(epochs=float(sys.argv[4]), batch_size=4, max_length=16,
+                          logging_steps=1, label_augmentation=True, lexical=False, seed=0)
+    expert.fit(rows, output_dir=sys.argv[2], progress=False)
+    expert.save(sys.argv[3])
+    if int(os.environ.get("RANK", "0")) == 0:
+        json.dump(expert.train_log, open(sys.argv[3] + ".log.json", "w"))
+    """
+)
+
+
+def _catalogue(path: Path) -> Path:
+    words = {
+        "Toys > Dolls": "fashion doll dress",
+        "Toys > Trains": "model railway locomotive",
+        "Garden > Tools": "pruning shears spade",
+        "Garden > Seeds": "tomato seed packet",
+    }
+    rows = [
+        {"id": f"{c}-{i}", "title": f"{w} {i}", "category": c}
+        for c, w in words.items()
+        for i in range(8)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _torchrun(script: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+            str(script), *args]  # fmt: skip
+
+
+ENV = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(ROOT))
+
+
+def test_two_processes_train_one_model(tmp_path):
+    from dualexpert.domain import DomainExpert
+
+    data = _catalogue(tmp_path / "toys.jsonl")
+    script = tmp_path / "fit.py"
+    script.write_text(SCRIPT)
+    model = tmp_path / "model"
+    res = subprocess.run(
+        _torchrun(script, str(data), str(tmp_path / "ck"), str(model), "6"),
+        env=ENV, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = json.loads((tmp_path / "model.log.json").read_text())
+    losses = [x["loss"] for x in log if "loss" in x]
+    assert losses[-1] < losses[0]
+    # rows are sharded, not duplicated: each of the 2 processes takes half of every step
+    per_epoch = max(x["step"] for x in log) / 6
+    # one process alone would take at least 32 / 4 = 8 steps an epoch (more with augmentation)
+    assert per_epoch == int(per_epoch) and per_epoch < 8
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+    back = DomainExpert.load(model)  # the same format as a single-process run
+    assert sorted({c[0].id for c in back.predict_topk(["fashion doll dress 3"], k=1)}) == [
+        "Toys > Dolls"
+    ]
+
+
+def test_both_processes_killed_then_resumed(tmp_path):
+    data = _catalogue(tmp_path / "toys.jsonl")
+    script = tmp_path / "fit.py"
+    script.write_text(SCRIPT)
+    ck, model = tmp_path / "ck", tmp_path / "model"
+    cmd = _torchrun(script, str(data), str(ck), str(model), "40")
+    proc = subprocess.Popen(cmd, env=ENV, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline = time.time() + 600
+    while time.time() < deadline and not list(ck.glob("checkpoint-*/trainer_state.json")):
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
+    proc.wait()
+    assert list(ck.glob("checkpoint-*")) and not model.exists()
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    log = json.loads((tmp_path / "model.log.json").read_text())
+    assert "resuming from" in res.stderr and "checkpoint-" in res.stderr
+    steps = max(x["step"] for x in log)
+    assert steps % 40 == 0 and steps // 40 < 8  # all 40 epochs, with the data sharded
+
+
+def test_cli_nproc(tmp_path):
+    data = _catalogue(tmp_path / "toys.jsonl")
+    out = tmp_path / "m"
+    cmd = [sys.executable, "-m", "dualexpert.cli", "train", str(data), "--out", str(out)]
+    res = subprocess.run(
+        cmd + ["--nproc", "2", "--epochs", "2", "--batch-size", "4"],
+        env=ENV, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert (out / "dualexpert.json").is_file()
+    assert (tmp_path / "m.checkpoints" / "run.json").is_file()

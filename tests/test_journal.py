@@ -1,0 +1,61 @@
+"""The one resumable JSONL journal: compact id index, torn lines, resume, duplicates."""
+
+from __future__ import annotations
+
+import json
+import random
+
+from dualexpert.journal import IdIndex, Journal, chunks, drop_torn_tail, read_records
+
+
+def test_id_index_is_a_set_across_merges():
+    rng = random.Random(0)
+    ids = [f"sku-{rng.getrandbits(40)}" for _ in range(30_000)]
+    index = IdIndex()
+    added = [index.add(i) for i in ids]
+    assert all(added)  # 30K distinct ids, several merges into the sorted array
+    assert len(index) == 30_000 and len(index._sorted) > 0
+    assert all(i in index for i in ids[::97])
+    assert not any(f"other-{n}" in index for n in range(2000))
+    assert index.add(ids[5]) is False and len(index) == 30_000
+
+
+def test_journal_resumes_after_a_torn_line_and_drops_repeats(tmp_path):
+    out = tmp_path / "out.jsonl"
+    items = [{"id": str(i % 7)} for i in range(10)]  # ids 0..6, then 0, 1, 2 again
+    j = Journal(out)
+    with j.open() as write:
+        first = [x for x in j.new(items, key=lambda x: x["id"])]
+        assert [x["id"] for x in first] == [str(i) for i in range(7)]
+        assert j.duplicate_ids == 3
+        write([{"id": x["id"], "n": 1} for x in first[:4]])
+    with out.open("a") as f:  # a kill -9 halfway through the next record
+        f.write('{"id": "4", "n"')
+    assert [r["id"] for r in read_records(out)] == ["0", "1", "2", "3"]
+
+    again = Journal(out)
+    todo = list(again.new(items, key=lambda x: x["id"]))
+    assert [x["id"] for x in todo] == ["4", "5", "6"]
+    assert again.already_done == 4 and again.duplicate_ids == 3
+    with again.open() as write:  # the torn line is cut before appending
+        assert write([{"id": x["id"], "n": 2} for x in todo]) == 3
+    lines = out.read_text().splitlines()
+    assert [json.loads(line)["id"] for line in lines] == [str(i) for i in range(7)]
+
+
+def test_a_whole_last_record_without_newline_is_kept(tmp_path):
+    out = tmp_path / "out.jsonl"
+    out.write_text('{"id": "a"}\n{"id": "b"}')
+    drop_torn_tail(out)
+    assert out.read_text() == '{"id": "a"}\n{"id": "b"}\n'
+
+
+def test_chunks_are_lazy():
+    def endless():
+        n = 0
+        while True:
+            yield n
+            n += 1
+
+    it = chunks(endless(), 3)
+    assert next(it) == [0, 1, 2] and next(it) == [3, 4, 5]

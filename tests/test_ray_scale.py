@@ -1,0 +1,137 @@
+"""classify on a real local Ray (started by the test, 2 CPUs): the same predictions as the
+single-machine path, a killed worker retried without losing or duplicating a row, one clear
+error for a missing model, and resume by shards."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from dualexpert.batch import classify_products
+from dualexpert.data import iter_catalogue
+from dualexpert.pipeline import load_dual_expert
+
+ray = pytest.importorskip("ray", reason="the Ray extra is not installed (pip install .[ray])")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    from _dspy_fakes import tiny_domain_expert
+
+    from dualexpert.demo import split_demo
+
+    d = tmp_path_factory.mktemp("ray")
+    tiny_domain_expert(d / "model")
+    _, held = split_demo(seed=0)
+    data = d / "held.jsonl"
+    with data.open("w") as f:
+        for p in held:
+            f.write(json.dumps({"id": p.id, "title": p.title, "description": p.description}))
+            f.write("\n")
+    return d, data, held
+
+
+def _local(d, data, out):
+    """The single-machine path with the same settings (nothing reaches the LLM)."""
+    program = load_dual_expert(d / "model", threshold=0.0)
+    classify_products(program, iter_catalogue(data), out)
+    return {r["id"]: r["category"] for r in map(json.loads, out.read_text().splitlines())}
+
+
+def _ray_records(folder):
+    rows = ray.data.read_parquet(str(folder)).take_all()
+    return {r["id"]: r["category"] for r in rows}, [r["id"] for r in rows]
+
+
+def test_same_output_as_the_local_path_and_resume(ray_local, setup, tmp_path):
+    from dualexpert.scale import classify_file
+
+    d, data, held = setup
+    want = _local(d, data, tmp_path / "local.jsonl")
+    out = tmp_path / "ray"
+    opts = dict(threshold=0.0, workers=2, batch_size=16)
+    totals = classify_file(data, out, d / "model", shard_size=50, **opts)
+    assert totals["products"] == len(held) and totals["shards"] == 2
+    got, ids = _ray_records(out)
+    assert got == want and len(ids) == len(set(ids)) == len(held)
+    # a rerun (as after a crash) skips the finished shards
+    (out / "shard-00001").rename(tmp_path / "gone")
+    again = classify_file(data, out, d / "model", shard_size=50, **opts)
+    assert again["already_done"] == 50 and again["products"] == len(held) - 50
+    assert _ray_records(out)[0] == want
+
+
+def test_a_killed_worker_loses_and_duplicates_nothing(ray_local, setup, tmp_path):
+    from dualexpert.scale import classify_dataset
+
+    d, data, held = setup
+    want = _local(d, data, tmp_path / "local.jsonl")
+    rows = [p.model_dump(mode="json") for p in iter_catalogue(data)]
+    ds = classify_dataset(
+        ray.data.from_items(rows), d / "model", threshold=0.0, workers=2, batch_size=4
+    )
+    killed = []
+
+    def kill_one_actor():  # a stage-1 actor's process, once it is working
+        import subprocess
+
+        deadline = time.time() + 120
+        while time.time() < deadline and not killed:
+            ps = subprocess.run(["ps", "-eo", "pid=,args="], capture_output=True, text=True)
+            for line in ps.stdout.splitlines():
+                pid, _, args = line.strip().partition(" ")
+                if "ray::" in args and "DomainStage" in args and "IDLE" not in args:
+                    os.kill(int(pid), signal.SIGKILL)
+                    killed.append(int(pid))
+                    return
+            time.sleep(0.1)
+
+    t = threading.Thread(target=kill_one_actor)
+    t.start()
+    out = ds.take_all()
+    t.join()
+    assert killed, "no stage-1 actor was found to kill"
+    ids = [r["id"] for r in out]
+    assert len(ids) == len(set(ids)) == len(held)  # 0 lost, 0 duplicated
+    assert {r["id"]: r["category"] for r in out} == want
+
+
+def test_a_missing_model_is_one_clear_error(ray_local, setup, tmp_path):
+    from dualexpert.scale import classify_dataset
+
+    with pytest.raises(FileNotFoundError, match="not a saved domain expert"):
+        classify_dataset(ray.data.from_items([{"title": "x"}]), tmp_path / "nope")
+
+
+def test_cli_engine_ray(setup, tmp_path):
+    import subprocess
+    import sys
+
+    d, data, held = setup
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "dualexpert.cli", "classify", str(d / "model"), str(data)]
+    cmd += ["--out", str(out), "--engine", "ray", "--workers", "2", "--threshold", "0"]
+    cmd += ["--llm", "openai/unused", "--api-base", "http://127.0.0.1:9/v1"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    totals = json.loads(res.stdout.strip().splitlines()[-1])
+    assert totals["products"] == len(held)
+    missing = subprocess.run(
+        cmd[:4] + [str(tmp_path / "nope")] + cmd[5:], capture_output=True, text=True, env=env
+    )
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "not a saved domain expert" in " ".join(missing.stderr.split())
