@@ -29,9 +29,19 @@ import dspy
 from dspy.utils.usage_tracker import track_usage
 
 from .data import Product
-from .journal import USAGE_KEYS, IdIndex, Journal, add_usage, chunks, usage_totals
+from .journal import (
+    BLOCK,
+    USAGE_KEYS,
+    IdIndex,
+    Journal,
+    add_usage,
+    chunks,
+    release_freed_memory,
+    usage_totals,
+)
 
 log = logging.getLogger(__name__)
+TRIM_EVERY = 64  # chunks between returning freed memory to the OS
 
 
 def _record(prod: Product, pred: dspy.Prediction, usage: dict[str, int], secs: float) -> dict:
@@ -123,6 +133,32 @@ def classify_chunk(program: Any, products: list[Product], concurrency: int = 1) 
     return [next(answers) if isinstance(x, tuple) else x for x in items]
 
 
+def classified_chunks(
+    program: Any, products: Iterable[Product], chunk_size: int, concurrency: int
+) -> Iterator[list[dict]]:
+    """The records of each chunk, in input order, with the stages of consecutive chunks
+    overlapped: while the LLM answers one chunk's routed products (waiting on the network or
+    the local model), the domain expert already runs over the next chunk. At most two chunks
+    are in memory."""
+    with ThreadPoolExecutor(1) as llm_stage:
+        pending = None  # (stage-1 items, future of stage 2) of the previous chunk
+        for chunk in chunks(products, chunk_size):
+            items = stage_one(program, chunk)
+            jobs = [x for x in items if isinstance(x, tuple)]
+            ctx = contextvars.copy_context()  # dspy.context settings reach the stage-2 thread
+            future = llm_stage.submit(ctx.run, stage_two, program, jobs, concurrency)
+            if pending is not None:
+                yield _merge(*pending)
+            pending = (items, future)
+        if pending is not None:
+            yield _merge(*pending)
+
+
+def _merge(items: list[dict | Job], future: Any) -> list[dict]:
+    answers = iter(future.result())
+    return [next(answers) if isinstance(x, tuple) else x for x in items]
+
+
 def classify_iter(
     program: Any,
     products: Iterable[Product],
@@ -144,9 +180,16 @@ def classify_iter(
         ``decision``, ``fallback``, ``fallback_reason``, ``candidates``, ``usage``, ...).
     """
     seen = IdIndex()  # a repeated id is classified once
-    todo = (p for p in products if seen.add(p.id) and (skip is None or p.id not in skip))
-    for chunk in chunks(todo, chunk_size):
-        yield from classify_chunk(program, chunk, concurrency)
+
+    def todo() -> Iterator[Product]:
+        for block in chunks(products, BLOCK):
+            first = seen.add_new([p.id for p in block])
+            for p, is_first in zip(block, first, strict=True):
+                if is_first and (skip is None or p.id not in skip):
+                    yield p
+
+    for records in classified_chunks(program, todo(), chunk_size, concurrency):
+        yield from records
 
 
 def _lm_cost(lm: Any, start: int) -> float:
@@ -201,9 +244,12 @@ def classify_products(
 
     t0 = time.perf_counter()
     with journal.open() as write:
-        for todo in chunks(journal.new(products), chunk_size):
-            recs = classify_chunk(program, todo, concurrency)
+        for i, recs in enumerate(
+            classified_chunks(program, journal.new(products), chunk_size, concurrency), 1
+        ):
             write(recs)
+            if i % TRIM_EVERY == 0:
+                release_freed_memory()  # keep the resident size flat over long runs
             for r in recs:
                 totals["products"] += 1
                 totals["routed"] += int(r["routed"])

@@ -53,19 +53,22 @@ class StrictConfig(BaseModel):
             raise TypeError(f"{owner}: {problems}") from None
 
 
-def write_manifest(folder: Path, fmt: str, version: int, **content: Any) -> Path:
-    """Write ``dualexpert.json`` last and atomically, so a folder with a manifest is whole."""
+def write_manifest(
+    folder: Path, fmt: str, version: int, name: str = MANIFEST, **content: Any
+) -> Path:
+    """Write the manifest (``dualexpert.json``) last and atomically, so a folder with a
+    manifest is whole."""
     body = {"format": fmt, "format_version": version, "library_version": library_version()}
     body.update(content)
-    tmp = folder / f".{MANIFEST}.tmp"
+    tmp = folder / f".{name}.tmp"
     tmp.write_text(json.dumps(body, ensure_ascii=False, indent=1), encoding="utf-8")
-    os.replace(tmp, folder / MANIFEST)
-    return folder / MANIFEST
+    os.replace(tmp, folder / name)
+    return folder / name
 
 
-def read_manifest(folder: Path, fmt: str, version: int) -> dict[str, Any]:
+def read_manifest(folder: Path, fmt: str, version: int, name: str = MANIFEST) -> dict[str, Any]:
     """The manifest of a saved folder of kind ``fmt``; errors name the file and the fix."""
-    path = folder / MANIFEST
+    path = folder / name
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder} is not a folder")
     if not path.is_file():

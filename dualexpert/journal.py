@@ -12,10 +12,11 @@ strings. Two different ids share a hash with probability about n²/2^65 (3·10^-
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
@@ -26,49 +27,84 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 USAGE_KEYS = ("llm_calls", "prompt_tokens", "completion_tokens")
+BLOCK = 4096  # ids hashed and looked up at once
 
 
-def id_hash(value: str) -> int:
-    """A stable 64-bit hash of an id (the same in every process and on every machine)."""
-    return int.from_bytes(hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest(), "little")
+def id_hashes(values: Sequence[str]) -> np.ndarray:
+    """Stable 64-bit hashes of ids (the same in every process and on every machine)."""
+    digests = b"".join(hashlib.blake2b(v.encode("utf-8"), digest_size=8).digest() for v in values)
+    return np.frombuffer(digests, dtype="<u8").astype(np.uint64)
+
+
+def release_freed_memory() -> None:
+    """Hand memory that was freed back to the OS (glibc keeps it otherwise, and the resident
+    size of a long run creeps up with every reallocated array); a no-op elsewhere."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None
+
+
+def _in_sorted(sorted_: np.ndarray, h: np.ndarray) -> np.ndarray:
+    pos = np.searchsorted(sorted_, h)
+    pos[pos == len(sorted_)] = 0
+    return (sorted_[pos] == h) if len(sorted_) else np.zeros(len(h), dtype=bool)
 
 
 class IdIndex:
-    """A growing set of ids stored as sorted 64-bit hashes (about 8 bytes an id).
+    """A growing set of ids stored as sorted 64-bit hashes in NumPy arrays (8 bytes an id).
 
-    New ids go to a small Python set; it is merged into the sorted array when it grows past an
-    eighth of it, so adding n ids costs O(n log n) in all.
+    Ids are added a block at a time (:meth:`add_new`), vectorised, with no Python object kept
+    per id. New hashes go to a small sorted array that is merged into the main one when it
+    passes an eighth of it, so adding n ids costs O(n log n) in all and memory stays flat.
     """
 
     def __init__(self, ids: Iterable[str] = ()) -> None:
         self._sorted = np.zeros(0, dtype=np.uint64)
-        self._recent: set[int] = set()
-        for i in ids:
-            self.add(i)
+        self._recent = np.zeros(0, dtype=np.uint64)
+        for block in chunks(ids, BLOCK):
+            self.add_new(block)
 
     def __len__(self) -> int:
         return len(self._sorted) + len(self._recent)
 
     def __contains__(self, value: str) -> bool:
-        return self._has(id_hash(value))
+        return bool(self.contains([value])[0])
 
-    def _has(self, h: int) -> bool:
-        if h in self._recent:
-            return True
-        pos = int(np.searchsorted(self._sorted, np.uint64(h)))
-        return pos < len(self._sorted) and int(self._sorted[pos]) == h
+    def contains(self, values: Sequence[str]) -> np.ndarray:
+        """Whether each id is in the index (a boolean array)."""
+        h = id_hashes(values)
+        return _in_sorted(self._sorted, h) | _in_sorted(self._recent, h)
 
     def add(self, value: str) -> bool:
-        """Add an id; returns False if it was there already."""
-        h = id_hash(value)
-        if self._has(h):
-            return False
-        self._recent.add(h)
-        if len(self._recent) > max(4096, len(self._sorted) // 8):
-            fresh = np.fromiter(self._recent, dtype=np.uint64, count=len(self._recent))
-            self._sorted = np.union1d(self._sorted, fresh)
-            self._recent.clear()
-        return True
+        """Add one id; returns False if it was there already."""
+        return bool(self.add_new([value])[0])
+
+    def add_new(self, values: Sequence[str]) -> np.ndarray:
+        """Add a block of ids; returns which of them were new (a repeat within the block counts
+        once, at its first place)."""
+        if not values:
+            return np.zeros(0, dtype=bool)
+        h = id_hashes(values)
+        known = _in_sorted(self._sorted, h) | _in_sorted(self._recent, h)
+        _, first = np.unique(h, return_index=True)
+        new = np.zeros(len(h), dtype=bool)
+        new[first] = True
+        new &= ~known
+        if new.any():
+            self._recent = np.union1d(self._recent, h[new])
+            if len(self._recent) > max(BLOCK * 16, len(self._sorted) // 8):
+                self._sorted = np.union1d(self._sorted, self._recent)
+                self._recent = np.zeros(0, dtype=np.uint64)
+                release_freed_memory()
+        return new
 
 
 def read_records(path: str | Path) -> Iterator[dict[str, Any]]:
@@ -159,20 +195,23 @@ class Journal:
         return self._done
 
     def new(self, items: Iterable[Any], key: Callable[[Any], str] | None = None) -> Iterator[Any]:
-        """The items still to do, lazily: not in the file, and not seen earlier in ``items``."""
+        """The items still to do, lazily (a block at a time): not in the file, and not seen
+        earlier in ``items``."""
         key = key or (lambda x: str(getattr(x, self.key)))
         done, seen = self.done(), IdIndex()
-        for item in items:
-            k = key(item)
-            if not seen.add(k):
-                self.duplicate_ids += 1
-                if self.duplicate_ids == 1:
-                    log.warning("id %r appears more than once; only its first record is kept", k)
-                continue
-            if k in done:
-                self.already_done += 1
-                continue
-            yield item
+        for block in chunks(items, BLOCK):
+            keys = [key(x) for x in block]
+            first = seen.add_new(keys)
+            finished = done.contains(keys) if len(done) else np.zeros(len(keys), dtype=bool)
+            for item, k, is_first, is_done in zip(block, keys, first, finished, strict=True):
+                if not is_first:
+                    self.duplicate_ids += 1
+                    if self.duplicate_ids == 1:
+                        log.warning("id %r appears more than once; only its first is kept", k)
+                elif is_done:
+                    self.already_done += 1
+                else:
+                    yield item
 
     @contextmanager
     def open(self) -> Iterator[Callable[[Iterable[dict[str, Any]]], int]]:

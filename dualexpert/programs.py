@@ -10,6 +10,7 @@ from typing import Any
 
 import dspy
 
+from .estimator import library_version
 from .general import GeneralExpert
 
 
@@ -27,7 +28,7 @@ def save_program(program: dspy.Module, path: str | Path, meta: Mapping[str, Any]
     strip_lms(prog)
     prog.save(str(path))
     state = json.loads(path.read_text(encoding="utf-8"))
-    info = {"program": type(program).__name__}
+    info = {"program": type(program).__name__, "library_version": library_version()}
     if hasattr(program, "strategy"):
         info["strategy"] = program.strategy
     info.update(meta or {})

@@ -32,8 +32,9 @@ def cgroup_cpu_quota(path: Path = CGROUP_CPU_MAX) -> int | None:
         return None
 
 
-def available_cpus() -> int:
-    """min(affinity, cgroup quota, OMP_NUM_THREADS if set), at least 1."""
+def machine_cpus() -> int:
+    """The cores this process may run on: min(affinity, cgroup quota), at least 1 (what a pool
+    of worker processes may share; ``OMP_NUM_THREADS`` is a per-process thread count)."""
     try:
         n = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -41,6 +42,12 @@ def available_cpus() -> int:
     quota = cgroup_cpu_quota()
     if quota is not None:
         n = min(n, quota)
+    return max(1, n)
+
+
+def available_cpus() -> int:
+    """min(affinity, cgroup quota, OMP_NUM_THREADS if set), at least 1."""
+    n = machine_cpus()
     omp = os.environ.get("OMP_NUM_THREADS", "").strip()
     if omp.isdigit() and int(omp) > 0:
         n = min(n, int(omp))

@@ -21,8 +21,12 @@ from typing import Any
 import dspy
 import numpy as np
 
+from ..estimator import read_manifest, write_manifest
+from ..journal import Journal, read_records
 from ..signatures import SummariseCategory
 from ..text import trim_to_sentence
+
+FORMAT, FORMAT_VERSION = "summary-index", 1
 
 
 def diverse_sample(embeddings: np.ndarray, n: int, seed: int = 0) -> list[int]:
@@ -149,13 +153,8 @@ class SummaryIndex:
             if p.category is not None:
                 by_cat[taxonomy.by_path(p.category).id].append(p.text(300))
         todo = list(categories) if categories is not None else [c.id for c in taxonomy.leaves]
-        done: dict[str, str] = {}
-        jpath = Path(journal) if journal else None
-        if jpath and jpath.exists():
-            for line in jpath.read_text(encoding="utf-8").splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    done[rec["id"]] = rec["summary"]
+        log = Journal(journal) if journal else None
+        done = {r["id"]: r["summary"] for r in log.records()} if log else {}
         for cid, s in done.items():
             if cid in todo:
                 self.update(cid, s)
@@ -174,11 +173,9 @@ class SummaryIndex:
                 examples=examples,
             )
             self.update(cid, pred.summary)
-            if jpath:
-                with jpath.open("a", encoding="utf-8") as f:
-                    f.write(
-                        json.dumps({"id": cid, "summary": pred.summary}, ensure_ascii=False) + "\n"
-                    )
+            if log:
+                with log.open() as write:
+                    write([{"id": cid, "summary": pred.summary}])
             if progress:
                 progress(i + 1, len(todo))
         self.built_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -218,7 +215,7 @@ class SummaryIndex:
             "count": len(self.summaries),
             "built_at": self.built_at,
         }
-        (d / "meta.json").write_text(json.dumps(meta, indent=1))
+        write_manifest(d, FORMAT, FORMAT_VERSION, name="meta.json", **meta)
         return d
 
     @classmethod
@@ -227,13 +224,13 @@ class SummaryIndex:
 
         d = Path(folder)
         meta = json.loads((d / "meta.json").read_text())
+        if "format" in meta:  # indexes saved before 0.2 carry no format or versions
+            meta = read_manifest(d, FORMAT, FORMAT_VERSION, name="meta.json")
         self = cls(embedder=meta["embedder"])
         self.built_at = meta.get("built_at")
-        for line in (d / "summaries.jsonl").read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                rec = json.loads(line)
-                self._ids.append(rec["id"])
-                self.summaries[rec["id"]] = rec["summary"]
+        for rec in read_records(d / "summaries.jsonl"):
+            self._ids.append(rec["id"])
+            self.summaries[rec["id"]] = rec["summary"]
         if (d / "index.faiss").exists():
             self._index = faiss.read_index(str(d / "index.faiss"))
             if self._index.ntotal != len(self._ids) or self._index.d != meta["dimension"]:

@@ -5,9 +5,6 @@ input order kept, and resume after kill -9 with nothing lost or duplicated."""
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -26,6 +23,7 @@ from dualexpert.pipeline import DualExpert
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from fake_llm_server import FakeLLM  # noqa: E402
+from kill_and_resume import kill_twice_then_finish  # noqa: E402
 
 pytestmark = pytest.mark.slow
 
@@ -161,24 +159,6 @@ def test_streaming_reader_is_lazy(tmp_path):
         list(it)
 
 
-def _kill_twice_then_finish(cmd: list[str], out: Path) -> subprocess.CompletedProcess:
-    """Run ``cmd`` and SIGKILL it once 4 and once 12 records are written; then run it to the
-    end and return that run."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    for wait_lines in (4, 12):
-        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.time() + 120
-        while time.time() < deadline:
-            if out.exists() and len(out.read_bytes().splitlines()) >= wait_lines:
-                break
-            time.sleep(0.05)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
-    return res
-
-
 def _nothing_lost_or_duplicated(out: Path, held: list) -> None:
     ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
     assert sorted(ids) == sorted(p.id for p in held)  # 0 lost
@@ -194,7 +174,7 @@ def test_kill_9_twice_then_resume_loses_and_duplicates_nothing(model, tmp_path):
     cmd = cli + [str(d / "held.jsonl"), "--out", str(out), "--llm", "openai/fake"]
     cmd += ["--api-base", srv.url, "--threshold", "0.6", "--chunk-size", "4"]
     try:
-        res = _kill_twice_then_finish(cmd + ["--concurrency", "2"], out)
+        res = kill_twice_then_finish(cmd + ["--concurrency", "2"], out)
     finally:
         srv.stop()
     _nothing_lost_or_duplicated(out, held)
@@ -206,7 +186,7 @@ def test_predict_killed_twice_resumes_exactly(model, tmp_path):
     d, held = model["dir"], model["held"]
     out = tmp_path / "topk.jsonl"
     cli = [sys.executable, "-m", "dualexpert.cli", "predict", str(d / "model")]
-    res = _kill_twice_then_finish(
+    res = kill_twice_then_finish(
         cli + [str(d / "held.jsonl"), "--out", str(out), "--batch-size", "4", "--k", "2"], out
     )
     _nothing_lost_or_duplicated(out, held)

@@ -131,6 +131,16 @@ def test_parts_that_do_not_belong_together_are_refused(fitted, tmp_path, monkeyp
     (bad / "tokenizer.json").unlink()  # used to load with a 5-token vocabulary
     with pytest.raises(FileNotFoundError, match="tokenizer.json"):
         DomainExpert.load(bad)
+    no_tax = tmp_path / "no-taxonomy"
+    shutil.copytree(tmp_path / "m", no_tax)
+    (no_tax / "taxonomy.json").unlink()
+    with pytest.raises(FileNotFoundError, match="taxonomy.json"):
+        DomainExpert.load(no_tax)
+    broken = tmp_path / "broken-manifest"
+    shutil.copytree(tmp_path / "m", broken)
+    (broken / "dualexpert.json").write_text('{"format": "domain-exp')
+    with pytest.raises(ValueError, match="dualexpert.json is not valid JSON"):
+        DomainExpert.load(broken)
     cut = tmp_path / "truncated"
     shutil.copytree(tmp_path / "m", cut)
     weights = cut / "model.safetensors"

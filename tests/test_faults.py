@@ -208,3 +208,19 @@ def test_train_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
 
     back = DomainExpert.load(out)
     assert len(back.predict_topk([r["title"] for r in rows[:3]], k=2)) == 3
+
+
+def test_the_ray_engine_without_ray_names_the_extra(monkeypatch, tmp_path):
+    import sys
+
+    from dualexpert.scale import require_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
+    with pytest.raises(ImportError, match=r"dualexpert\[ray\]"):
+        require_ray()
+    f = tmp_path / "c.csv"
+    f.write_text("title\nMouse\n")
+    res = runner.invoke(
+        app, ["classify", str(tmp_path), str(f), "--out", str(tmp_path / "o"), "--engine", "ray"]
+    )
+    assert res.exit_code != 0 and "dualexpert[ray]" in " ".join(res.output.split())

@@ -10,14 +10,15 @@ from dualexpert.journal import IdIndex, Journal, chunks, drop_torn_tail, read_re
 
 def test_id_index_is_a_set_across_merges():
     rng = random.Random(0)
-    ids = [f"sku-{rng.getrandbits(40)}" for _ in range(30_000)]
+    ids = [f"sku-{i}-{rng.getrandbits(40)}" for i in range(200_000)]
     index = IdIndex()
-    added = [index.add(i) for i in ids]
-    assert all(added)  # 30K distinct ids, several merges into the sorted array
-    assert len(index) == 30_000 and len(index._sorted) > 0
-    assert all(i in index for i in ids[::97])
-    assert not any(f"other-{n}" in index for n in range(2000))
-    assert index.add(ids[5]) is False and len(index) == 30_000
+    new = [index.add_new(ids[i : i + 4096]) for i in range(0, len(ids), 4096)]
+    assert all(b.all() for b in new)  # 200K distinct ids, merged into the sorted array
+    assert len(index) == 200_000 and len(index._sorted) > 0
+    assert index.contains(ids[::97]).all()
+    assert not index.contains([f"other-{n}" for n in range(2000)]).any()
+    assert index.add(ids[5]) is False and len(index) == 200_000
+    assert index.add_new(["a", "b", "a", ids[0]]).tolist() == [True, True, False, False]
 
 
 def test_journal_resumes_after_a_torn_line_and_drops_repeats(tmp_path):

@@ -100,3 +100,20 @@ def test_cli_rationales_real_llm(pairs, tmp_path):
     assert len(rows) == 2 and all(r["rationale"].strip() for r in rows)
     res = CliRunner().invoke(app, args)  # a rerun has nothing left to do
     assert res.exit_code == 0 and '"skipped": 2' in res.output
+
+
+def test_cli_rationales_killed_twice_resumes_exactly(tmp_path):
+    import sys
+
+    from kill_and_resume import kill_twice_then_finish
+
+    csv_path, _ = write_pairs(tmp_path)
+    out = tmp_path / "r.jsonl"
+    cmd = [sys.executable, "-m", "dualexpert.cli", "rationales", str(csv_path), "--out", str(out)]
+    cmd += ["--llm", "smollm2", "--split", "all", "--sample", "10"]
+    res = kill_twice_then_finish(cmd, out, waits=(2, 5))
+    ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]
+    totals = json.loads(res.stderr[res.stderr.index("{") :].replace("\n", ""))
+    assert len(ids) == len(set(ids))  # nothing written twice
+    assert totals["skipped"] >= 5 and totals["skipped"] + totals["written"] + totals["failed"] == 10
+    assert len(ids) == totals["skipped"] + totals["written"]  # nothing lost

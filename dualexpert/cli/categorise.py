@@ -323,8 +323,9 @@ def classify(
     run on Ray Data; --out is then a folder of Parquet shards, and a rerun skips finished ones.
     """
     if engine == "ray":
-        from ..scale import classify_file
+        from ..scale import classify_file, require_ray
 
+        require_ray()  # a missing extra is one line, before anything starts
         with user_errors(), progress_bar() as prog:
             task = prog.add_task("classify (ray)", total=None)
             totals = classify_file(

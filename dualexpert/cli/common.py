@@ -26,6 +26,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     ValueError,  # RecordError, bad JSON, bad config values, corrupt Parquet (ArrowInvalid)
     TypeError,  # unknown or wrongly typed estimator options
     OSError,  # missing files, a folder given as a file, permissions, a full disk
+    ImportError,  # an optional extra that is not installed (the message names it)
     json.JSONDecodeError,
 )
 settings = {"verbose": False}  # set by the app's callback
@@ -57,7 +58,9 @@ ThreadsOpt = Annotated[
 
 def fail(message: object, code: int = EXIT_BAD_INPUT) -> NoReturn:
     """Print one error line and leave with ``code``."""
-    console.print(f"[red]error:[/red] {message}", highlight=False)
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(str(message))}", highlight=False)
     raise typer.Exit(code)
 
 
@@ -127,7 +130,7 @@ def report_skipped(path: Path, skipped: int, errors: list) -> None:
     if skipped:
         console.print(f"[yellow]skipped {skipped} bad record(s) in {path}[/yellow]")
         for e in errors[:5]:
-            console.print(f"  {e}")
+            console.print(f"  {e}", markup=False, highlight=False)
 
 
 def progress_bar(stats_fields: bool = False) -> Progress:

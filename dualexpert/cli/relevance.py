@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from ..threads import apply_threads
-from .common import ApiBaseOpt, ThreadsOpt, console, fail, progress_bar, user_errors
+from .common import ApiBaseOpt, LlmOpt, ThreadsOpt, console, fail, progress_bar, user_errors
 
 relevance_app = typer.Typer(no_args_is_help=True, help="Query–product relevance scoring.")
 
@@ -38,7 +38,7 @@ def _pairs(path: Path, split: str, test_fraction: float, seed: int, sample: int 
 def rationales(
     pairs: Annotated[Path, typer.Argument(help="Labelled pairs (CSV/JSONL/Parquet).")],
     out: Annotated[Path, typer.Option(help="Rationale JSONL; a rerun resumes it.")],
-    llm: Annotated[str | None, typer.Option(help="qwen-1.5b, smollm2, a .gguf or LiteLLM.")] = None,
+    llm: LlmOpt = None,
     api_base: ApiBaseOpt = None,
     split: SplitOpt = "train",
     test_fraction: TestFracOpt = 0.2,

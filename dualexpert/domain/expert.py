@@ -27,7 +27,7 @@ from ..estimator import StrictConfig, load_manifest, saved_folder, verify_files
 from ..models import resolve_encoder
 from ..phased_trainer import TimedCheckpoints
 from ..taxonomy import Taxonomy, UnknownCategoryError
-from ..threads import available_cpus
+from ..threads import available_cpus, machine_cpus
 from ..training import (
     is_main_process,
     resume_point,
@@ -185,7 +185,7 @@ class DomainExpert:
         cfg = self.config
         torch.manual_seed(cfg.seed)
         # affinity, cgroup quota, OMP_NUM_THREADS; shared by the processes of a DDP run
-        torch.set_num_threads(max(1, available_cpus() // world_size()))
+        torch.set_num_threads(max(1, min(available_cpus(), machine_cpus() // world_size())))
         prods = [as_product(p) for p in products]
         if not prods:
             raise ValueError("no products to fit on")

@@ -69,17 +69,26 @@ def local_model(model: str | Path) -> Path:
 
 
 class _Stage:
-    """What both stages' actors share: the dual expert, loaded once per actor."""
+    """What both stages' actors share: the dual expert, loaded once per actor, when the actor
+    first needs it (a stage-2 actor that only passes confident rows on never loads it)."""
 
     def __init__(self, model: str, options: dict[str, Any], llm: dict[str, Any] | None) -> None:
-        from ..lm import configure_lm
-        from ..pipeline import load_dual_expert
         from ..threads import apply_threads
 
         apply_threads(1)  # one core per actor: several actors share a node
-        if llm is not None:
-            configure_lm(**llm)
-        self.program = load_dual_expert(local_model(model), **options)
+        self.model, self.options, self.llm = model, options, llm
+        self._program: Any = None
+
+    @property
+    def program(self) -> Any:
+        if self._program is None:
+            from ..lm import configure_lm
+            from ..pipeline import load_dual_expert
+
+            if self.llm is not None:
+                configure_lm(**self.llm)
+            self._program = load_dual_expert(local_model(self.model), **self.options)
+        return self._program
 
 
 class DomainStage(_Stage):
@@ -131,8 +140,10 @@ class GeneralStage(_Stage):
                 jobs.append((prod, cands, self.program.route(cands), job["seconds"]))
                 where.append(i)
         records = [json.loads(r["record"]) if r["record"] else None for r in rows]
-        for i, rec in zip(where, stage_two(self.program, jobs, self.concurrency), strict=True):
-            records[i] = rec
+        if jobs:
+            answers = stage_two(self.program, jobs, self.concurrency)
+            for i, rec in zip(where, answers, strict=True):
+                records[i] = rec
         return pa.Table.from_pylist([_output_row(rec) for rec in records])
 
 
@@ -221,7 +232,7 @@ def classify_dataset(
         batch_size=batch_size,
         batch_format="pyarrow",
         concurrency=1,
-        num_cpus=0.5,
+        num_cpus=0.5,  # it mostly waits on the LLM
         ray_remote_args_fn=_retry,
     )
 
@@ -265,7 +276,10 @@ def classify_file(
     if "://" not in str(model):
         local_model(model)  # checked before Ray starts
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        from ..threads import machine_cpus
+
+        local = {} if address else {"num_cpus": machine_cpus()}  # cores, not threads per process
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     stats = ReadStats()

@@ -1,0 +1,179 @@
+"""Scale-out (issue 16), side by side in one run on this machine:
+
+1. ``classify`` of N generated products, nothing routed: the local path against
+   ``--engine ray`` with 1 and 2 workers (wall time with start-up, products/s, peak RSS of the
+   largest stage-1 worker).
+2. Domain-expert training with 1 and 2 DDP processes (torchrun, gloo): steps/s and samples/s
+   as the Hugging Face Trainer reports them.
+
+Every run is a real subprocess. Prints a table and writes JSON.
+
+    python benchmarks/scale_out.py --n 20000 --train-n 2000
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+import time
+from datetime import date
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from classify_scale import NO_LLM, parquet_file, small_model  # noqa: E402
+from throughput import cpu_name  # noqa: E402
+
+CLI = [sys.executable, "-m", "dualexpert.cli"]
+OUT = ROOT / "benchmarks" / "results" / "scale_out.json"
+FIT = textwrap.dedent(
+    """
+    import json, os, sys
+    from dualexpert.data import load_catalogue
+    from dualexpert.domain import DomainExpert
+
+    prods = load_catalogue(sys.argv[1], "mwpd").products[: int(sys.argv[3])]
+    e = DomainExpert(epochs=1.0, lexical=False, logging_steps=10, seed=0)
+    e.fit(prods, output_dir=sys.argv[2], progress=False)
+    if int(os.environ.get("RANK", "0")) == 0:
+        json.dump(e.train_log, open(sys.argv[2] + ".log.json", "w"))
+    """
+)
+
+
+class PeakRSS(threading.Thread):
+    """The largest resident set of any process whose command line holds ``marker``, sampled."""
+
+    def __init__(self, marker: str) -> None:
+        super().__init__(daemon=True)
+        self.marker, self.peak_mb, self.stop = marker, 0.0, threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            ps = subprocess.run(["ps", "-eo", "rss=,args="], capture_output=True, text=True)
+            for line in ps.stdout.splitlines():
+                rss, _, args = line.strip().partition(" ")
+                if self.marker in args:
+                    self.peak_mb = max(self.peak_mb, int(rss) / 1024)
+            time.sleep(0.25)
+
+
+def timed(cmd: list[str], env: dict, marker: str | None = None) -> tuple[float, float]:
+    watch = PeakRSS(marker) if marker else None
+    if watch:
+        watch.start()
+    t0 = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    if watch:
+        watch.stop.set()
+    if res.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
+    return wall, watch.peak_mb if watch else 0.0
+
+
+def classify_runs(work: Path, n: int, env: dict) -> dict:
+    model = small_model(work, tiny=False)
+    data = parquet_file(work, n)
+    base = [*CLI, "classify", str(model), str(data), *NO_LLM, "--chunk-size", "256"]
+    rows = {}
+    out = work / f"local-{n}.jsonl"
+    out.unlink(missing_ok=True)
+    wall, _ = timed([*base, "--out", str(out), "--threads", "2"], env)
+    rows["local (2 threads)"] = {"seconds": wall, "products_s": n / wall}
+    for w in (1, 2):
+        folder = work / f"ray-{n}-w{w}"
+        subprocess.run(["rm", "-rf", str(folder)])
+        wall, peak = timed(
+            [*base, "--out", str(folder), "--engine", "ray", "--workers", str(w)],
+            env,
+            marker="DomainStage",
+        )
+        rows[f"ray, {w} worker(s)"] = {
+            "seconds": wall,
+            "products_s": n / wall,
+            "peak_worker_rss_mb": peak,
+        }
+        print(f"  ray {w} worker(s): {wall:.0f} s", flush=True)
+    local = rows["local (2 threads)"]["seconds"]
+    for r in rows.values():
+        r["vs_local"] = r["seconds"] / local
+    return rows
+
+
+def ddp_runs(work: Path, train_n: int, env: dict) -> dict:
+    data = ROOT.parent / "shared" / "data" / "mwpd" / "train.jsonl"
+    if not data.exists():
+        return {"skipped": f"{data} is absent"}
+    script = work / "fit.py"
+    script.write_text(FIT)
+    rows = {}
+    for nproc in (1, 2):
+        ck = work / f"ddp-{nproc}"
+        subprocess.run(["rm", "-rf", str(ck), f"{ck}.log.json"])
+        run = [sys.executable, str(script)] if nproc == 1 else [
+            sys.executable, "-m", "torch.distributed.run", "--standalone",
+            f"--nproc_per_node={nproc}", str(script),
+        ]  # fmt: skip
+        threads = str(2 // nproc)
+        cmd = [*run, str(data), str(ck), str(train_n)]
+        wall, _ = timed(cmd, dict(env, OMP_NUM_THREADS=threads))
+        final = [x for x in json.loads(Path(f"{ck}.log.json").read_text()) if "train_runtime" in x]
+        rows[f"{nproc} process(es) x {threads} thread(s)"] = {
+            "wall_seconds": wall,
+            "train_seconds": final[-1]["train_runtime"],
+            "steps_s": final[-1]["train_steps_per_second"],
+            "samples_s": final[-1]["train_samples_per_second"],
+        }
+        print(f"  DDP {nproc}: {final[-1]['train_runtime']:.0f} s", flush=True)
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--n", type=int, default=20_000)
+    ap.add_argument("--train-n", type=int, default=2_000)
+    ap.add_argument("--parts", default="classify,ddp")
+    ap.add_argument("--work", type=Path, default=None)
+    args = ap.parse_args()
+    work = args.work or Path(tempfile.mkdtemp(prefix="scale-out-"))
+    work.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    res: dict = json.loads(OUT.read_text()) if OUT.exists() else {}
+    if "classify" in args.parts:
+        res["classify"] = {"n": args.n, "rows": classify_runs(work, args.n, env)}
+    if "ddp" in args.parts:
+        res["ddp"] = {"n": args.train_n, "rows": ddp_runs(work, args.train_n, env)}
+    res["meta"] = {
+        "date": str(date.today()),
+        "machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.machine()}",
+        "command": " ".join(sys.argv),
+    }
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(res, indent=1))
+    if "classify" in res:
+        print(f"\n| classify, {res['classify']['n']:,} products | seconds | products/s | "
+              "vs local | peak worker RSS |\n|---|---|---|---|---|")  # fmt: skip
+        for name, r in res["classify"]["rows"].items():
+            peak = f"{r['peak_worker_rss_mb']:.0f} MB" if r.get("peak_worker_rss_mb") else ""
+            print(f"| {name} | {r['seconds']:.0f} | {r['products_s']:.0f} | "
+                  f"{r['vs_local']:.2f}x | {peak} |")  # fmt: skip
+    if "ddp" in res and "rows" in res["ddp"] and "skipped" not in res["ddp"]["rows"]:
+        print(f"\n| DDP training, {res['ddp']['n']:,} MWPD products, 1 epoch | train s | "
+              "steps/s | samples/s |\n|---|---|---|---|")  # fmt: skip
+        for name, r in res["ddp"]["rows"].items():
+            print(f"| {name} | {r['train_seconds']:.0f} | {r['steps_s']:.2f} | "
+                  f"{r['samples_s']:.1f} |")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
