@@ -123,7 +123,7 @@ def distill(
             batch_size=batch_size,
             learning_rate=learning_rate,
             seed=seed,
-        ).fit(todo, rat, output_dir=out / "checkpoints", resume=resume)
+        ).fit(todo, rat, output_dir=out.with_name(f"{out.name}.checkpoints"), resume=resume)
     model.save(out)
     console.print(f"exported CrossEncoder to {out} ({len(todo)} training pairs)")
 
