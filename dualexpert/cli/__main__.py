@@ -2,4 +2,5 @@
 
 from . import app
 
-app(prog_name="dualexpert")
+if __name__ == "__main__":  # importing this module (a package walk) must not run the app
+    app(prog_name="dualexpert")
