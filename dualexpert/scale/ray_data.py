@@ -110,9 +110,10 @@ class DomainStage(_Stage):
                     "candidates": [[c.id, list(c.path), c.probability] for c in cands],
                     "seconds": secs,
                 }
-                rows.append({"id": prod.id, "record": "", "job": json.dumps(job)})
-            else:
-                rows.append({"id": item["id"], "record": json.dumps(item), "job": ""})
+                blank = dict.fromkeys(OUTPUT_COLUMNS, None)
+                rows.append({**blank, "id": prod.id, "record": "", "job": json.dumps(job)})
+            else:  # final already: stage 2 passes it on without parsing it again
+                rows.append({**_output_row(item), "job": ""})
         return pa.Table.from_pylist(rows)
 
 
@@ -139,12 +140,12 @@ class GeneralStage(_Stage):
                 prod = Product(**job["product"])
                 jobs.append((prod, cands, self.program.route(cands), job["seconds"]))
                 where.append(i)
-        records = [json.loads(r["record"]) if r["record"] else None for r in rows]
+        out = [{k: v for k, v in r.items() if k != "job"} for r in rows]
         if jobs:
             answers = stage_two(self.program, jobs, self.concurrency)
             for i, rec in zip(where, answers, strict=True):
-                records[i] = rec
-        return pa.Table.from_pylist([_output_row(rec) for rec in records])
+                out[i] = _output_row(rec)
+        return pa.Table.from_pylist(out)
 
 
 def _product_fields(row: dict[str, Any]) -> dict[str, Any]:
