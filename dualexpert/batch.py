@@ -120,19 +120,6 @@ def _arity(fn: Callable[..., Any]) -> int:
         return 1
 
 
-def classify_chunk(program: Any, products: list[Product], concurrency: int = 1) -> list[dict]:
-    """Both stages on one chunk; one record per product, in the chunk's order.
-
-    Args:
-        program: a :class:`dualexpert.pipeline.DualExpert`.
-        products: the chunk.
-        concurrency: LLM requests in flight at once.
-    """
-    items = stage_one(program, products)
-    answers = iter(stage_two(program, [x for x in items if isinstance(x, tuple)], concurrency))
-    return [next(answers) if isinstance(x, tuple) else x for x in items]
-
-
 def classified_chunks(
     program: Any, products: Iterable[Product], chunk_size: int, concurrency: int
 ) -> Iterator[list[dict]]:
