@@ -126,13 +126,13 @@ def summarise(runs: list[dict]) -> dict[str, dict[str, list[float]]]:
     return out
 
 
-def print_table(runs: list[dict]) -> None:
+def print_table(runs: list[dict], columns: tuple[str, ...] = COLUMNS) -> None:
     summary = summarise(runs)
-    print(f"| system ({len(runs)} seeds) | " + " | ".join(COLUMNS) + " |")
-    print("|---|" + "---|" * len(COLUMNS))
+    print(f"| system ({len(runs)} seeds) | " + " | ".join(columns) + " |")
+    print("|---|" + "---|" * len(columns))
     for name, cols in summary.items():
         cells = []
-        for c in COLUMNS:
+        for c in columns:
             mean, half = mean_ci(cols[c])
             cells.append(f"{mean:.4f}" + (f" ± {half:.4f}" if len(cols[c]) > 1 else ""))
         print(f"| {name} | " + " | ".join(cells) + " |")
@@ -153,12 +153,16 @@ def main() -> None:
         runs.append(run_seed(args, seed, train, test, counts))
         print(f"seed {seed}: cross-fitted w {runs[-1]['cross_fit_w']}", flush=True)
     print_table(runs)
+    write_results(out, args.dataset, runs, len(test))
+
+
+def write_results(out: Path, dataset: str, runs: list[dict], n_test: int) -> None:
     meta = {
         "date": str(date.today()),
         "machine": f"{os.cpu_count()} CPU cores",
         "command": " ".join(sys.argv),
-        "dataset": args.dataset,
-        "n_test": len(test),
+        "dataset": dataset,
+        "n_test": n_test,
     }
     out.write_text(json.dumps({"meta": meta, "runs": runs}, indent=1))
     print(f"wrote {out}")

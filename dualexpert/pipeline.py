@@ -6,6 +6,7 @@ Data flows one way: product → domain expert (top-K + probabilities) → router
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from .general import GeneralExpert
 from .retriever import DomainRetriever
 
 REPRESENTATIONS = ("leaf", "path", "descriptive", "summary")
+log = logging.getLogger(__name__)
 
 
 class DualExpert(dspy.Module):
@@ -168,6 +170,11 @@ class DualExpert(dspy.Module):
         )
 
 
+GENERALS = ("auto", "reranker", "llm")
+RERANKER = "reranker"  # the subfolder of a saved domain expert that holds its reranker
+RERANKER_FUSION_WEIGHT = 1.0  # the reranker's log-probabilities fused as an equal expert
+
+
 def load_dual_expert(
     model: str | Path,
     strategy: str = "zero_shot",
@@ -177,34 +184,80 @@ def load_dual_expert(
     summaries: str | Path | None = None,
     fusion_weight: float | None = None,
     program: str | Path | None = None,
+    general: str = "auto",
+    llm_tier: float = 0.0,
 ) -> DualExpert:
     """A :class:`DualExpert` over a saved domain expert folder, as the CLI builds it.
 
     Args:
         model: a saved :class:`~dualexpert.domain.DomainExpert` folder.
-        strategy: the general expert's prompt strategy (see :class:`GeneralExpert`).
+        strategy: the LLM's prompt strategy (see :class:`GeneralExpert`).
         representation: how candidates are shown: leaf, path, descriptive or summary.
         k: candidates from the domain expert.
-        threshold: products at least this confident skip the LLM.
+        threshold: products at least this confident skip the general expert.
         summaries: a saved summary index folder (needed for ``representation="summary"``).
-        fusion_weight: see :class:`DualExpert`.
-        program: a compiled general expert (DSPy JSON from ``dualexpert optimize``); the
+        fusion_weight: see :class:`DualExpert`; with the reranker, ``None`` means
+            ``RERANKER_FUSION_WEIGHT``.
+        program: a compiled LLM general expert (DSPy JSON from ``dualexpert optimize``); the
             strategy it was compiled for is read from it.
+        general: ``"auto"``: the model's cross-encoder reranker (``MODEL/reranker``, trained by
+            ``dualexpert train``) when it has one and the representation is the one it was
+            trained on, else the LLM; ``"reranker"``: the reranker (an error without one);
+            ``"llm"``: the LLM (the paper's general expert).
+        llm_tier: with the reranker, products whose reranked top probability is below this
+            also go to the LLM, as a last tier (0: the LLM is never called).
     """
     from .domain import DomainExpert
     from .indexes import SummaryIndex
 
-    de = DualExpert(
+    if general not in GENERALS:
+        raise ValueError(f"general must be one of {GENERALS}, not {general!r}")
+    llm: Any = GeneralExpert(strategy)
+    if program:
+        from .programs import load_program
+
+        llm = load_program(program, strategy=None)
+    expert: Any = llm
+    reranker = _reranker(Path(model), general, representation)
+    if reranker is not None:
+        from .reranker import CascadeExpert, RerankerExpert
+
+        expert = RerankerExpert(reranker)
+        if llm_tier > 0:
+            expert = CascadeExpert(expert, llm, threshold=llm_tier)
+        if fusion_weight is None:
+            fusion_weight = RERANKER_FUSION_WEIGHT
+    return DualExpert(
         DomainExpert.load(model),
-        GeneralExpert(strategy),
+        expert,
         k=k,
         threshold=threshold,
         representation=representation,
         summaries=SummaryIndex.load(summaries) if summaries else None,
         fusion_weight=fusion_weight,
     )
-    if program:
-        from .programs import load_program
 
-        de.general = load_program(program, strategy=None)
-    return de
+
+def _reranker(model: Path, general: str, representation: str) -> Any:
+    """The model's reranker when ``general`` asks for it (and can have it), else None."""
+    folder = model / RERANKER
+    if general == "llm" or (general == "auto" and not folder.is_dir()):
+        return None
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"{folder} is missing: this model has no reranker (train one with "
+            "`dualexpert train`, or use --general llm)"
+        )
+    from .reranker import CategoryReranker
+
+    reranker = CategoryReranker.load(folder)
+    if reranker.config.representation != representation:
+        if general == "reranker":
+            raise ValueError(
+                f"the reranker was trained on {reranker.config.representation!r} candidates, "
+                f"not {representation!r}; use --representation "
+                f"{reranker.config.representation} or --general llm"
+            )
+        log.info("representation %r: the LLM is the general expert", representation)
+        return None
+    return reranker

@@ -19,7 +19,9 @@ from .common import (
     EXIT_BUDGET,
     ApiBaseOpt,
     ColumnsOpt,
+    GeneralOpt,
     LlmOpt,
+    LlmTierOpt,
     QuantizeOpt,
     SkipOpt,
     ThreadsOpt,
@@ -66,9 +68,17 @@ def train(
             min=1, help="Training processes (DDP through torchrun: gloo on CPU, NCCL on GPU)."
         ),
     ] = 1,
+    reranker: Annotated[
+        bool,
+        typer.Option(
+            help="Also train the cross-encoder reranker (the default general expert, saved "
+            "in OUT/reranker) on the hardest training products."
+        ),
+    ] = True,
 ) -> None:
-    """Fine-tune the domain expert. Re-running with the same --out resumes from checkpoints
-    (kept beside the model, in OUT.checkpoints, and refused if another run wrote them)."""
+    """Fine-tune the domain expert (encoder + lexical expert), then its cross-encoder reranker.
+    Re-running with the same --out resumes from checkpoints (kept beside the model, in
+    OUT.checkpoints, and refused if another run wrote them)."""
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         from ..training import torchrun
 
@@ -100,9 +110,18 @@ def train(
     tax = Taxonomy.load(taxonomy) if taxonomy else None
     legacy = out / "checkpoints"  # where dualexpert < 0.2 kept them
     ckpts = legacy if legacy.is_dir() else out.with_name(f"{out.name}.checkpoints")
-    expert.fit(cat.products, taxonomy=tax, output_dir=ckpts)
+    expert.fit(cat.products, taxonomy=tax, output_dir=ckpts)  # a finished run resumes at its end
     expert.save(out)
     console.print(f"saved the domain expert to {out} (checkpoints in {ckpts})")
+    if reranker:
+        from ..pipeline import RERANKER
+        from ..reranker import CategoryReranker
+
+        rr = CategoryReranker(seed=seed).fit(
+            cat.products, expert.taxonomy, output_dir=ckpts / RERANKER, resume=True
+        )
+        rr.save(out / RERANKER)
+        console.print(f"saved its reranker to {out / RERANKER}")
 
 
 def predict(
@@ -162,6 +181,8 @@ def evaluate(
     threshold: float = 0.9,
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
     fusion_weight: float | None = None,
+    general: GeneralOpt = "auto",
+    llm_tier: LlmTierOpt = 0.0,
     llm: LlmOpt = None,
     api_base: ApiBaseOpt = None,
     limit: Annotated[int | None, typer.Option(help="Score a random sample of this size.")] = None,
@@ -184,12 +205,12 @@ def evaluate(
 
     if strategy is not None:  # the dual expert against the domain expert alone
         de = _dual_expert(llm, api_base, model, strategy, representation, k, threshold,
-                          summaries, fusion_weight)  # fmt: skip
+                          summaries, fusion_weight, general=general, llm_tier=llm_tier)  # fmt: skip
         prods = _labelled(test_file, columns, skip_bad, limit, seed)
         run_file = run_file or run_file_for(
             "eval", strategy, representation, model=model, data=test_file, k=k,
             threshold=threshold, summaries=summaries, fusion_weight=fusion_weight, llm=llm,
-            api_base=api_base,
+            api_base=api_base, general=general, llm_tier=llm_tier,
         )  # fmt: skip
         summary = summarise_records(_run_dual(de, prods, run_file))
         summary["config"] = {
@@ -197,7 +218,9 @@ def evaluate(
             "representation": representation,
             "k": k,
             "threshold": threshold,
-            "fusion_weight": fusion_weight,
+            "fusion_weight": de.fusion_weight,
+            "general": type(de.general).__name__,
+            "llm_tier": llm_tier,
             "llm": llm,
             "limit": limit,
             "seed": seed,
@@ -292,6 +315,8 @@ def classify(
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
     fusion_weight: float | None = None,
     program: Annotated[Path | None, typer.Option(help="Compiled general expert JSON.")] = None,
+    general: GeneralOpt = "auto",
+    llm_tier: LlmTierOpt = 0.0,
     limit: int | None = None,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
@@ -334,8 +359,8 @@ def classify(
                 progress=lambda n: prog.advance(task, n), strategy=strategy,
                 representation=representation, k=k, threshold=threshold,
                 fusion_weight=fusion_weight, summaries=str(summaries) if summaries else None,
-                program=str(program) if program else None,
-                llm=llm, api_base=api_base, timeout=timeout, workers=workers,
+                program=str(program) if program else None, general=general,
+                llm_tier=llm_tier, llm=llm, api_base=api_base, timeout=timeout, workers=workers,
                 batch_size=chunk_size, llm_concurrency=concurrency,
             )  # fmt: skip
         typer.echo(json.dumps(totals))
@@ -349,7 +374,8 @@ def classify(
     from ..data import ReadStats, count_records, iter_catalogue
 
     de = _dual_expert(llm, api_base, model, strategy, representation, k, threshold, summaries,
-                      fusion_weight, program, timeout=timeout)  # fmt: skip
+                      fusion_weight, program, timeout=timeout, general=general,
+                      llm_tier=llm_tier)  # fmt: skip
     stats = ReadStats()
     with user_errors(), progress_bar(stats_fields=True) as prog:
         total = count_records(input_file)
@@ -490,6 +516,8 @@ def _dual_expert(
     fusion_weight: float | None,
     program: Path | None = None,
     timeout: float | None = None,
+    general: str = "auto",
+    llm_tier: float = 0.0,
 ):
     """Configure the LM and load the dual expert, bad files reported as one line."""
     from ..lm import configure_lm
@@ -498,8 +526,9 @@ def _dual_expert(
     with user_errors():
         configure_lm(llm, api_base, timeout=timeout)
         return load_dual_expert(
-            model, strategy, representation, k, threshold, summaries, fusion_weight, program
-        )
+            model, strategy, representation, k, threshold, summaries, fusion_weight, program,
+            general=general, llm_tier=llm_tier,
+        )  # fmt: skip
 
 
 def _labelled(path: Path, columns: str | None, skip_bad: bool, limit: int | None, seed: int):
@@ -546,6 +575,8 @@ def threshold(
     k: int = 5,
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
     max_traffic: Annotated[float, typer.Option(help="Cap on the share sent to the LLM.")] = 1.0,
+    general: GeneralOpt = "auto",
+    llm_tier: LlmTierOpt = 0.0,
     llm: LlmOpt = None,
     api_base: ApiBaseOpt = None,
     limit: int | None = None,
@@ -563,11 +594,12 @@ def threshold(
         threshold_curve,
     )
 
-    de = _dual_expert(llm, api_base, model, strategy, representation, k, 1.01, summaries, None)
+    de = _dual_expert(llm, api_base, model, strategy, representation, k, 1.01, summaries, None,
+                      general=general, llm_tier=llm_tier)  # fmt: skip
     prods = _labelled(dev_file, columns, skip_bad, limit, seed)
     run_file = run_file or run_file_for(
         "threshold", strategy, representation, model=model, data=dev_file, k=k,
-        summaries=summaries, llm=llm, api_base=api_base,
+        summaries=summaries, llm=llm, api_base=api_base, general=general, llm_tier=llm_tier,
     )  # fmt: skip
     records = _run_dual(de, prods, run_file)
     weight, wscores = choose_fusion_weight(records)

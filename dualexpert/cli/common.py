@@ -45,6 +45,22 @@ LlmOpt = Annotated[
     typer.Option("--llm", help="qwen-1.5b (default), smollm2, a .gguf path or a LiteLLM model."),
 ]
 ApiBaseOpt = Annotated[str | None, typer.Option(help="OpenAI-compatible server URL.")]
+GeneralOpt = Annotated[
+    str,
+    typer.Option(
+        help="The general expert: auto (the model's cross-encoder reranker when it has one, "
+        "else the LLM), reranker, or llm (the paper's)."
+    ),
+]
+LlmTierOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="With the reranker: products whose reranked top probability is below this also "
+        "go to the LLM (0: never).",
+    ),
+]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(

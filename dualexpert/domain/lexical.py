@@ -129,31 +129,14 @@ class LexicalExpert:
         """The ``T`` whose ``softmax(T * margin)`` has the least log loss on out-of-fold
         margins (each fold scored by an SVM fitted on the others): the lexical expert as a
         calibrated probability, so that fusion needs no weight tuned on test data."""
-        from joblib import Parallel, delayed
         from scipy.optimize import minimize_scalar
-        from sklearn.model_selection import StratifiedKFold
-
-        from ..threads import available_cpus
 
         y = np.asarray(labels)
-        counts = {c: n for c, n in zip(*np.unique(y, return_counts=True), strict=True)}
-        # classes too rare to stratify still take part, in whichever fold they land
-        strat = np.asarray([c if counts[c] >= self.calibrate_folds else "<rare>" for c in y])
-        folds = StratifiedKFold(self.calibrate_folds, shuffle=True, random_state=0)
-
-        def oof(train_idx: np.ndarray, test_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            clf = self._svm().fit(X[train_idx], y[train_idx])
-            margins = clf.decision_function(X[test_idx])
-            if margins.ndim == 1:
-                margins = np.stack([-margins, margins], axis=1)
-            col = {c: i for i, c in enumerate(clf.classes_)}
+        pairs = []
+        for margins, classes, test_idx in self._out_of_fold(X, y, self.calibrate_folds):
+            col = {c: i for i, c in enumerate(classes)}
             target = np.asarray([col.get(c, -1) for c in y[test_idx]])
-            return margins, target
-
-        parts = Parallel(n_jobs=min(self.calibrate_folds, available_cpus()))(
-            delayed(oof)(a, b) for a, b in folds.split(np.zeros(len(y)), strat)
-        )
-        pairs = [(m[t >= 0], t[t >= 0]) for m, t in parts]
+            pairs.append((margins[target >= 0], target[target >= 0]))
 
         def nll(t: float) -> float:
             total, n = 0.0, 0
@@ -167,6 +150,55 @@ class LexicalExpert:
         best = minimize_scalar(nll, bounds=(0.05, 100.0), method="bounded")
         log.info("lexical expert: calibrated temperature %.3f (log loss %.4f)", best.x, best.fun)
         return float(best.x)
+
+    def _out_of_fold(
+        self, X: Any, y: np.ndarray, folds: int
+    ) -> list[tuple[np.ndarray, list[str], np.ndarray]]:
+        """``(margins, classes, test indices)`` per fold, each fold scored by an SVM fitted on
+        the others (the folds in parallel)."""
+        from joblib import Parallel, delayed
+        from sklearn.model_selection import StratifiedKFold
+
+        from ..threads import available_cpus
+
+        counts = {c: n for c, n in zip(*np.unique(y, return_counts=True), strict=True)}
+        # classes too rare to stratify still take part, in whichever fold they land
+        strat = np.asarray([c if counts[c] >= folds else "<rare>" for c in y])
+        splitter = StratifiedKFold(folds, shuffle=True, random_state=0)
+
+        def oof(train_idx: np.ndarray, test_idx: np.ndarray):
+            clf = self._svm().fit(X[train_idx], y[train_idx])
+            margins = clf.decision_function(X[test_idx])
+            if margins.ndim == 1:
+                margins = np.stack([-margins, margins], axis=1)
+            return margins, [str(c) for c in clf.classes_], test_idx
+
+        return Parallel(n_jobs=min(folds, available_cpus()))(
+            delayed(oof)(a, b) for a, b in splitter.split(np.zeros(len(y)), strat)
+        )
+
+    def out_of_fold_topk(
+        self, texts: Sequence[str], labels: Sequence[str], k: int, folds: int = 3
+    ) -> tuple[list[list[str]], np.ndarray]:
+        """For each training text, the ``k`` classes with the largest margins of an SVM that
+        did not see it (``folds``-fold cross-fitting with this expert's settings), and those
+        margins (shape ``(n, k)``): the near-misses a model makes on unseen products, for hard
+        negatives. Needs no fitted expert; the vocabularies are fitted on all texts (no labels
+        involved)."""
+        from scipy.sparse import hstack
+
+        if len(texts) != len(labels) or not texts:
+            raise ValueError("out_of_fold_topk needs as many labels as texts, and some texts")
+        word, char = self._vectorizers()
+        X = hstack([word.fit_transform(texts), char.fit_transform(texts)]).tocsr()
+        out: list[list[str]] = [[] for _ in texts]
+        values = np.zeros((len(texts), k), dtype=np.float32)
+        for margins, classes, test_idx in self._out_of_fold(X, np.asarray(labels), folds):
+            top = np.argsort(-margins, axis=1)[:, :k]
+            values[test_idx, : top.shape[1]] = np.take_along_axis(margins, top, axis=1)
+            for row, i in zip(top, test_idx, strict=True):
+                out[int(i)] = [classes[j] for j in row]
+        return out, values
 
     def _svm(self) -> Any:
         from sklearn.svm import LinearSVC

@@ -80,6 +80,7 @@ class RelevanceDistiller:
         output_dir: str | Path | None = None,
         resume: bool = False,
         progress: bool = True,
+        partial: bool = False,
     ) -> RelevanceDistiller:
         """Train the cross-encoder (with the decoder or embedding head when ``aux`` asks).
 
@@ -89,6 +90,8 @@ class RelevanceDistiller:
             output_dir: checkpoint folder (a temporary one when None).
             resume: continue from the newest checkpoint in ``output_dir``.
             progress: show the Trainer's progress bar.
+            partial: allow pairs without a rationale (they add no decoder loss); otherwise
+                every pair needs one unless ``aux="none"``.
 
         Returns:
             ``self``, fitted.
@@ -98,7 +101,7 @@ class RelevanceDistiller:
         from ..training import transformers_verbosity
 
         with transformers_verbosity(hf_logging.ERROR):
-            return self._fit(pairs, rationales, output_dir, resume, progress)
+            return self._fit(pairs, rationales, output_dir, resume, progress, partial)
 
     def _fit(
         self,
@@ -107,6 +110,7 @@ class RelevanceDistiller:
         output_dir: str | Path | None,
         resume: bool,
         progress: bool,
+        partial: bool = False,
     ) -> RelevanceDistiller:
         from transformers import AutoTokenizer, set_seed
 
@@ -119,7 +123,7 @@ class RelevanceDistiller:
         cfg = self.config
         set_seed(cfg.seed)
         enc = resolve_encoder(cfg.encoder)
-        rows = _rows(pairs, rationales, need=cfg.aux != "none")
+        rows = _rows(pairs, rationales, need=cfg.aux != "none" and not partial)
         self.tokenizer = AutoTokenizer.from_pretrained(enc)
         rtok, emb_dim = None, None
         if cfg.aux == "decoder":
@@ -183,24 +187,35 @@ class RelevanceDistiller:
     # -- inference ------------------------------------------------------------------------------
     def predict_proba(self, pairs: Sequence[RelevancePair], batch_size: int = 64) -> np.ndarray:
         """Probability that each pair is relevant."""
+        from scipy.special import expit
+
+        return expit(self.predict_logits(pairs, batch_size))
+
+    def predict_logits(self, pairs: Sequence[RelevancePair], batch_size: int = 64) -> np.ndarray:
+        """The cross-encoder's raw scores (logits) for (query, title) pairs."""
+        return self.score_texts([(p.query, p.title) for p in pairs], batch_size)
+
+    def score_texts(self, pairs: Sequence[tuple[str, str]], batch_size: int = 64) -> np.ndarray:
+        """Logits for plain ``(query, title)`` text pairs, in batches of similar length."""
         import torch
 
         if self.cross_ is None:
             raise RuntimeError("fit or load the distiller before predicting")
-        out = []
+        out = np.zeros(len(pairs), dtype=np.float32)
+        order = np.argsort([len(a) + len(b) for a, b in pairs], kind="stable")
         with torch.inference_mode():
             for i in range(0, len(pairs), batch_size):
-                chunk = pairs[i : i + batch_size]
+                idx = order[i : i + batch_size]
                 enc = self.tokenizer(
-                    [p.query for p in chunk],
-                    [p.title for p in chunk],
+                    [pairs[j][0] for j in idx],
+                    [pairs[j][1] for j in idx],
                     truncation=True,
                     max_length=self.config.max_length,
                     padding=True,
                     return_tensors="pt",
                 )
-                out.append(torch.sigmoid(self.cross_(**enc).logits.squeeze(-1)).numpy())
-        return np.concatenate(out) if out else np.zeros(0)
+                out[idx] = self.cross_(**enc).logits.squeeze(-1).float().numpy()
+        return out
 
     def predict(self, pairs: Sequence[RelevancePair], threshold: float = 0.5) -> np.ndarray:
         return (self.predict_proba(pairs) >= threshold).astype(int)

@@ -54,15 +54,18 @@ class PairCollator:
         )
         out = dict(enc)
         out["labels"] = torch.tensor([float(b["label"]) for b in batch])
-        if self.rtok is not None and all(b.get("rationale") for b in batch):
+        if self.rtok is not None and any(b.get("rationale") for b in batch):
             r = self.rtok(
-                [b["rationale"] for b in batch],
+                [b.get("rationale") or "" for b in batch],
                 truncation=True,
                 max_length=self.rmax,
                 padding=True,
                 return_tensors="pt",
             )
-            out["rationale_ids"], out["rationale_mask"] = r["input_ids"], r["attention_mask"]
+            # a pair without a rationale (partial coverage) is masked out of the decoder loss
+            have = torch.tensor([bool(b.get("rationale")) for b in batch]).unsqueeze(1)
+            out["rationale_ids"] = r["input_ids"]
+            out["rationale_mask"] = r["attention_mask"] * have
         if all(b.get("embedding") is not None for b in batch):
             out["rationale_embedding"] = torch.tensor([b["embedding"] for b in batch])
         return out

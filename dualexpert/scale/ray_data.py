@@ -176,6 +176,8 @@ def classify_dataset(
     fusion_weight: float | None = None,
     summaries: str | None = None,
     program: str | None = None,
+    general: str = "auto",
+    llm_tier: float = 0.0,
     llm: str | None = None,
     api_base: str | None = None,
     timeout: float | None = None,
@@ -188,7 +190,8 @@ def classify_dataset(
     Args:
         ds: rows with ``title`` and optionally ``id``, ``description``, ``category`` (a list).
         model: a saved domain expert folder, or a URI ``fsspec`` reads.
-        strategy, representation, k, threshold, fusion_weight, summaries, program: as for
+        strategy, representation, k, threshold, fusion_weight, summaries, program, general,
+        llm_tier: as for
             :func:`~dualexpert.pipeline.load_dual_expert` (paths every node can read).
         llm, api_base, timeout: the general expert's LLM (as for
             :func:`~dualexpert.lm.configure_lm`).
@@ -211,6 +214,8 @@ def classify_dataset(
         fusion_weight=fusion_weight,
         summaries=summaries,
         program=program,
+        general=general,
+        llm_tier=llm_tier,
     )
     lm = dict(spec=llm, api_base=api_base, timeout=timeout)
     stage1 = ds.map_batches(
