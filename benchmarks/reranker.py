@@ -40,7 +40,7 @@ from dualexpert.reranker.estimator import log_softmax  # noqa: E402
 COLUMNS = ("avg wF1", "lvl3 acc", "lvl3 wF1", "lvl3 mF1", "head mF1", "tail mF1", "routed")
 SETTINGS = [  # (K, threshold, w); w None = the reranker's pick alone
     (5, 0.9, None), (5, 0.9, 0.5), (5, 0.9, 1.0), (5, 0.9, 2.0),
-    (10, 0.9, 1.0), (5, 1.01, 1.0), (10, 1.01, 1.0), (5, 0.5, 1.0),
+    (10, 0.9, 1.0), (3, 0.9, 1.0), (5, 0.7, 1.0), (5, 0.5, 1.0),
 ]  # fmt: skip
 
 

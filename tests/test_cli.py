@@ -36,7 +36,6 @@ def test_train_predict_evaluate(tmp_path, demo_catalogue):
             "16",
             "--learning-rate",
             "2e-4",
-            "--no-reranker",
         ],
     )
     assert res.exit_code == 0, res.output

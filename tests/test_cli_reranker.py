@@ -1,5 +1,6 @@
-"""``dualexpert train`` trains the reranker too, and ``evaluate --strategy`` / ``classify`` use it
-as the general expert by default: no LLM call unless ``--llm-tier`` asks for one."""
+"""``dualexpert train --reranker`` trains the reranker too, and ``evaluate --strategy`` /
+``classify`` then use it as that model's general expert: no LLM call unless ``--llm-tier`` asks
+for one."""
 
 from __future__ import annotations
 
@@ -20,7 +21,8 @@ runner = CliRunner()
 def model(tmp_path_factory, demo_catalogue_path):
     out = tmp_path_factory.mktemp("cli-rr") / "model"
     args = ["train", str(demo_catalogue_path), "--out", str(out), "--epochs", "1"]
-    res = runner.invoke(app, [*args, "--batch-size", "16", "--learning-rate", "2e-4"])
+    args += ["--batch-size", "16", "--learning-rate", "2e-4", "--reranker"]
+    res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
     return out
 
@@ -69,7 +71,7 @@ def test_evaluate_and_classify_default_to_the_reranker(model, demo_catalogue_pat
 def test_general_reranker_without_one_is_a_clear_error(tmp_path, demo_catalogue_path):
     out = tmp_path / "m"
     args = ["train", str(demo_catalogue_path), "--out", str(out), "--epochs", "0.2"]
-    res = runner.invoke(app, [*args, "--no-reranker"])
+    res = runner.invoke(app, args)  # no reranker unless asked for
     assert res.exit_code == 0, res.output
     assert not (out / "reranker").exists()
     args = ["evaluate", str(out), str(demo_catalogue_path), "--strategy", "zero_shot"]

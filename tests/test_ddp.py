@@ -114,7 +114,7 @@ def test_cli_nproc(tmp_path):
     out = tmp_path / "m"
     cmd = [sys.executable, "-m", "dualexpert.cli", "train", str(data), "--out", str(out)]
     res = subprocess.run(
-        cmd + ["--nproc", "2", "--epochs", "2", "--batch-size", "4", "--no-reranker"],
+        cmd + ["--nproc", "2", "--epochs", "2", "--batch-size", "4"],
         env=ENV, capture_output=True, text=True, timeout=900,
     )  # fmt: skip
     assert res.returncode == 0, res.stderr[-3000:]

@@ -173,8 +173,7 @@ def test_train_cli_keeps_checkpoints_out_of_the_model_folder(tmp_path):
     rows = [dict(r, category=" > ".join(r["category"])) for r in _toys()]
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "model"
-    args = ["train", str(f), "--out", str(out), "--epochs", "0.5", "--no-reranker"]
-    res = runner.invoke(app, args)
+    res = runner.invoke(app, ["train", str(f), "--out", str(out), "--epochs", "0.5"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "model.checkpoints" / "run.json").is_file()
     assert not any(p.name.startswith("checkpoint") for p in out.rglob("*"))
@@ -193,7 +192,7 @@ def test_train_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out, ck = tmp_path / "model", tmp_path / "model.checkpoints"
     cmd = [sys.executable, "-m", "dualexpert.cli", "-v", "train", str(f), "--out", str(out)]
-    cmd += ["--epochs", "20", "--batch-size", "8", "--max-length", "16", "--no-reranker"]
+    cmd += ["--epochs", "20", "--batch-size", "8", "--max-length", "16"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300

@@ -71,13 +71,13 @@ def train(
     reranker: Annotated[
         bool,
         typer.Option(
-            help="Also train the cross-encoder reranker (the default general expert, saved "
-            "in OUT/reranker) on the hardest training products."
+            help="Also train the cross-encoder reranker (saved in OUT/reranker; then the "
+            "default general expert of this model) on the hardest training products."
         ),
-    ] = True,
+    ] = False,
 ) -> None:
-    """Fine-tune the domain expert (encoder + lexical expert), then its cross-encoder reranker.
-    Re-running with the same --out resumes from checkpoints (kept beside the model, in
+    """Fine-tune the domain expert (encoder + lexical expert), then, with --reranker, its
+    cross-encoder reranker. Re-running with the same --out resumes from checkpoints (kept beside the model, in
     OUT.checkpoints, and refused if another run wrote them)."""
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         from ..training import torchrun
