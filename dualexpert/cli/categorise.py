@@ -77,8 +77,8 @@ def train(
     ] = False,
 ) -> None:
     """Fine-tune the domain expert (encoder + lexical expert), then, with --reranker, its
-    cross-encoder reranker. Re-running with the same --out resumes from checkpoints (kept beside the model, in
-    OUT.checkpoints, and refused if another run wrote them)."""
+    cross-encoder reranker. Re-running with the same --out resumes from checkpoints (kept
+    beside the model, in OUT.checkpoints, and refused if another run wrote them)."""
     if nproc > 1 and "WORLD_SIZE" not in os.environ:
         from ..training import torchrun
 
