@@ -283,3 +283,24 @@ def test_lexical_expert_alone(split, tmp_path):
         LexicalExpert.load(tmp_path / "lex")
     with pytest.raises(ValueError, match="keep"):
         LexicalExpert(keep=0)
+
+
+def test_lexical_class_weight_auto_keeps_the_better_out_of_fold(split, tmp_path):
+    from dualexpert.domain.lexical import LexicalExpert
+
+    train, _ = split
+    texts, labels = [p.text() for p in train], [" > ".join(p.category) for p in train]
+    lex = LexicalExpert().fit(texts, labels)  # class_weight="auto" by default
+    assert set(lex.selection_) == {"none", "balanced"}
+    best = max(lex.selection_, key=lex.selection_.get)
+    assert lex.class_weight == (None if best == "none" else "balanced")
+    assert all(0 <= v <= 1 for v in lex.selection_.values())
+    # the kept weighting's SVM is the one saved: the same as fitting it by name
+    fixed = LexicalExpert(class_weight=lex.class_weight).fit(texts, labels)
+    assert np.allclose(fixed.decision_function(texts[:5]), lex.decision_function(texts[:5]))
+    assert fixed.temperature == pytest.approx(lex.temperature)
+    lex.save(tmp_path / "lex")
+    back = LexicalExpert.load(tmp_path / "lex")
+    assert back.class_weight == lex.class_weight and back.selection_ == lex.selection_
+    with pytest.raises(ValueError, match="class_weight"):
+        LexicalExpert(class_weight="inverse")

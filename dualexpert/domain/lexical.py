@@ -32,7 +32,10 @@ class LexicalExpert:
     (the rest are zero); 1.0 keeps them all. ``calibrate_folds``: folds of the training data on
     which the margins' temperature is fitted (:attr:`temperature`; 0 = no calibration, T = 1).
     ``class_weight="balanced"`` weighs each class by its inverse frequency, which lifts the
-    tail: on MWPD it added 2.6 points of lvl3 macro F1 to the fused expert (BENCHMARKS.md).
+    tail: on MWPD it added 2.6 points of lvl3 macro F1 to the fused expert; on BigBasket it cost
+    1.2 points of accuracy (BENCHMARKS.md). ``"auto"`` (the default) fits both out of fold on
+    the training data and keeps the one with the higher out-of-fold accuracy
+    (:attr:`selection_` holds both); ``None`` or ``"balanced"`` fix it.
     """
 
     def __init__(
@@ -42,7 +45,7 @@ class LexicalExpert:
         char_features: int = 300_000,
         keep: float = 0.02,
         calibrate_folds: int = 3,
-        class_weight: str | None = "balanced",
+        class_weight: str | None = "auto",
     ) -> None:
         if not 0 < keep <= 1:
             raise ValueError(f"keep must be in (0, 1], got {keep}")
@@ -51,7 +54,10 @@ class LexicalExpert:
         self.char_features = char_features
         self.keep = keep
         self.calibrate_folds = calibrate_folds
+        if class_weight not in ("auto", "balanced", None):
+            raise ValueError(f"class_weight must be auto, balanced or None, not {class_weight!r}")
         self.class_weight = class_weight
+        self.selection_: dict[str, float] = {}
         self.temperature = 1.0
         self.classes_: list[str] = []
         self._vocab: dict[str, list[str]] = {}
@@ -110,6 +116,9 @@ class LexicalExpert:
         }
         self._idf = {"word": word.idf_.astype(np.float32), "char": char.idf_.astype(np.float32)}
         self._build_parts()
+        parts = None
+        if self.class_weight == "auto":
+            parts = self._choose_class_weight(X, np.asarray(labels))
         clf = self._svm().fit(X, list(labels))
         self.classes_ = [str(c) for c in clf.classes_]
         coef = np.asarray(clf.coef_, dtype=np.float32)
@@ -122,18 +131,39 @@ class LexicalExpert:
         self._coef = csr_matrix(coef.T)
         self._intercept = intercept
         if self.calibrate_folds >= 2:
-            self.temperature = self._calibrated_temperature(X, list(labels))
+            if parts is None or len(parts) != self.calibrate_folds:
+                parts = self._out_of_fold(X, np.asarray(labels), self.calibrate_folds)
+            self.temperature = self._calibrated_temperature(parts, list(labels))
         return self
 
-    def _calibrated_temperature(self, X: Any, labels: list[str]) -> float:
+    def _choose_class_weight(self, X: Any, y: np.ndarray) -> list:
+        """Fit both class weightings out of fold; keep the one with the higher out-of-fold
+        accuracy. Returns the kept one's folds (reused for calibration)."""
+        folds = max(self.calibrate_folds, 2)
+        best, best_parts = None, []
+        for name, weight in (("none", None), ("balanced", "balanced")):
+            parts = self._out_of_fold(X, y, folds, weight)
+            hits = sum(
+                int(np.sum(np.asarray(classes)[m.argmax(axis=1)] == y[idx]))
+                for m, classes, idx in parts
+            )
+            self.selection_[name] = hits / len(y)
+            if best is None or self.selection_[name] > self.selection_[best]:
+                best, best_parts = name, parts
+        self.class_weight = None if best == "none" else "balanced"
+        log.info("lexical expert: class_weight=%s (out-of-fold accuracy %s)",
+                 self.class_weight, self.selection_)  # fmt: skip
+        return best_parts
+
+    def _calibrated_temperature(self, parts: list, labels: list[str]) -> float:
         """The ``T`` whose ``softmax(T * margin)`` has the least log loss on out-of-fold
-        margins (each fold scored by an SVM fitted on the others): the lexical expert as a
-        calibrated probability, so that fusion needs no weight tuned on test data."""
+        margins ``parts`` (each fold scored by an SVM fitted on the others): the lexical expert
+        as a calibrated probability, so that fusion needs no weight tuned on test data."""
         from scipy.optimize import minimize_scalar
 
         y = np.asarray(labels)
         pairs = []
-        for margins, classes, test_idx in self._out_of_fold(X, y, self.calibrate_folds):
+        for margins, classes, test_idx in parts:
             col = {c: i for i, c in enumerate(classes)}
             target = np.asarray([col.get(c, -1) for c in y[test_idx]])
             pairs.append((margins[target >= 0], target[target >= 0]))
@@ -152,7 +182,7 @@ class LexicalExpert:
         return float(best.x)
 
     def _out_of_fold(
-        self, X: Any, y: np.ndarray, folds: int
+        self, X: Any, y: np.ndarray, folds: int, class_weight: str | None = "own"
     ) -> list[tuple[np.ndarray, list[str], np.ndarray]]:
         """``(margins, classes, test indices)`` per fold, each fold scored by an SVM fitted on
         the others (the folds in parallel)."""
@@ -167,7 +197,7 @@ class LexicalExpert:
         splitter = StratifiedKFold(folds, shuffle=True, random_state=0)
 
         def oof(train_idx: np.ndarray, test_idx: np.ndarray):
-            clf = self._svm().fit(X[train_idx], y[train_idx])
+            clf = self._svm(class_weight).fit(X[train_idx], y[train_idx])
             margins = clf.decision_function(X[test_idx])
             if margins.ndim == 1:
                 margins = np.stack([-margins, margins], axis=1)
@@ -193,17 +223,22 @@ class LexicalExpert:
         X = hstack([word.fit_transform(texts), char.fit_transform(texts)]).tocsr()
         out: list[list[str]] = [[] for _ in texts]
         values = np.zeros((len(texts), k), dtype=np.float32)
-        for margins, classes, test_idx in self._out_of_fold(X, np.asarray(labels), folds):
+        weight = "balanced" if self.class_weight == "auto" else self.class_weight
+        for margins, classes, test_idx in self._out_of_fold(X, np.asarray(labels), folds, weight):
             top = np.argsort(-margins, axis=1)[:, :k]
             values[test_idx, : top.shape[1]] = np.take_along_axis(margins, top, axis=1)
             for row, i in zip(top, test_idx, strict=True):
                 out[int(i)] = [classes[j] for j in row]
         return out, values
 
-    def _svm(self) -> Any:
+    def _svm(self, class_weight: str | None = "own") -> Any:
+        """A LinearSVC with this expert's settings (``class_weight="own"``: its own)."""
         from sklearn.svm import LinearSVC
 
-        return LinearSVC(C=self.C, class_weight=self.class_weight, random_state=0)
+        weight = self.class_weight if class_weight == "own" else class_weight
+        if weight == "auto":
+            raise RuntimeError("class_weight 'auto' is resolved in fit()")
+        return LinearSVC(C=self.C, class_weight=weight, random_state=0)
 
     def _build_parts(self) -> None:
         self._parts = [
@@ -247,6 +282,7 @@ class LexicalExpert:
             "keep": self.keep,
             "calibrate_folds": self.calibrate_folds,
             "class_weight": self.class_weight,
+            "class_weight_selection": self.selection_,
             "temperature": self.temperature,
             "classes": self.classes_,
             "n_features": int(coef.shape[0]),
@@ -275,6 +311,7 @@ class LexicalExpert:
             meta.get("class_weight"),
         )
         self.temperature = float(meta.get("temperature", 1.0))
+        self.selection_ = dict(meta.get("class_weight_selection") or {})
         self.classes_ = list(meta["classes"])
         vocab = json.loads((d / "vocab.json").read_text())
         t = load_file(str(d / "lexical.safetensors"))
