@@ -18,7 +18,7 @@ runner = CliRunner()
 
 
 def _one_line_error(res, *fragments: str) -> None:
-    text = res.output.replace("\n", " ")
+    text = " ".join(res.output.split())  # the console wraps long lines where it likes
     assert res.exit_code == 2, res.output
     assert "Traceback" not in res.output and "error:" in text
     for f in fragments:
