@@ -200,10 +200,10 @@ def load_dual_expert(
             ``RERANKER_FUSION_WEIGHT``.
         program: a compiled LLM general expert (DSPy JSON from ``dualexpert optimize``); the
             strategy it was compiled for is read from it.
-        general: ``"auto"``: the model's cross-encoder reranker (``MODEL/reranker``, trained by
-            ``dualexpert train``) when it has one and the representation is the one it was
-            trained on, else the LLM; ``"reranker"``: the reranker (an error without one);
-            ``"llm"``: the LLM (the paper's general expert).
+        general: ``"auto"``: the model's cross-encoder reranker (``MODEL/reranker``, trained
+            by ``dualexpert train --reranker``) when it has one and the representation is the
+            one it was trained on, else the LLM; ``"reranker"``: the reranker (an error
+            without one); ``"llm"``: the LLM (the paper's general expert).
         llm_tier: with the reranker, products whose reranked top probability is below this
             also go to the LLM, as a last tier (0: the LLM is never called).
     """

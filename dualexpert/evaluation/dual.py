@@ -64,6 +64,8 @@ def run_file_for(kind: str, strategy: str, representation: str, **config: Any) -
     weights = model / "model.safetensors"
     config["model"] = str(model.resolve())
     config["model_mtime"] = weights.stat().st_mtime if weights.exists() else None
+    reranker = model / "reranker" / "dualexpert.json"  # a reranker added later changes the run
+    config["reranker_mtime"] = reranker.stat().st_mtime if reranker.exists() else None
     config["data"] = str(Path(config["data"]).resolve())
     key = json.dumps({k: str(v) for k, v in config.items()}, sort_keys=True)
     digest = hashlib.sha1(key.encode()).hexdigest()[:10]
