@@ -72,11 +72,12 @@ def test_hardest_puts_wrong_then_narrow_first():
 
 def test_training_pairs_pair_each_product_with_its_leaf_and_near_misses(demo):
     train, _, tax = demo
-    pairs, used = CategoryReranker(negatives=2, max_products=10).training_pairs(train, tax)
-    assert len(used) == 10 and len(pairs) == 30
+    pairs = CategoryReranker(negatives=2, max_products=10).training_pairs(train, tax)
+    assert len(pairs) == 30
     by_product: dict[str, list] = {}
     for p in pairs:
         by_product.setdefault(p.id.split("#")[0], []).append(p)
+    assert len(by_product) == 10
     for pid, group in by_product.items():
         assert [p.label for p in group] == [1, 0, 0]
         assert len({p.title for p in group}) == 3
@@ -95,7 +96,7 @@ def test_reranker_learns_and_round_trips(fitted, demo):
     rr, folder = fitted
     train, _, tax = demo
     # on its training products, the gold leaf outscores the near-misses far above chance (1/3)
-    pairs, _ = rr.training_pairs(train, tax)
+    pairs = rr.training_pairs(train, tax)
     logits = rr.distiller_.predict_logits(pairs)
     groups = logits.reshape(-1, 3)
     assert (groups.argmax(1) == 0).mean() > 0.6

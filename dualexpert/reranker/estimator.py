@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ..data import Product, as_product
+from ..data import Product
 from ..estimator import StrictConfig, load_manifest, saved_folder
 from ..taxonomy import Taxonomy
 
@@ -45,7 +45,8 @@ class RerankerConfig(StrictConfig):
     negatives: int = 4  # near-miss leaves paired with each product
     max_products: int | None = 3000  # train on the hardest products only (None: all)
     folds: int = 3  # out-of-fold folds of the lexical model that finds them
-    aux: Literal["decoder", "embedding", "none"] = "none"
+    # "embedding" is not offered: its targets need a rationale for every pair
+    aux: Literal["decoder", "none"] = "none"
     lam: float = 0.1
     epochs: int = 1
     learning_rate: float = 5e-5
@@ -71,11 +72,9 @@ class CategoryReranker:
         self.taxonomy: Taxonomy | None = None
 
     # ---- training -----------------------------------------------------------------------
-    def training_pairs(
-        self, products: Sequence[Product], taxonomy: Taxonomy
-    ) -> tuple[list[Any], dict[str, list[str]]]:
-        """The labelled pairs (each product with its leaf and its near-misses) and, per
-        product id, the near-miss leaf ids that were used."""
+    def training_pairs(self, products: Sequence[Product], taxonomy: Taxonomy) -> list[Any]:
+        """The labelled pairs: each of the hardest products with its leaf (label 1) and its
+        near-misses (label 0), as ``RelevancePair``s keyed by :func:`pair_id`."""
         from ..domain.lexical import LexicalExpert
         from ..relevance.data import RelevancePair
 
@@ -93,15 +92,14 @@ class CategoryReranker:
         keep = hardest(near, margins, gold, cfg.max_products)
         log.info("training on the %d hardest of %d products", len(keep), len(prods))
         prods, gold, near = ([xs[i] for i in keep] for xs in (prods, gold, near))
-        pairs, used = [], {}
+        pairs = []
         for p, g, cands in zip(prods, gold, near, strict=True):
             negs = [c for c in cands if c != g][: cfg.negatives]
-            used[p.id] = negs
             for c, label in [(g, 1)] + [(n, 0) for n in negs]:
                 text = taxonomy.represent(c, cfg.representation)
                 pairs.append(RelevancePair(id=pair_id(p.id, c), query=p.text(), title=text,
                                            label=label))  # fmt: skip
-        return pairs, used
+        return pairs
 
     def fit(
         self,
@@ -126,7 +124,7 @@ class CategoryReranker:
         from ..relevance.distill import RelevanceDistiller
 
         cfg = self.config
-        pairs, _ = self.training_pairs(products, taxonomy)
+        pairs = self.training_pairs(products, taxonomy)
         if cfg.aux != "none" and not rationales:
             raise ValueError(f"aux={cfg.aux!r} needs rationales (pair id -> text)")
         self.distiller_ = RelevanceDistiller(
@@ -167,13 +165,6 @@ class CategoryReranker:
             out.append(logits[start : start + len(cs)])
             start += len(cs)
         return out
-
-    def rerank(self, product: Product | str, candidate_ids: Sequence[str]) -> np.ndarray:
-        """Log-probabilities over ``candidate_ids`` (ids of this reranker's taxonomy)."""
-        logits = self.score(
-            [as_product(product).text()], [[self.candidate_text(c) for c in candidate_ids]]
-        )[0]
-        return log_softmax(logits)
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
