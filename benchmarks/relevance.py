@@ -32,6 +32,9 @@ VARIANTS = {
     "reasoning+warmup": {"aux": "decoder", "decoder_warmup": True},
     "reasoning+warmup+ignore_cls": {"aux": "decoder", "decoder_warmup": True, "ignore_cls": True},
     "reasoning_embedding": {"aux": "embedding"},
+    # residual on the prior (bi-encoder cosine + lexical overlap, logistic regression)
+    "cross_encoder+prior": {"aux": "none", "prior": "cosine+lexical"},
+    "reasoning+warmup+prior": {"aux": "decoder", "decoder_warmup": True, "prior": "cosine+lexical"},
 }
 
 
@@ -40,7 +43,9 @@ def _load(args):
 
     pairs = load_pairs(args.data, threshold=args.threshold)
     train, test = split_by_query(pairs, 0.2, seed=0)
-    rat = load_rationales(args.rationales) if args.rationales else {}
+    # no rationale file yet: the systems that need one are skipped
+    have = args.rationales and Path(args.rationales).is_file()
+    rat = load_rationales(args.rationales) if have else {}
     # the first N pairs of the seeded training sample; samples are nested, so the rationale run
     # (`dualexpert rationales --split train --sample 2000 --seed 0`) covers them in order
     tr = sample_pairs(train, args.train_size, seed=0)
@@ -103,7 +108,7 @@ def main() -> None:
     ap.add_argument("--test-size", type=int, default=2000)
     ap.add_argument("--llm-test-size", type=int, default=200)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    ap.add_argument("--systems", nargs="+", default=["lexical_lr", "biencoder", *VARIANTS])
+    ap.add_argument("--systems", nargs="+", default=["lexical_lr", "biencoder", "prior", *VARIANTS])
     ap.add_argument("--ablation-seeds", type=int, nargs="+", default=None)
     ap.add_argument("--llm", default=None, help="LLM for direct judging (default qwen-1.5b)")
     ap.add_argument("--epochs", type=int, default=8)
@@ -128,6 +133,7 @@ def main() -> None:
     from dualexpert.evaluation.baselines import BiEncoderCosine, LexicalRelevanceLR
     from dualexpert.evaluation.metrics import binary_report, bootstrap_ci
     from dualexpert.relevance.distill import RelevanceDistiller
+    from dualexpert.relevance.prior import RelevancePrior
 
     out = Path(args.out)
     res_file = out / "results.json"
@@ -159,6 +165,8 @@ def main() -> None:
         deterministic("lexical_lr", LexicalRelevanceLR().fit(tr).predict_proba(te))
     if "biencoder" in args.systems and "biencoder" not in results:
         deterministic("biencoder", BiEncoderCosine(args.encoder).predict_proba(te))
+    if "prior" in args.systems and "prior" not in results:
+        deterministic("prior", RelevancePrior(encoder=args.encoder).fit(tr).predict_proba(te))
 
     for name, kw in VARIANTS.items():
         if name not in args.systems:

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..data import Product
 from ..domain.expert import Candidate
+from ..relevance.prior import RelevancePrior
 from ..taxonomy import PATH_SEP
 
 
@@ -83,7 +84,7 @@ class KnnEmbeddingRanker:
     def fit(self, products: Sequence[Product]) -> KnnEmbeddingRanker:
         from sentence_transformers import SentenceTransformer
 
-        from .models import resolve_encoder
+        from ..models import resolve_encoder
 
         self.model = SentenceTransformer(resolve_encoder(self.encoder), device="cpu")
         self.E = self._encode(products)
@@ -106,70 +107,20 @@ class KnnEmbeddingRanker:
 
 
 # ---- relevance baselines ----------------------------------------------------------------------
-class LexicalRelevanceLR:
-    """Logistic regression on lexical overlap features of (query, title).
-
-    Features: word and character TF-IDF cosines, token Jaccard, the share of query tokens found
-    in the title, and whether the whole query occurs in the title.
-    """
+class LexicalRelevanceLR(RelevancePrior):
+    """Logistic regression on lexical overlap features of (query, title): word and character
+    TF-IDF cosines, token Jaccard, the share of query tokens found in the title, and whether the
+    whole query occurs in the title (:class:`RelevancePrior` without the cosine)."""
 
     def __init__(self, C: float = 1.0):
-        self.C = C
-
-    @staticmethod
-    def _tokens(s: str) -> set[str]:
-        import re
-
-        return set(re.findall(r"[a-z0-9]+", s.lower()))
-
-    def _features(self, pairs: Sequence) -> np.ndarray:
-        from sklearn.preprocessing import normalize
-
-        q = [p.query for p in pairs]
-        t = [p.title for p in pairs]
-        rows = []
-        for vec in (self.word, self.char):
-            a, b = normalize(vec.transform(q)), normalize(vec.transform(t))
-            rows.append(np.asarray(a.multiply(b).sum(axis=1)).ravel())
-        jac, cover, whole = [], [], []
-        for qq, tt in zip(q, t, strict=True):
-            a, b = self._tokens(qq), self._tokens(tt)
-            jac.append(len(a & b) / max(1, len(a | b)))
-            cover.append(len(a & b) / max(1, len(a)))
-            whole.append(float(qq.lower().strip() in tt.lower()))
-        return np.column_stack([*rows, jac, cover, whole])
-
-    def fit(self, pairs: Sequence) -> LexicalRelevanceLR:
-        from sklearn.feature_extraction.text import TfidfVectorizer
-        from sklearn.linear_model import LogisticRegression
-
-        corpus = [p.query for p in pairs] + [p.title for p in pairs]
-        self.word = TfidfVectorizer(sublinear_tf=True).fit(corpus)
-        self.char = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit(
-            corpus
-        )
-        self.model = LogisticRegression(C=self.C, max_iter=1000).fit(
-            self._features(pairs), [p.label for p in pairs]
-        )
-        return self
-
-    def predict_proba(self, pairs: Sequence) -> np.ndarray:
-        return self.model.predict_proba(self._features(pairs))[:, 1]
+        super().__init__(("lexical",), C=C)
 
 
 class BiEncoderCosine:
     """Zero-shot cosine similarity between query and title embeddings (no training)."""
 
     def __init__(self, model: str = "minilm", batch_size: int = 64):
-        from sentence_transformers import SentenceTransformer
-
-        from .models import resolve_encoder
-
-        self.encoder = SentenceTransformer(resolve_encoder(model), device="cpu")
-        self.batch_size = batch_size
+        self.prior = RelevancePrior(("cosine",), encoder=model, batch_size=batch_size)
 
     def predict_proba(self, pairs: Sequence) -> np.ndarray:
-        kw = {"batch_size": self.batch_size, "normalize_embeddings": True}
-        a = self.encoder.encode([p.query for p in pairs], **kw)
-        b = self.encoder.encode([p.title for p in pairs], **kw)
-        return np.clip((a * b).sum(axis=1), 0.0, 1.0)
+        return np.clip(self.prior.cosine(pairs), 0.0, 1.0)

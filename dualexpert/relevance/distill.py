@@ -18,6 +18,7 @@ from ..estimator import StrictConfig, load_manifest, saved_folder
 from .data import RelevancePair
 
 FORMAT, FORMAT_VERSION = "relevance-cross-encoder", 2
+PRIOR = "prior"  # subfolder of a saved model whose cross-encoder corrects a RelevancePrior
 
 
 class DistillConfig(StrictConfig):
@@ -34,6 +35,9 @@ class DistillConfig(StrictConfig):
     encoder_warmup_fraction: float = 0.3  # of all steps: linear encoder warm-up
     head_warmup_fraction: float = 0.1
     ignore_cls: bool = False
+    # residual on a prior: the cross-encoder's logit corrects a logistic regression on the
+    # encoder's zero-shot cosine ("cosine") and/or lexical overlap ("lexical"); "none": plain
+    prior: Literal["none", "cosine", "lexical", "cosine+lexical"] = "none"
     epochs: int = 8
     learning_rate: float = 5e-5
     head_lr_multiplier: float = 1.0  # the new classification head's rate, relative
@@ -71,6 +75,7 @@ class RelevanceDistiller:
         self.model: Any = None  # the cross-encoder + decoder while training
         self.cross_: Any = None  # the cross-encoder alone: what predicts and ships
         self.tokenizer: Any = None
+        self.prior_: Any = None  # the RelevancePrior the cross-encoder corrects, if any
         self.log_history: list[dict[str, Any]] = []
 
     def fit(
@@ -136,6 +141,13 @@ class RelevanceDistiller:
             for r, e in zip(rows, embs, strict=True):
                 r["embedding"] = e.tolist()
             emb_dim = int(embs.shape[1])
+        self.prior_ = None
+        if cfg.prior != "none":
+            from .prior import RelevancePrior
+
+            self.prior_ = RelevancePrior(cfg.prior.split("+"), encoder=enc).fit(pairs)
+            for r, z in zip(rows, self.prior_.decision_function(pairs), strict=True):
+                r["prior"] = float(z)
         self.model = RationaleDistillModel(
             enc,
             aux=cfg.aux,
@@ -143,6 +155,7 @@ class RelevanceDistiller:
             embedding_dim=emb_dim,
             ignore_cls=cfg.ignore_cls,
             lam=cfg.lam,
+            residual=self.prior_ is not None,
         )
         steps_per_epoch = -(-len(rows) // (cfg.batch_size * world_size()))
         total = steps_per_epoch * cfg.epochs
@@ -196,7 +209,8 @@ class RelevanceDistiller:
         return self.score_texts([(p.query, p.title) for p in pairs], batch_size)
 
     def score_texts(self, pairs: Sequence[tuple[str, str]], batch_size: int = 64) -> np.ndarray:
-        """Logits for plain ``(query, title)`` text pairs, in batches of similar length."""
+        """Logits for plain ``(query, title)`` text pairs, in batches of similar length (with
+        a prior, its logit plus the cross-encoder's correction)."""
         import torch
 
         if self.cross_ is None:
@@ -215,6 +229,8 @@ class RelevanceDistiller:
                     return_tensors="pt",
                 )
                 out[idx] = self.cross_(**enc).logits.squeeze(-1).float().numpy()
+        if self.prior_ is not None:
+            out += self.prior_.decision_function(pairs).astype(np.float32)
         return out
 
     def predict(self, pairs: Sequence[RelevancePair], threshold: float = 0.5) -> np.ndarray:
@@ -223,7 +239,9 @@ class RelevanceDistiller:
     def save(self, path: str | Path) -> Path:
         """Export the cross-encoder alone as a sentence-transformers ``CrossEncoder`` folder.
 
-        The tokenizer's ``model_max_length`` is set to the training length, so plain
+        With a prior, it is saved in ``prior/`` beside the cross-encoder: plain
+        ``CrossEncoder(path)`` then gives only the correction, and :class:`RelevanceScorer`
+        adds the two. The tokenizer's ``model_max_length`` is set to the training length, so plain
         ``CrossEncoder(path)`` truncates as :class:`RelevanceScorer` does. The manifest
         ``dualexpert.json`` records the configuration and versions.
         """
@@ -238,6 +256,8 @@ class RelevanceDistiller:
             self.cross_.save_pretrained(d, safe_serialization=True)
             self.tokenizer.model_max_length = self.config.max_length
             self.tokenizer.save_pretrained(d)
+            if self.prior_ is not None:
+                self.prior_.save(d / PRIOR)
         return Path(path)
 
     @classmethod
@@ -251,4 +271,8 @@ class RelevanceDistiller:
         self = cls(**meta["config"])
         self.cross_ = AutoModelForSequenceClassification.from_pretrained(path).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(path)
+        if self.config.prior != "none":
+            from .prior import RelevancePrior
+
+            self.prior_ = RelevancePrior.load(path / PRIOR)
         return self

@@ -11,6 +11,10 @@ training an auxiliary head learns the LLM's rationale from the encoder's token s
   embedding of the rationale (MSE).
 * ``aux="none"``: the plain cross-encoder baseline.
 
+With ``residual=True`` the cross-encoder's logit is added to a fixed prior logit per pair (the
+``prior_logit`` input, from :class:`~dualexpert.relevance.prior.RelevancePrior`) and its head
+starts at zero, so training starts from the prior's ranking and learns a correction.
+
 Only ``self.cross`` (an ``AutoModelForSequenceClassification``) is exported; it loads with
 ``sentence_transformers.CrossEncoder``.
 """
@@ -105,6 +109,7 @@ class RationaleDistillModel(nn.Module):
         embedding_dim: int | None = None,
         ignore_cls: bool = False,
         lam: float = 0.1,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         from transformers import AutoModelForSequenceClassification
@@ -114,6 +119,11 @@ class RationaleDistillModel(nn.Module):
         self.cross = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=1)
         dim = self.cross.config.hidden_size
         self.aux, self.ignore_cls, self.lam = aux, ignore_cls, lam
+        if residual:  # the head starts at zero: the first logit is the prior's alone
+            head = [m for n, m in self.cross.named_modules()
+                    if isinstance(m, nn.Linear) and m.out_features == 1]  # fmt: skip
+            nn.init.zeros_(head[-1].weight)
+            nn.init.zeros_(head[-1].bias)
         self.decoder: nn.Module | None = None
         self.transform: nn.Module | None = None
         if aux == "decoder":
@@ -139,6 +149,7 @@ class RationaleDistillModel(nn.Module):
         rationale_ids: torch.Tensor | None = None,
         rationale_mask: torch.Tensor | None = None,
         rationale_embedding: torch.Tensor | None = None,
+        prior_logit: torch.Tensor | None = None,
         aux_only: bool = False,
     ) -> dict[str, Any]:
         kw = {"token_type_ids": token_type_ids} if token_type_ids is not None else {}
@@ -149,6 +160,8 @@ class RationaleDistillModel(nn.Module):
             **kw,
         )
         logits = out.logits.squeeze(-1)
+        if prior_logit is not None:  # residual: the cross-encoder corrects the prior
+            logits = logits + prior_logit.to(logits.dtype)
         result: dict[str, Any] = {"logits": logits}
         zero = logits.new_zeros(())
         l_cls = (

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..journal import Journal, chunks
 from .data import RelevancePair
+from .distill import PRIOR
 
 PairLike = RelevancePair | tuple[str, str]
 
@@ -19,7 +20,9 @@ class RelevanceScorer:
     """Load an exported relevance model and score (query, title) pairs.
 
     Any sentence-transformers ``CrossEncoder`` folder with one output works, including those
-    written by :meth:`RelevanceDistiller.save`.
+    written by :meth:`RelevanceDistiller.save`. A folder with a ``prior/`` (a residual model)
+    scores ``sigmoid(prior logit + cross-encoder logit)``; plain ``CrossEncoder`` on such a
+    folder gives only the correction.
     """
 
     def __init__(self, path: str | Path, batch_size: int = 64, device: str = "cpu") -> None:
@@ -31,6 +34,11 @@ class RelevanceScorer:
         max_length = _max_length(self.path)
         self.model = CrossEncoder(str(self.path), device=device, max_length=max_length)
         self.batch_size = batch_size
+        self.prior: Any = None
+        if (self.path / PRIOR).is_dir():
+            from .prior import RelevancePrior
+
+            self.prior = RelevancePrior.load(self.path / PRIOR, batch_size=batch_size)
 
     @staticmethod
     def _texts(pairs: Sequence[PairLike]) -> list[tuple[str, str]]:
@@ -42,15 +50,27 @@ class RelevanceScorer:
     def predict_proba(self, pairs: Sequence[PairLike], show_progress: bool = False) -> np.ndarray:
         if not pairs:
             return np.zeros(0)
-        return np.asarray(
+        texts = self._texts(pairs)
+        kw: dict[str, Any] = {}
+        if self.prior is not None:  # raw logits, to add to the prior's
+            import torch
+
+            kw["activation_fn"] = torch.nn.Identity()
+        scores = np.asarray(
             self.model.predict(
-                self._texts(pairs),
+                texts,
                 batch_size=self.batch_size,
                 show_progress_bar=show_progress,
                 convert_to_numpy=True,
+                **kw,
             ),
             dtype=np.float64,
         )
+        if self.prior is None:
+            return scores
+        from scipy.special import expit
+
+        return expit(scores + self.prior.decision_function(texts))
 
     def predict(self, pairs: Sequence[PairLike], threshold: float = 0.5) -> np.ndarray:
         return (self.predict_proba(pairs) >= threshold).astype(int)

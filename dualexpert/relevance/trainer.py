@@ -18,7 +18,7 @@ from .schedule import WarmupSchedule
 
 
 class PairDataset(Dataset):
-    """Rows of ``{"query", "title", "label", "rationale"?, "embedding"?}``."""
+    """Rows of ``{"query", "title", "label", "rationale"?, "embedding"?, "prior"?}``."""
 
     def __init__(self, rows: list[dict[str, Any]]):
         self.rows = rows
@@ -66,6 +66,8 @@ class PairCollator:
             have = torch.tensor([bool(b.get("rationale")) for b in batch]).unsqueeze(1)
             out["rationale_ids"] = r["input_ids"]
             out["rationale_mask"] = r["attention_mask"] * have
+        if all(b.get("prior") is not None for b in batch):
+            out["prior_logit"] = torch.tensor([float(b["prior"]) for b in batch])
         if all(b.get("embedding") is not None for b in batch):
             out["rationale_embedding"] = torch.tensor([b["embedding"] for b in batch])
         return out

@@ -1,0 +1,116 @@
+"""The relevance prior (bi-encoder cosine + lexical overlap) and the residual cross-encoder."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from relevance_fixtures import write_pairs
+
+from dualexpert.evaluation.baselines import BiEncoderCosine, LexicalRelevanceLR
+from dualexpert.models import resolve_encoder
+from dualexpert.relevance import load_pairs
+from dualexpert.relevance.distill import RelevanceDistiller
+from dualexpert.relevance.model import RationaleDistillModel
+from dualexpert.relevance.prior import RelevancePrior
+from dualexpert.relevance.scorer import RelevanceScorer
+
+
+@pytest.fixture(scope="module")
+def pairs(tmp_path_factory):
+    p, _ = write_pairs(tmp_path_factory.mktemp("prior"))
+    return load_pairs(p)
+
+
+@pytest.fixture(scope="module")
+def prior(pairs):
+    return RelevancePrior().fit(pairs)
+
+
+def _auc(pairs, prob):
+    from sklearn.metrics import roc_auc_score
+
+    return roc_auc_score([p.label for p in pairs], prob)
+
+
+def test_prior_features_and_ranking(pairs, prior):
+    X = prior.transform(pairs)
+    assert X.shape == (len(pairs), 6)  # cosine + 2 TF-IDF cosines + Jaccard, cover, whole
+    # the cosine column is the bi-encoder's, which ranks these pairs well with no training
+    cos = BiEncoderCosine().predict_proba(pairs)
+    np.testing.assert_allclose(np.clip(X[:, 0], 0, 1), cos, atol=1e-5)
+    assert _auc(pairs, cos) > 0.9
+    assert _auc(pairs, prior.predict_proba(pairs)) > 0.9
+    logits = prior.decision_function(pairs)
+    np.testing.assert_allclose(logits, X @ prior.coef_ + prior.intercept_)
+    # text tuples and pair objects give the same scores
+    np.testing.assert_allclose(prior.decision_function([(p.query, p.title) for p in pairs]), logits)
+
+
+def test_prior_save_load_round_trip_without_pickle(pairs, prior, tmp_path):
+    prior.save(tmp_path / "p")
+    names = {f.name for f in (tmp_path / "p").iterdir()}
+    assert {"prior.json", "prior.safetensors", "bi_encoder"} <= names
+    assert not any(n.endswith((".pkl", ".pickle", ".joblib")) for n in names)
+    back = RelevancePrior.load(tmp_path / "p")
+    np.testing.assert_allclose(
+        back.decision_function(pairs), prior.decision_function(pairs), atol=1e-6
+    )
+
+
+def test_lexical_baseline_is_the_prior_without_cosine(pairs):
+    lex = LexicalRelevanceLR().fit(pairs)
+    assert lex.features == ("lexical",) and lex.transform(pairs).shape[1] == 5
+    assert lex.bi_encoder_ is None  # no encoder is loaded for lexical features
+
+
+def test_prior_errors(pairs, tmp_path):
+    with pytest.raises(ValueError, match="subset of cosine, lexical"):
+        RelevancePrior(("cosine", "bm25"))
+    with pytest.raises(RuntimeError, match="fit or load"):
+        RelevancePrior().decision_function(pairs)
+    with pytest.raises(ValueError, match="both labels"):
+        RelevancePrior(("lexical",)).fit([p for p in pairs if p.label == 1])
+    with pytest.raises(FileNotFoundError, match="prior.json"):
+        RelevancePrior.load(tmp_path)
+
+
+def test_residual_model_starts_at_the_prior():
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_encoder("minilm"))
+    m = RationaleDistillModel(resolve_encoder("minilm"), aux="none", residual=True).eval()
+    enc = dict(tok(["drill", "hose"], ["DeWalt drill", "toilet seat"], padding=True,
+                   return_tensors="pt"))  # fmt: skip
+    prior = torch.tensor([1.5, -2.0])
+    out = m(**enc, prior_logit=prior, labels=torch.tensor([1.0, 0.0]))
+    torch.testing.assert_close(out["logits"], prior)  # zero head: the prior alone
+    out["loss"].backward()
+    head = [p for n, p in m.cross.named_parameters() if n.startswith("classifier")]
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head)
+
+
+@pytest.mark.slow
+def test_residual_distiller_learns_exports_and_scores_the_same(pairs, tmp_path):
+    d = RelevanceDistiller(
+        aux="none", prior="cosine+lexical", epochs=4, batch_size=8, learning_rate=1e-4, seed=0
+    ).fit(pairs, progress=False)
+    prob = d.predict_proba(pairs)
+    assert _auc(pairs, prob) > 0.9
+    correction = d.score_texts([(p.query, p.title) for p in pairs]) - d.prior_.decision_function(
+        pairs
+    )
+    assert np.abs(correction).max() > 1e-4  # the cross-encoder learned a correction
+    d.save(tmp_path / "ce")
+    assert (tmp_path / "ce" / "prior" / "prior.json").is_file()
+    scorer = RelevanceScorer(tmp_path / "ce")
+    np.testing.assert_allclose(scorer.predict_proba(pairs), prob, atol=1e-5)
+    # plain CrossEncoder loads the folder and gives the correction alone
+    from scipy.special import expit
+    from sentence_transformers import CrossEncoder
+
+    ce = CrossEncoder(str(tmp_path / "ce"), device="cpu")
+    st = ce.predict([(p.query, p.title) for p in pairs], convert_to_numpy=True)
+    np.testing.assert_allclose(st, expit(correction), atol=1e-5)
+    back = RelevanceDistiller.load(tmp_path / "ce")
+    np.testing.assert_allclose(back.predict_proba(pairs), prob, atol=1e-5)
