@@ -99,7 +99,7 @@ def _take_in(results: dict, saved: dict) -> None:
                 results[name]["runs"].setdefault(seed, run)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default=str(DATA))
     ap.add_argument("--rationales", default="runs/relevance/rationales-train.jsonl")
@@ -118,13 +118,23 @@ def main() -> None:
     ap.add_argument(
         "--table", nargs="+", default=None, help="only print the table of these results.json"
     )
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     if args.table:
         merged: dict = {}
         for f in args.table:
             merged.update(json.loads(Path(f).read_text()))
         print_table(merged)
         return
+    print_table(run(args))
+
+
+def run(args: argparse.Namespace) -> dict:
+    """Measure ``args.systems`` at ``args.train_size`` pairs; returns the results dict (also
+    stored in ``args.out``/results.json as each system finishes)."""
     if not Path(args.data).exists():
         raise SystemExit(f"data not found: {args.data} (see ../shared/data/README.md)")
 
@@ -233,8 +243,7 @@ def main() -> None:
         prob = probe.predict_proba(te[:n], progress=True)
         secs = time.perf_counter() - t0
         deterministic("llm_probe", prob, n, {"pairs_per_s": n / secs, "C": probe.chosen_C})
-
-    print_table(results)
+    return results
 
 
 def print_table(results: dict) -> None:

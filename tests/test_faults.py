@@ -192,7 +192,7 @@ def test_train_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out, ck = tmp_path / "model", tmp_path / "model.checkpoints"
     cmd = [sys.executable, "-m", "dualexpert.cli", "-v", "train", str(f), "--out", str(out)]
-    cmd += ["--epochs", "20", "--batch-size", "8", "--max-length", "16"]
+    cmd += ["--epochs", "5", "--batch-size", "8", "--max-length", "16"]  # a checkpoint each
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300

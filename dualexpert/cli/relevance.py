@@ -86,6 +86,13 @@ def distill(
     lam: Annotated[float, typer.Option(help="Weight of the rationale loss.")] = 0.1,
     warmup: Annotated[bool, typer.Option(help="Decoder warm-up, frozen encoder first.")] = True,
     ignore_cls: Annotated[bool, typer.Option(help="Hide CLS from the decoder.")] = False,
+    prior: Annotated[
+        str,
+        typer.Option(
+            help="none (plain), or train the cross-encoder as a correction of a logistic "
+            "regression on cosine, lexical or cosine+lexical (saved with it in prior/)."
+        ),
+    ] = "none",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
@@ -119,6 +126,7 @@ def distill(
             lam=lam,
             decoder_warmup=warmup,
             ignore_cls=ignore_cls,
+            prior=prior,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
