@@ -35,7 +35,8 @@ def _auc(pairs, prob):
 
 def test_prior_features_and_ranking(pairs, prior):
     X = prior.transform(pairs)
-    assert X.shape == (len(pairs), 6)  # cosine + 2 TF-IDF cosines + Jaccard, cover, whole
+    # cosine; 2 TF-IDF cosines, Jaccard, cover, whole; stem cover, first, last, 2 lengths
+    assert X.shape == (len(pairs), 11)
     # the cosine column is the bi-encoder's, which ranks these pairs well with no training
     cos = BiEncoderCosine().predict_proba(pairs)
     np.testing.assert_allclose(np.clip(X[:, 0], 0, 1), cos, atol=1e-5)
@@ -65,14 +66,23 @@ def test_lexical_baseline_is_the_prior_without_cosine(pairs):
 
 
 def test_prior_errors(pairs, tmp_path):
-    with pytest.raises(ValueError, match="subset of cosine, lexical"):
+    with pytest.raises(ValueError, match="subset of"):
         RelevancePrior(("cosine", "bm25"))
+    with pytest.raises(ValueError, match="'\\+'-joined subset"):
+        RelevanceDistiller(prior="cosine+bm25")
     with pytest.raises(RuntimeError, match="fit or load"):
         RelevancePrior().decision_function(pairs)
     with pytest.raises(ValueError, match="both labels"):
         RelevancePrior(("lexical",)).fit([p for p in pairs if p.label == 1])
     with pytest.raises(FileNotFoundError, match="prior.json"):
         RelevancePrior.load(tmp_path)
+
+
+def test_overlap_features_by_hand():
+    X = RelevancePrior._overlap([("garden hoses", "Flexzilla 50 ft. Garden Hose"), ("a b", "")])
+    # "garden" and "hoses" match on their first four letters; lengths 2 and 5 tokens
+    np.testing.assert_allclose(X[0], [1.0, 1.0, 1.0, 2.0, 5.0])
+    np.testing.assert_allclose(X[1], [0.0, 0.0, 0.0, 2.0, 0.0])
 
 
 def test_residual_model_starts_at_the_prior():
@@ -93,7 +103,12 @@ def test_residual_model_starts_at_the_prior():
 @pytest.mark.slow
 def test_residual_distiller_learns_exports_and_scores_the_same(pairs, tmp_path):
     d = RelevanceDistiller(
-        aux="none", prior="cosine+lexical", epochs=4, batch_size=8, learning_rate=1e-4, seed=0
+        aux="none",
+        prior="cosine+lexical+overlap",
+        epochs=4,
+        batch_size=8,
+        learning_rate=1e-4,
+        seed=0,
     ).fit(pairs, progress=False)
     prob = d.predict_proba(pairs)
     assert _auc(pairs, prob) > 0.9

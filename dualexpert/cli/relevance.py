@@ -90,7 +90,8 @@ def distill(
         str,
         typer.Option(
             help="none (plain), or train the cross-encoder as a correction of a logistic "
-            "regression on cosine, lexical or cosine+lexical (saved with it in prior/)."
+            "regression on feature groups joined by '+': cosine, lexical, overlap (saved with "
+            "it in prior/)."
         ),
     ] = "none",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,

@@ -35,9 +35,9 @@ class DistillConfig(StrictConfig):
     encoder_warmup_fraction: float = 0.3  # of all steps: linear encoder warm-up
     head_warmup_fraction: float = 0.1
     ignore_cls: bool = False
-    # residual on a prior: the cross-encoder's logit corrects a logistic regression on the
-    # encoder's zero-shot cosine ("cosine") and/or lexical overlap ("lexical"); "none": plain
-    prior: Literal["none", "cosine", "lexical", "cosine+lexical"] = "none"
+    # residual on a prior: the cross-encoder's logit corrects a logistic regression on feature
+    # groups of RelevancePrior joined by "+" (cosine, lexical, overlap); "none": plain
+    prior: str = "none"
     epochs: int = 8
     learning_rate: float = 5e-5
     head_lr_multiplier: float = 1.0  # the new classification head's rate, relative
@@ -50,6 +50,18 @@ class DistillConfig(StrictConfig):
     save_steps: int | None = None  # None: a checkpoint every save_minutes and at epoch ends
     save_minutes: float = 10.0
     logging_steps: int = 20
+
+
+def prior_groups(prior: str) -> list[str]:
+    """The feature groups of a ``prior`` option ("none" → [])."""
+    from .prior import FEATURES
+
+    if prior == "none":
+        return []
+    groups = prior.split("+")
+    if not groups or any(g not in FEATURES for g in groups) or len(set(groups)) < len(groups):
+        raise ValueError(f"prior must be 'none' or a '+'-joined subset of {FEATURES}: {prior!r}")
+    return groups
 
 
 def _rows(
@@ -72,6 +84,7 @@ class RelevanceDistiller:
     def __init__(self, config: DistillConfig | None = None, **overrides: Any) -> None:
         base = config.model_dump() if config is not None else {}
         self.config = DistillConfig.from_options("RelevanceDistiller", {**base, **overrides})
+        prior_groups(self.config.prior)  # a bad value fails here, not after an hour of work
         self.model: Any = None  # the cross-encoder + decoder while training
         self.cross_: Any = None  # the cross-encoder alone: what predicts and ships
         self.tokenizer: Any = None
@@ -145,7 +158,7 @@ class RelevanceDistiller:
         if cfg.prior != "none":
             from .prior import RelevancePrior
 
-            self.prior_ = RelevancePrior(cfg.prior.split("+"), encoder=enc).fit(pairs)
+            self.prior_ = RelevancePrior(prior_groups(cfg.prior), encoder=enc).fit(pairs)
             for r, z in zip(rows, self.prior_.decision_function(pairs), strict=True):
                 r["prior"] = float(z)
         self.model = RationaleDistillModel(

@@ -23,7 +23,8 @@ from typing import Any, Literal
 import numpy as np
 
 FORMAT = "relevance-prior"
-Feature = Literal["cosine", "lexical"]
+Feature = Literal["cosine", "lexical", "overlap"]
+FEATURES = ("cosine", "lexical", "overlap")
 TextPair = tuple[str, str]
 _TOKEN = re.compile(r"[a-z0-9]+")
 # (name, analyzer, n-gram range) of the TF-IDF cosines
@@ -37,8 +38,19 @@ def _texts(pairs: Sequence[Any]) -> list[TextPair]:
 class RelevancePrior:
     """Logistic regression on the bi-encoder cosine and lexical overlap of (query, title).
 
+    Feature groups:
+
+    * ``cosine``: the zero-shot bi-encoder cosine;
+    * ``lexical``: word and character TF-IDF cosines, token Jaccard, the share of query tokens
+      found in the title, whether the whole query occurs in it;
+    * ``overlap``: the share of query tokens that match a title token on their first four
+      letters (plurals, stems), whether the query's first and last tokens do (the last is most
+      often the product noun), and the query's and the title's length in tokens. The lengths
+      carry a query-level prior (long queries are more often judged not relevant), which helps
+      pooled ROC-AUC but does not reorder the products of one query.
+
     Args:
-        features: which feature groups to use: ``"cosine"`` and/or ``"lexical"``.
+        features: which feature groups to use (a non-empty subset of the three).
         encoder: the bi-encoder for the cosine (``minilm``, ``mpnet``, a folder or HF name).
         C: inverse regularisation strength of the logistic regression.
         batch_size: encoding batch size.
@@ -46,14 +58,14 @@ class RelevancePrior:
 
     def __init__(
         self,
-        features: Sequence[Feature] = ("cosine", "lexical"),
+        features: Sequence[Feature] = FEATURES,
         encoder: str = "minilm",
         C: float = 1.0,
         batch_size: int = 64,
     ) -> None:
-        bad = [f for f in features if f not in ("cosine", "lexical")]
+        bad = [f for f in features if f not in FEATURES]
         if bad or not features:
-            raise ValueError(f"features must be a non-empty subset of cosine, lexical: {bad}")
+            raise ValueError(f"features must be a non-empty subset of {FEATURES}: {bad}")
         self.features = tuple(features)
         self.encoder, self.C, self.batch_size = encoder, C, batch_size
         self.bi_encoder_: Any = None
@@ -99,6 +111,17 @@ class RelevancePrior:
             whole.append(float(q.lower().strip() in t.lower()))
         return np.column_stack([*cols, jac, cover, whole])
 
+    @staticmethod
+    def _overlap(texts: list[TextPair]) -> np.ndarray:
+        rows = []
+        for q, t in texts:
+            qt, tt = _TOKEN.findall(q.lower()), _TOKEN.findall(t.lower())
+            hits = [float(any(w.startswith(x[:4]) for w in tt)) for x in qt]
+            cover = sum(hits) / max(1, len(qt))
+            first, last = (hits[0], hits[-1]) if hits else (0.0, 0.0)
+            rows.append([cover, first, last, float(len(qt)), float(len(tt))])
+        return np.asarray(rows, dtype=np.float64).reshape(len(texts), 5)
+
     def transform(self, pairs: Sequence[Any]) -> np.ndarray:
         """The feature matrix (one row per pair)."""
         texts = _texts(pairs)
@@ -107,6 +130,8 @@ class RelevancePrior:
             cols.append(self.cosine(texts)[:, None])
         if "lexical" in self.features:
             cols.append(self._lexical(texts))
+        if "overlap" in self.features:
+            cols.append(self._overlap(texts))
         return np.hstack(cols)
 
     def _build_tfidf(self) -> None:
