@@ -28,11 +28,16 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "home-depot" / 
 
 PRIOR = "cosine+lexical+overlap"
 VARIANTS = {
-    "cross_encoder": {"aux": "none"},
-    "reasoning": {"aux": "decoder", "decoder_warmup": False},
-    "reasoning+warmup": {"aux": "decoder", "decoder_warmup": True},
-    "reasoning+warmup+ignore_cls": {"aux": "decoder", "decoder_warmup": True, "ignore_cls": True},
-    "reasoning_embedding": {"aux": "embedding"},
+    "cross_encoder": {"aux": "none", "prior": "none"},
+    "reasoning": {"aux": "decoder", "decoder_warmup": False, "prior": "none"},
+    "reasoning+warmup": {"aux": "decoder", "decoder_warmup": True, "prior": "none"},
+    "reasoning+warmup+ignore_cls": {
+        "aux": "decoder",
+        "decoder_warmup": True,
+        "ignore_cls": True,
+        "prior": "none",
+    },
+    "reasoning_embedding": {"aux": "embedding", "prior": "none"},
     # residual on the prior (logistic regression on bi-encoder cosine and lexical overlap)
     "cross_encoder+prior": {"aux": "none", "prior": PRIOR},
     "reasoning+warmup+prior": {"aux": "decoder", "decoder_warmup": True, "prior": PRIOR},

@@ -32,7 +32,13 @@ def _losses(d):
 def test_distillation_learns_and_exports(data, tmp_path):
     _, pairs, rat = data
     d = RelevanceDistiller(
-        aux="decoder", epochs=6, batch_size=8, learning_rate=1e-4, logging_steps=1, seed=0
+        aux="decoder",
+        epochs=6,
+        batch_size=8,
+        learning_rate=1e-4,
+        logging_steps=1,
+        seed=0,
+        prior="none",  # the plain export; the residual one: tests/test_relevance_prior.py
     ).fit(pairs, rat, progress=False)
     losses = _losses(d)
     assert losses[-1] < losses[0]
@@ -79,7 +85,13 @@ def test_frozen_phase_trains_only_the_decoder(data):
     from transformers import AutoModelForSequenceClassification
 
     d = RelevanceDistiller(
-        aux="decoder", epochs=1, batch_size=8, frozen_fraction=1.0, learning_rate=1e-3, seed=0
+        aux="decoder",
+        epochs=1,
+        batch_size=8,
+        frozen_fraction=1.0,
+        learning_rate=1e-3,
+        seed=0,
+        prior="none",
     ).fit(pairs, rat, progress=False)
     fresh = AutoModelForSequenceClassification.from_pretrained(
         resolve_encoder("minilm"), num_labels=1
@@ -111,7 +123,12 @@ def test_named_t5_decoder_path(data, tmp_path):
     T5ForConditionalGeneration(cfg).save_pretrained(tmp_path / "t5")
     tok.save_pretrained(tmp_path / "t5")
     d = RelevanceDistiller(
-        aux="decoder", decoder=str(tmp_path / "t5"), epochs=2, batch_size=8, logging_steps=1
+        aux="decoder",
+        decoder=str(tmp_path / "t5"),
+        epochs=2,
+        batch_size=8,
+        logging_steps=1,
+        prior="none",
     ).fit(pairs[:16], rat, progress=False)
     assert type(d.model.decoder).__name__ == "T5Decoder"
     assert all(np.isfinite(_losses(d)))
@@ -119,9 +136,9 @@ def test_named_t5_decoder_path(data, tmp_path):
 
 def test_embedding_variant_trains(data):
     _, pairs, rat = data
-    d = RelevanceDistiller(aux="embedding", epochs=2, batch_size=8, logging_steps=1).fit(
-        pairs[:16], rat, progress=False
-    )
+    d = RelevanceDistiller(
+        aux="embedding", epochs=2, batch_size=8, logging_steps=1, prior="none"
+    ).fit(pairs[:16], rat, progress=False)
     assert d.model.transform is not None and all(np.isfinite(_losses(d)))
 
 
@@ -148,6 +165,7 @@ def test_cli_distill_evaluate_predict(data, tmp_path):
     )
     assert res.exit_code == 0, res.output
     assert (out / "config.json").exists()
+    assert (out / "prior" / "prior.json").is_file()  # the default: a correction of the prior
     res = runner.invoke(
         app,
         [

@@ -93,8 +93,8 @@ def distill(
             "regression on feature groups joined by '+': cosine, lexical, overlap (saved with "
             "it in prior/)."
         ),
-    ] = "none",
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 8,
+    ] = "cosine+lexical+overlap",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 3,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,

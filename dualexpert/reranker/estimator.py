@@ -137,6 +137,7 @@ class CategoryReranker:
             batch_size=cfg.batch_size,
             max_length=cfg.max_length,
             rationale_max_length=cfg.rationale_max_length,
+            prior="none",  # the relevance prior's features are for queries, not categories
             seed=cfg.seed,
         )
         log.info("training the reranker on %d pairs", len(pairs))
