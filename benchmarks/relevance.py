@@ -166,7 +166,7 @@ def run(args: argparse.Namespace) -> dict:
     import numpy as np
 
     from dualexpert.evaluation.baselines import BiEncoderCosine, LexicalRelevanceLR
-    from dualexpert.evaluation.metrics import binary_report, bootstrap_ci
+    from dualexpert.evaluation.metrics import binary_report, bootstrap_ci, paired_bootstrap_diff
     from dualexpert.relevance.distill import RelevanceDistiller
     from dualexpert.relevance.prior import RelevancePrior
 
@@ -188,7 +188,10 @@ def run(args: argparse.Namespace) -> dict:
     }
     print(f"train {len(tr)} pairs, test {len(te)} pairs (split by query)")
 
+    probs: dict = {}  # test probabilities of the deterministic systems measured in this run
+
     def deterministic(name: str, prob, n_test: int | None = None, extra: dict | None = None):
+        probs[name] = prob
         yy = y[:n_test] if n_test else y
         rep = {**binary_report(yy, prob), "query_auc": query_auc(te[: len(yy)], prob)}
         ci = {m: bootstrap_ci(yy, prob, m)[1] for m in ("roc_auc", "accuracy")}
@@ -206,6 +209,11 @@ def run(args: argparse.Namespace) -> dict:
         prob = prior.predict_proba(te)
         pps = len(te) / (time.perf_counter() - t0)
         deterministic("prior", prob, extra={"pairs_per_s": pps})
+    if "prior" in probs and "biencoder" in probs:  # the paired gain, on the same test pairs
+        d, lo, hi = paired_bootstrap_diff(y, probs["prior"], probs["biencoder"])
+        results["prior_minus_biencoder"] = {"roc_auc": d, "ci95": [lo, hi]}
+        print(f"prior - biencoder: {d:+.4f} ROC-AUC (95% paired bootstrap {lo:+.4f}..{hi:+.4f})")
+        _store(out, results)
 
     for name, kw in VARIANTS.items():
         if name not in args.systems:

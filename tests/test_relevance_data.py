@@ -4,7 +4,12 @@ import pytest
 from relevance_fixtures import write_pairs
 
 from dualexpert.data import RecordError
-from dualexpert.evaluation.metrics import binary_report, bootstrap_ci, mean_ci
+from dualexpert.evaluation.metrics import (
+    binary_report,
+    bootstrap_ci,
+    mean_ci,
+    paired_bootstrap_diff,
+)
 from dualexpert.relevance import load_pairs, sample_pairs, split_by_query
 from dualexpert.relevance.schedule import WarmupSchedule
 
@@ -69,3 +74,12 @@ def test_binary_report_and_intervals():
     assert m == pytest.approx(0.8) and h == pytest.approx(4.302653 * 0.1 / 3**0.5, rel=1e-4)
     auc, half = bootstrap_ci(y, p, n=200)
     assert auc == pytest.approx(8 / 9) and half > 0
+
+
+def test_paired_bootstrap_difference():
+    y = [1, 1, 0, 0, 1, 0]
+    p = [0.9, 0.6, 0.65, 0.1, 0.8, 0.3]
+    assert paired_bootstrap_diff(y, p, p, n=100) == (0.0, 0.0, 0.0)  # same system: exactly 0
+    perfect = [0.9, 0.8, 0.2, 0.1, 0.7, 0.3]
+    d, lo, hi = paired_bootstrap_diff(y, perfect, p, n=200)
+    assert d == pytest.approx(1 - 8 / 9) and 0.0 <= lo <= d <= hi
