@@ -7,7 +7,9 @@ sizes), writes ``curve.json`` and plots ``curve.png``.
     python benchmarks/relevance_curve.py --sizes 250 500 1000 2000 4000 8000 16000 0 \\
         --out benchmarks/results/relevance-curve
 
-Size 0 means every labelled training pair. Sizes up to ``--seeds-upto`` get ``--seeds``; larger
+Size 0 means every labelled training pair. Cells are means ± 95% intervals (t over training
+seeds, or a bootstrap over test pairs for the untrained systems); a cell without one is a single
+training seed. Sizes up to ``--seeds-upto`` get ``--seeds``; larger
 ones the first seed only. Epochs shrink with the size (``--epoch-pairs`` / size, between 1 and
 8), so each trained model sees a similar number of steps. Distilled systems run at the sizes
 whose pairs all have a rationale.
@@ -57,8 +59,8 @@ def main() -> None:
             run_args.resume = True
             res = bench.run(run_args)
         n = res.get("setup", {}).get("train", size)
-        for name, r in res.items():
-            if name != "setup" and "mean" in r:
+        for name, r in res.items():  # the LLM rows cover a 50-200 pair subset: not a curve
+            if name != "setup" and "mean" in r and not name.startswith("llm_"):
                 curve.setdefault(name, {})[str(n)] = {
                     "roc_auc": r["mean"]["roc_auc"],
                     "ci95": r.get("ci95", {}).get("roc_auc"),
@@ -81,7 +83,8 @@ def print_curve(curve: dict[str, dict[str, dict]]) -> None:
             if p is None:
                 cells.append(f"{'-':>16s}")
                 continue
-            ci = f"±{p['ci95']:.3f}" if p.get("ci95") is not None else "      "
+            one_seed = p.get("seeds") == 1  # no interval from one training seed
+            ci = f"±{p['ci95']:.3f}" if p.get("ci95") is not None and not one_seed else "      "
             cells.append(f"{p['roc_auc']:>10.4f}{ci}")
         print(f"{name:24s}" + "".join(cells))
 

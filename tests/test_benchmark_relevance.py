@@ -54,3 +54,40 @@ def test_summaries_cover_every_saved_seed(tmp_path):
     saved = json.loads((tmp_path / "results.json").read_text())["ce"]
     assert abs(saved["mean"]["roc_auc"] - 0.7) < 1e-9
     assert saved["ci95"]["roc_auc"] > 0 and saved["interval"] == "t over 3 seeds"
+
+
+def test_query_auc_orders_within_queries_only():
+    from dualexpert.relevance import RelevancePair
+
+    bench = _bench()
+    pairs = [
+        RelevancePair(id=str(i), query=q, title="t", label=y)
+        for i, (q, y) in enumerate([("a", 1), ("a", 0), ("b", 1), ("b", 0), ("c", 1)])
+    ]
+    # within each query the relevant pair scores higher, though "b" is low overall
+    prob = [0.9, 0.8, 0.2, 0.1, 0.5]
+    assert bench.query_auc(pairs, prob) == 1.0  # "c" has one label: left out
+    assert bench.query_auc(pairs, [0.1, 0.9, 0.2, 0.1, 0.5]) == 0.5
+
+
+def test_learning_curve_table_and_epochs(tmp_path, capsys):
+    import sys
+
+    sys.path.insert(0, str(SCRIPT.parent))
+    try:
+        spec = importlib.util.spec_from_file_location("curve", SCRIPT.parent / "relevance_curve.py")
+        curve = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(curve)
+    finally:
+        sys.path.remove(str(SCRIPT.parent))
+    assert [curve.epochs_for(n, 3000) for n in (250, 500, 1000, 4000, 60000)] == [8, 6, 3, 1, 1]
+    pts = {"prior": {"250": {"roc_auc": 0.68, "ci95": 0.02, "seeds": None}},
+           "ce": {"250": {"roc_auc": 0.57, "ci95": 0.0, "seeds": 1},
+                  "500": {"roc_auc": 0.60, "ci95": 0.01, "seeds": 3}}}  # fmt: skip
+    curve.print_curve(pts)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["system", "250", "500"]
+    assert out[1].split() == ["prior", "0.6800±0.020", "-"]
+    assert out[2].split() == ["ce", "0.5700", "0.6000±0.010"]  # one seed: no interval
+    curve.plot(pts, tmp_path / "c.png")
+    assert (tmp_path / "c.png").stat().st_size > 1000
