@@ -129,3 +129,18 @@ def test_residual_distiller_learns_exports_and_scores_the_same(pairs, tmp_path):
     np.testing.assert_allclose(st, expit(correction), atol=1e-5)
     back = RelevanceDistiller.load(tmp_path / "ce")
     np.testing.assert_allclose(back.predict_proba(pairs), prob, atol=1e-5)
+
+
+def test_knn_embedding_baseline_runs_and_ranks():
+    """The categorisation k-NN baseline (same module, same encoder loading as the prior)."""
+    from dualexpert.demo import split_demo
+    from dualexpert.evaluation.baselines import KnnEmbeddingRanker
+
+    train, held = split_demo(seed=0)
+    knn = KnnEmbeddingRanker(neighbours=5).fit(train)
+    top = knn.predict_topk(held[:40], k=3)
+    assert all(len(c) == 3 for c in top)
+    hits = sum(
+        p.category in [c.path for c in cands] for p, cands in zip(held[:40], top, strict=True)
+    )
+    assert hits >= 24  # far above chance on the demo catalogue
