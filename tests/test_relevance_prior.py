@@ -44,6 +44,7 @@ def test_prior_features_and_ranking(pairs, prior):
     assert _auc(pairs, prior.predict_proba(pairs)) > 0.9
     logits = prior.decision_function(pairs)
     np.testing.assert_allclose(logits, X @ prior.coef_ + prior.intercept_)
+    np.testing.assert_allclose(prior.train_decision_, logits)  # kept by fit, not recomputed
     # text tuples and pair objects give the same scores
     np.testing.assert_allclose(prior.decision_function([(p.query, p.title) for p in pairs]), logits)
 

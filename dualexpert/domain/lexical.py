@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from ..text import fixed_tfidf
+
 log = logging.getLogger(__name__)
 
 FORMAT = 1
@@ -80,22 +82,6 @@ class LexicalExpert:
             dtype=np.float32,
         )
         return word, char
-
-    @staticmethod
-    def _fixed(analyzer: str, ngrams: tuple[int, int], vocab: list[str], idf: np.ndarray):
-        """A (counts, tf-idf) pair with a given vocabulary and idf: the same transform as the
-        fitted ``TfidfVectorizer``, built from plain arrays (this is how a saved one loads)."""
-        from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
-
-        counts = CountVectorizer(
-            analyzer=analyzer,
-            ngram_range=ngrams,
-            vocabulary={t: i for i, t in enumerate(vocab)},
-            dtype=np.float32,
-        )
-        tfidf = TfidfTransformer(sublinear_tf=True)
-        tfidf.idf_ = np.asarray(idf, dtype=np.float64)
-        return counts, tfidf
 
     def _features(self, texts: Sequence[str]) -> Any:
         from scipy.sparse import hstack
@@ -242,8 +228,8 @@ class LexicalExpert:
 
     def _build_parts(self) -> None:
         self._parts = [
-            self._fixed("word", (1, 2), self._vocab["word"], self._idf["word"]),
-            self._fixed("char_wb", (2, 5), self._vocab["char"], self._idf["char"]),
+            fixed_tfidf("word", (1, 2), self._vocab["word"], self._idf["word"]),
+            fixed_tfidf("char_wb", (2, 5), self._vocab["char"], self._idf["char"]),
         ]
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:

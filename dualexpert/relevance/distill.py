@@ -54,18 +54,6 @@ class DistillConfig(StrictConfig):
     logging_steps: int = 20
 
 
-def prior_groups(prior: str) -> list[str]:
-    """The feature groups of a ``prior`` option ("none" → [])."""
-    from .prior import FEATURES
-
-    if prior == "none":
-        return []
-    groups = prior.split("+")
-    if not groups or any(g not in FEATURES for g in groups) or len(set(groups)) < len(groups):
-        raise ValueError(f"prior must be 'none' or a '+'-joined subset of {FEATURES}: {prior!r}")
-    return groups
-
-
 def _rows(
     pairs: Sequence[RelevancePair], rationales: Mapping[str, str] | None, need: bool
 ) -> list[dict[str, Any]]:
@@ -86,6 +74,8 @@ class RelevanceDistiller:
     def __init__(self, config: DistillConfig | None = None, **overrides: Any) -> None:
         base = config.model_dump() if config is not None else {}
         self.config = DistillConfig.from_options("RelevanceDistiller", {**base, **overrides})
+        from .prior import prior_groups
+
         prior_groups(self.config.prior)  # a bad value fails here, not after an hour of work
         self.model: Any = None  # the cross-encoder + decoder while training
         self.cross_: Any = None  # the cross-encoder alone: what predicts and ships
@@ -158,10 +148,10 @@ class RelevanceDistiller:
             emb_dim = int(embs.shape[1])
         self.prior_ = None
         if cfg.prior != "none":
-            from .prior import RelevancePrior
+            from .prior import RelevancePrior, prior_groups
 
             self.prior_ = RelevancePrior(prior_groups(cfg.prior), encoder=enc).fit(pairs)
-            for r, z in zip(rows, self.prior_.decision_function(pairs), strict=True):
+            for r, z in zip(rows, self.prior_.train_decision_, strict=True):
                 r["prior"] = float(z)
         self.model = RationaleDistillModel(
             enc,

@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from ..text import fixed_tfidf
+
 FORMAT = "relevance-prior"
 Feature = Literal["cosine", "lexical", "overlap"]
 FEATURES = ("cosine", "lexical", "overlap")
@@ -29,6 +31,16 @@ TextPair = tuple[str, str]
 _TOKEN = re.compile(r"[a-z0-9]+")
 # (name, analyzer, n-gram range) of the TF-IDF cosines
 _TFIDF = (("word", "word", (1, 1)), ("char", "char_wb", (2, 4)))
+
+
+def prior_groups(prior: str) -> list[str]:
+    """The feature groups of a ``prior`` option: "none" -> [], else a '+'-joined subset."""
+    if prior == "none":
+        return []
+    groups = prior.split("+")
+    if any(g not in FEATURES for g in groups) or len(set(groups)) < len(groups):
+        raise ValueError(f"prior must be 'none' or a '+'-joined subset of {FEATURES}: {prior!r}")
+    return groups
 
 
 def _texts(pairs: Sequence[Any]) -> list[TextPair]:
@@ -74,6 +86,7 @@ class RelevancePrior:
         self._idf: dict[str, np.ndarray] = {}
         self.coef_: np.ndarray | None = None
         self.intercept_ = 0.0
+        self.train_decision_: np.ndarray | None = None  # the training pairs' logits, from fit
 
     # ---- features -------------------------------------------------------------------------
     def _bi_encoder(self) -> Any:
@@ -135,14 +148,9 @@ class RelevancePrior:
         return np.hstack(cols)
 
     def _build_tfidf(self) -> None:
-        from sklearn.feature_extraction.text import CountVectorizer, TfidfTransformer
-
         for name, analyzer, ngrams in _TFIDF:
-            vocab = {t: i for i, t in enumerate(self._vocab[name])}
-            counts = CountVectorizer(analyzer=analyzer, ngram_range=ngrams, vocabulary=vocab)
-            tfidf = TfidfTransformer(sublinear_tf=True)
-            tfidf.idf_ = np.asarray(self._idf[name], dtype=np.float64)
-            self._tfidf[name] = (counts, tfidf)
+            vocab, idf = self._vocab[name], self._idf[name]
+            self._tfidf[name] = fixed_tfidf(analyzer, ngrams, vocab, idf, dtype=np.float64)
 
     # ---- estimator ------------------------------------------------------------------------
     def fit(self, pairs: Sequence[Any], labels: Sequence[int] | None = None) -> RelevancePrior:
@@ -165,9 +173,11 @@ class RelevancePrior:
                 self._vocab[name] = vec.get_feature_names_out().tolist()
                 self._idf[name] = vec.idf_.astype(np.float32)
             self._build_tfidf()
-        lr = LogisticRegression(C=self.C, max_iter=1000).fit(self.transform(texts), y)
+        X = self.transform(texts)
+        lr = LogisticRegression(C=self.C, max_iter=1000).fit(X, y)
         self.coef_ = lr.coef_.ravel().astype(np.float64)
         self.intercept_ = float(lr.intercept_[0])
+        self.train_decision_ = X @ self.coef_ + self.intercept_
         return self
 
     def decision_function(self, pairs: Sequence[Any]) -> np.ndarray:
