@@ -41,6 +41,14 @@ VARIANTS = {
     # residual on the prior (logistic regression on bi-encoder cosine and lexical overlap)
     "cross_encoder+prior": {"aux": "none", "prior": PRIOR},
     "reasoning+warmup+prior": {"aux": "decoder", "decoder_warmup": True, "prior": PRIOR},
+    # loss balancing: L_aux divided by its first-batch value
+    "reasoning+warmup+prior+norm": {
+        "aux": "decoder",
+        "decoder_warmup": True,
+        "prior": PRIOR,
+        "aux_norm": True,
+    },
+    "reasoning_embedding+prior+norm": {"aux": "embedding", "prior": PRIOR, "aux_norm": True},
 }
 
 

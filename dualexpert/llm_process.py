@@ -186,8 +186,10 @@ class LLMProcess:
             log.error("%s", self.dead_reason)
 
     # -- requests -----------------------------------------------------------------------------
-    def request(self, op: str, **payload: Any) -> Any:
-        """Send one request and return its result; raises :class:`LLMUnavailable`."""
+    def request(self, op: str, timeout: float | None = None, **payload: Any) -> Any:
+        """Send one request and return its result; raises :class:`LLMUnavailable`.
+
+        ``timeout``: seconds this request may take (default: the process's ``timeout``)."""
         with self._lock:
             if self.dead_reason is not None:
                 raise LLMUnavailable(self.dead_reason)
@@ -201,7 +203,7 @@ class LLMProcess:
                 self._proc.stdin.flush()
             except (BrokenPipeError, OSError):
                 pass  # the child died; _wait reports how
-            answer = self._wait(self.timeout, op)
+            answer = self._wait(timeout or self.timeout, op)
         if not answer.get("ok"):  # the child is fine; this one request failed
             raise LLMUnavailable(f"the local LLM refused the request: {answer.get('error')}")
         return answer["result"]

@@ -11,6 +11,8 @@ loaded.
 Ops:
 
 * ``chat``: ``llama.create_chat_completion(messages=..., **kwargs)``, the whole answer dict;
+* ``chat_batch``: greedy completions of several message lists decoded together
+  (:class:`dualexpert.llm_batch.BatchGenerator`, ``parallel`` sequences at a time);
 * ``score``: log-probabilities of single-token options after a chat prompt plus a prefix;
 * ``ping``: a one-token decode, for ``dualexpert doctor``.
 
@@ -74,10 +76,28 @@ def _ping(llm: Any) -> dict[str, Any]:
     return {"text": out["choices"][0]["text"]}
 
 
-def _handle(llm: Any, req: dict[str, Any]) -> Any:
+def _chat_batch(llm: Any, cfg: dict[str, Any], req: dict[str, Any]) -> list[dict[str, Any]]:
+    from .llm_batch import BatchGenerator
+
+    gen = cfg.get("_batch_generator")
+    if gen is None:
+        gen = cfg["_batch_generator"] = BatchGenerator(
+            llm,
+            n_seq=int(cfg.get("parallel") or 1),
+            n_ctx=2 * int(cfg["n_ctx"]),  # one unified cache: the prefix once, then every tail
+            n_batch=int(cfg["n_batch"]),
+            n_threads=int(cfg["n_threads"]),
+        )
+    prompts = [_chat_prompt(llm, m) for m in req["messages"]]
+    return gen.generate(prompts, int(req["max_tokens"]), req.get("stop"))
+
+
+def _handle(llm: Any, req: dict[str, Any], cfg: dict[str, Any] | None = None) -> Any:
     op = req.get("op")
     if op == "chat":
         return llm.create_chat_completion(messages=req["messages"], **req.get("kwargs", {}))
+    if op == "chat_batch":
+        return _chat_batch(llm, cfg or {}, req)
     if op == "score":
         return score_options(llm, req["messages"], req["prefix"], req["options"])
     if op == "ping":
@@ -142,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         _crash_for_tests()
         try:
-            send({"ok": True, "result": _handle(llm, json.loads(line))})
+            send({"ok": True, "result": _handle(llm, json.loads(line), cfg)})
         except Exception as e:  # a bad request is answered, not fatal
             send({"ok": False, "error": f"{type(e).__name__}: {e}"})
     return 0

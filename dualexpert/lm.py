@@ -30,6 +30,57 @@ def llm_threads() -> int:
     return int(os.environ.get("DUALEXPERT_LLM_THREADS") or available_cpus())
 
 
+class MicroBatcher:
+    """Gathers calls that arrive together from several threads into one batched call.
+
+    ``submit(item)`` blocks until ``run`` has answered ``item``. The first waiting caller
+    becomes the leader: it takes up to ``max_items`` queued items that share the same key
+    (everything but an item's first element), calls ``run`` on them, hands every caller its
+    answer (or the exception), and repeats while items wait. Others only wait.
+    """
+
+    def __init__(self, run: Any, max_items: int) -> None:
+        self.run = run
+        self.max_items = max(1, max_items)
+        self._cv = threading.Condition()
+        self._queue: list[tuple[tuple[Any, ...], Any]] = []
+        self._leading = False
+
+    def submit(self, item: tuple[Any, ...]) -> Any:
+        from concurrent.futures import Future
+
+        fut: Future[Any] = Future()
+        with self._cv:
+            self._queue.append((item, fut))
+            lead = not self._leading
+            self._leading = True
+        if lead:
+            self._lead()
+        return fut.result()
+
+    def _lead(self) -> None:
+        import time
+
+        time.sleep(0.005)  # let the calls started together join the first batch
+        while True:
+            with self._cv:
+                if not self._queue:
+                    self._leading = False
+                    return
+                key = repr(self._queue[0][0][1:])
+                batch = [q for q in self._queue if repr(q[0][1:]) == key][: self.max_items]
+                for q in batch:
+                    self._queue.remove(q)
+            try:
+                answers = self.run([item for item, _ in batch])
+            except BaseException as e:  # every caller of this batch gets the failure
+                for _, fut in batch:
+                    fut.set_exception(e)
+                continue
+            for (_, fut), answer in zip(batch, answers, strict=True):
+                fut.set_result(answer)
+
+
 class LlamaCppEngine:
     """An lm15 engine (``complete(Request) -> Response``) over a llama.cpp model.
 
@@ -41,6 +92,13 @@ class LlamaCppEngine:
     llama.cpp enforces it with a grammar.
 
     ``timeout``: seconds one request may take before the child is stopped.
+
+    ``parallel``: with more than 1, greedy requests without a response format (DSPy's chat
+    adapters at ``temperature=0``) that arrive together from several threads (``dspy.Parallel``,
+    ``Module.batch``, :func:`dualexpert.relevance.write_rationales` with ``parallel``) are
+    decoded together, ``parallel`` sequences in one llama.cpp batch
+    (:mod:`dualexpert.llm_batch`): several times the pairs per second on a CPU. Other requests
+    (JSON schema, sampling) run one at a time as before.
     """
 
     supports_response_schema = True
@@ -58,8 +116,12 @@ class LlamaCppEngine:
         seed: int = 0,
         n_batch: int = 512,
         timeout: float = 300.0,
+        parallel: int = 1,
     ) -> None:
+        if parallel < 1:
+            raise ValueError(f"parallel must be at least 1, got {parallel}")
         self.model = model
+        self.parallel = parallel
         self.n_ctx = n_ctx
         self.n_threads = n_threads or llm_threads()
         self.seed = seed
@@ -68,6 +130,9 @@ class LlamaCppEngine:
         self._process: Any = None
         self._lock = threading.Lock()
         self.last_usage: dict[str, int] = {}  # of the last score_options call
+        self._batcher = MicroBatcher(self._run_batch, max_items=2 * parallel)
+        # requests answered one at a time, and in llama.cpp batches (with how many batches)
+        self.counts = {"single": 0, "batched": 0, "batches": 0}
 
     # -- lifecycle --------------------------------------------------------------------------
     @property
@@ -85,6 +150,7 @@ class LlamaCppEngine:
                         "n_threads": self.n_threads,
                         "n_batch": self.n_batch,
                         "seed": self.seed,
+                        "parallel": self.parallel,
                     },
                     timeout=self.timeout,
                 )
@@ -107,6 +173,7 @@ class LlamaCppEngine:
             "seed": self.seed,
             "n_batch": self.n_batch,
             "timeout": self.timeout,
+            "parallel": self.parallel,
         }
 
     @classmethod
@@ -143,11 +210,23 @@ class LlamaCppEngine:
             kwargs["response_format"] = {"type": "json_object", "schema": dict(fmt["schema"])}
         elif fmt and fmt.get("type") == "json_object":
             kwargs["response_format"] = {"type": "json_object"}
-        out = self.process.request("chat", messages=messages, kwargs=kwargs)
-        choice = out["choices"][0]
-        text = choice["message"].get("content") or ""
-        usage = out.get("usage") or {}
-        finish = choice.get("finish_reason") or "stop"
+        if (
+            self.parallel > 1
+            and set(kwargs) == {"max_tokens", "temperature", "stop", "seed"}
+            and (kwargs["temperature"] == 0.0)
+        ):
+            res = self._batcher.submit((messages, kwargs["max_tokens"], kwargs["stop"]))
+            self.counts["batched"] += 1
+            text, finish = res["text"], res["finish_reason"]
+            usage = {k: res[k] for k in ("prompt_tokens", "completion_tokens")}
+            out: dict[str, Any] = {}
+        else:
+            out = self.process.request("chat", messages=messages, kwargs=kwargs)
+            self.counts["single"] += 1
+            choice = out["choices"][0]
+            text = choice["message"].get("content") or ""
+            usage = out.get("usage") or {}
+            finish = choice.get("finish_reason") or "stop"
         return Response(
             id=out.get("id"),
             model=f"llamacpp/{self.model}",
@@ -157,6 +236,19 @@ class LlamaCppEngine:
                 input_tokens=usage.get("prompt_tokens"),
                 output_tokens=usage.get("completion_tokens"),
             ),
+        )
+
+    def _run_batch(self, items: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
+        """One ``chat_batch`` request for queued calls that share ``max_tokens`` and ``stop``."""
+        _, max_tokens, stop = items[0]
+        self.counts["batches"] += 1
+        rounds = -(-len(items) // self.parallel)
+        return self.process.request(
+            "chat_batch",
+            timeout=self.timeout * rounds,
+            messages=[m for m, _, _ in items],
+            max_tokens=max_tokens,
+            stop=stop,
         )
 
     def stream(self, request: Any) -> Any:
@@ -228,10 +320,16 @@ def hosted_lm(model: str, api_base: str | None = None, api_key: str | None = Non
     return dspy.LM(model, **kw)
 
 
+def is_local(spec: str | None, api_base: str | None = None) -> bool:
+    """Whether ``spec`` names a model the local llama.cpp engine runs."""
+    spec = spec or DEFAULT_LLM
+    return api_base is None and (spec in ("qwen-1.5b", "smollm2") or spec.endswith(".gguf"))
+
+
 def get_lm(spec: str | None = None, api_base: str | None = None, **kw: Any):
     """``None``/``qwen-1.5b``/``smollm2``/``*.gguf`` → local engine; anything else → LiteLLM."""
     spec = spec or DEFAULT_LLM
-    if api_base is None and (spec in ("qwen-1.5b", "smollm2") or spec.endswith(".gguf")):
+    if is_local(spec, api_base):
         return local_lm(spec, **kw)
     return hosted_lm(spec, api_base=api_base, **kw)
 
@@ -241,6 +339,7 @@ def configure_lm(
     api_base: str | None = None,
     max_tokens: int | None = None,
     timeout: float | None = None,
+    parallel: int = 1,
 ) -> Any:
     """:func:`get_lm` set as DSPy's LM, with usage tracking on; returns the LM.
 
@@ -249,12 +348,16 @@ def configure_lm(
         api_base: an OpenAI-compatible server's URL.
         max_tokens: cap on each answer's tokens (the LM's default when None).
         timeout: seconds one request may take before it fails (and the product falls back).
+        parallel: sequences the local engine decodes in one batch (a hosted LLM serves
+            concurrent calls itself, so this only sizes the local engine).
     """
     import dspy
 
     kw: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
     if timeout is not None:
         kw["timeout"] = timeout
+    if parallel > 1 and is_local(spec, api_base):
+        kw["parallel"] = parallel
     lm = get_lm(spec, api_base=api_base, **kw)
     dspy.configure(lm=lm, track_usage=True)
     return lm

@@ -93,7 +93,7 @@ def test_cli_rationales_real_llm(pairs, tmp_path):
         "chat",
     ]
     res = CliRunner().invoke(app, [*args[:-1], "xml"])
-    assert res.exit_code != 0 and "adapter must be json or chat" in res.output
+    assert res.exit_code != 0 and "adapter must be brief, json or chat" in res.output
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     rows = [json.loads(x) for x in out.read_text().splitlines()]

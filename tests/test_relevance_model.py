@@ -75,3 +75,23 @@ def test_plain_cross_encoder_has_no_aux():
     assert m.decoder is None and m.transform is None
     with pytest.raises(ValueError, match="embedding_dim"):
         RationaleDistillModel(resolve_encoder("minilm"), aux="embedding")
+
+
+def test_aux_norm_divides_by_the_first_batch_value(tok):
+    torch.manual_seed(0)
+    m = RationaleDistillModel(
+        resolve_encoder("minilm"), aux="embedding", embedding_dim=8, lam=0.1, aux_norm=True
+    )
+    m.eval()  # no dropout: the same batch gives the same losses
+    enc, _ = _batch(tok)
+    labels = torch.tensor([1.0, 0.0])
+    first = m(**enc, labels=labels, rationale_embedding=torch.randn(2, 8))
+    assert m.aux_scale.item() == pytest.approx(first["loss_aux"].item(), rel=1e-6)
+    # both losses start on the same scale: L_aux counts as 1.0 on the first batch
+    assert first["loss"].item() == pytest.approx(first["loss_cls"].item() + 0.1, rel=1e-5)
+    second = m(**enc, labels=labels, rationale_embedding=3 * torch.randn(2, 8))
+    ratio = second["loss_aux"].item() / first["loss_aux"].item()
+    assert ratio != pytest.approx(1.0, abs=1e-3)  # the scale stays the first batch's
+    assert second["loss"].item() == pytest.approx(
+        second["loss_cls"].item() + 0.1 * ratio, rel=1e-5
+    )

@@ -48,29 +48,41 @@ def rationales(
     adapter: Annotated[
         str,
         typer.Option(
-            help="json (default; constrained output) or chat (DSPy's ChatAdapter: a rationale "
-            "cut by the token cap still parses and is trimmed to its last full sentence)."
+            help="brief (default: the bare rationale after the demos, fewest tokens), json "
+            "(constrained output) or chat (DSPy's ChatAdapter). A rationale cut by the token cap "
+            "is trimmed to its last full sentence."
         ),
-    ] = "json",
+    ] = "brief",
+    parallel: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Pairs in flight: threads for a hosted LLM; the local LLM decodes this many in "
+            "one llama.cpp batch (with the brief or chat adapter).",
+        ),
+    ] = 16,
     threads: ThreadsOpt = None,
 ) -> None:
     """Write an LLM rationale for each labelled pair (paper 4.3), resumable."""
     apply_threads(threads)
     import dspy
 
+    from ..adapters import BriefChatAdapter
     from ..lm import configure_lm
     from ..relevance.rationales import write_rationales
 
-    if adapter not in ("json", "chat"):
-        raise typer.BadParameter("adapter must be json or chat", param_hint="--adapter")
+    adapters = {"brief": BriefChatAdapter, "json": dspy.JSONAdapter, "chat": dspy.ChatAdapter}
+    if adapter not in adapters:
+        raise typer.BadParameter("adapter must be brief, json or chat", param_hint="--adapter")
     todo = _pairs(pairs, split, test_fraction, seed, sample, threshold)
     with user_errors():
-        configure_lm(llm, api_base)
-    if adapter == "chat":
-        dspy.configure(adapter=dspy.ChatAdapter())
+        configure_lm(llm, api_base, parallel=parallel)
+    dspy.configure(adapter=adapters[adapter]())
     with progress_bar() as bar:
         task = bar.add_task("rationales", total=len(todo))
-        totals = write_rationales(todo, out, progress=lambda n: bar.advance(task, n))
+        totals = write_rationales(
+            todo, out, progress=lambda n: bar.advance(task, n), parallel=parallel
+        )
     console.print(json.dumps(totals))
 
 

@@ -30,6 +30,7 @@ class DistillConfig(StrictConfig):
     decoder: str | None = None  # default: a BERT-style decoder from the encoder's weights
     embedder: str = "minilm"  # rationale embeddings for aux="embedding" (paper: BGE-M3)
     lam: float = 0.1
+    aux_norm: bool = False  # divide L_aux by its first-batch value (loss balancing)
     decoder_warmup: bool = True
     frozen_fraction: float = 0.5  # of the first epoch: decoder alone, encoder frozen
     encoder_warmup_fraction: float = 0.3  # of all steps: linear encoder warm-up
@@ -161,6 +162,7 @@ class RelevanceDistiller:
             ignore_cls=cfg.ignore_cls,
             lam=cfg.lam,
             residual=self.prior_ is not None,
+            aux_norm=cfg.aux_norm,
         )
         steps_per_epoch = -(-len(rows) // (cfg.batch_size * world_size()))
         total = steps_per_epoch * cfg.epochs

@@ -110,6 +110,7 @@ class RationaleDistillModel(nn.Module):
         ignore_cls: bool = False,
         lam: float = 0.1,
         residual: bool = False,
+        aux_norm: bool = False,
     ) -> None:
         super().__init__()
         from transformers import AutoModelForSequenceClassification
@@ -119,6 +120,11 @@ class RationaleDistillModel(nn.Module):
         self.cross = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=1)
         dim = self.cross.config.hidden_size
         self.aux, self.ignore_cls, self.lam = aux, ignore_cls, lam
+        # aux_norm: L_aux is divided by its value on the first training batch, so lam weighs
+        # two losses that both start near 1 (an untrained LM head starts near 10, an embedding
+        # regression near 0.003)
+        self.aux_norm = aux_norm
+        self.register_buffer("aux_scale", torch.zeros(()), persistent=False)
         if residual:  # the head starts at zero: the first logit is the prior's alone
             head = [m for n, m in self.cross.named_modules()
                     if isinstance(m, nn.Linear) and m.out_features == 1]  # fmt: skip
@@ -182,6 +188,11 @@ class RationaleDistillModel(nn.Module):
                 pooled = (states * m).sum(1) / m.sum(1).clamp(min=1.0)
                 pred = self.transform(pooled)
                 l_aux = nn.functional.mse_loss(pred, rationale_embedding.to(pred.dtype))
-        loss = l_aux if aux_only else l_cls + self.lam * l_aux
+        scaled = l_aux
+        if self.aux_norm and self.aux != "none" and l_aux.requires_grad:
+            if self.aux_scale <= 0:
+                self.aux_scale.fill_(float(l_aux.detach().clamp(min=1e-8)))
+            scaled = l_aux / self.aux_scale
+        loss = scaled if aux_only else l_cls + self.lam * scaled
         result.update(loss=loss, loss_cls=l_cls.detach(), loss_aux=l_aux.detach())
         return result
