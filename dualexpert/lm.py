@@ -33,10 +33,11 @@ def llm_threads() -> int:
 class MicroBatcher:
     """Gathers calls that arrive together from several threads into one batched call.
 
-    ``submit(item)`` blocks until ``run`` has answered ``item``. The first waiting caller
-    becomes the leader: it takes up to ``max_items`` queued items that share the same key
+    ``submit(item)`` blocks until ``run`` has answered ``item``. A waiting caller takes the
+    lead when no one has it: it takes up to ``max_items`` queued items that share the same key
     (everything but an item's first element), calls ``run`` on them, hands every caller its
-    answer (or the exception), and repeats while items wait. Others only wait.
+    answer (or the exception) and gives the lead up, so a caller whose item is answered returns
+    at once and another waiting caller leads the next batch.
     """
 
     def __init__(self, run: Any, max_items: int) -> None:
@@ -52,33 +53,41 @@ class MicroBatcher:
         fut: Future[Any] = Future()
         with self._cv:
             self._queue.append((item, fut))
-            lead = not self._leading
-            self._leading = True
-        if lead:
-            self._lead()
-        return fut.result()
-
-    def _lead(self) -> None:
-        import time
-
-        time.sleep(0.005)  # let the calls started together join the first batch
         while True:
             with self._cv:
-                if not self._queue:
-                    self._leading = False
-                    return
-                key = repr(self._queue[0][0][1:])
-                batch = [q for q in self._queue if repr(q[0][1:]) == key][: self.max_items]
-                for q in batch:
-                    self._queue.remove(q)
+                while self._leading and not fut.done():
+                    self._cv.wait()
+                if fut.done():
+                    break
+                self._leading = True
             try:
-                answers = self.run([item for item, _ in batch])
-            except BaseException as e:  # every caller of this batch gets the failure
-                for _, fut in batch:
-                    fut.set_exception(e)
-                continue
-            for (_, fut), answer in zip(batch, answers, strict=True):
-                fut.set_result(answer)
+                self._one_batch()
+            finally:
+                with self._cv:
+                    self._leading = False
+                    self._cv.notify_all()
+        return fut.result()
+
+    def _one_batch(self) -> None:
+        import time
+
+        with self._cv:
+            short = len(self._queue) < self.max_items
+        if short:
+            time.sleep(0.005)  # let calls started together join this batch
+        with self._cv:
+            key = repr(self._queue[0][0][1:])
+            batch = [q for q in self._queue if repr(q[0][1:]) == key][: self.max_items]
+            for q in batch:
+                self._queue.remove(q)
+        try:
+            answers = self.run([item for item, _ in batch])
+        except BaseException as e:  # every caller of this batch gets the failure
+            for _, fut in batch:
+                fut.set_exception(e)
+            return
+        for (_, fut), answer in zip(batch, answers, strict=True):
+            fut.set_result(answer)
 
 
 class LlamaCppEngine:
@@ -327,10 +336,14 @@ def is_local(spec: str | None, api_base: str | None = None) -> bool:
 
 
 def get_lm(spec: str | None = None, api_base: str | None = None, **kw: Any):
-    """``None``/``qwen-1.5b``/``smollm2``/``*.gguf`` → local engine; anything else → LiteLLM."""
+    """``None``/``qwen-1.5b``/``smollm2``/``*.gguf`` → local engine; anything else → LiteLLM.
+
+    ``parallel`` sizes the local engine's decoding batch; a hosted LLM ignores it (it serves
+    concurrent calls itself)."""
     spec = spec or DEFAULT_LLM
     if is_local(spec, api_base):
         return local_lm(spec, **kw)
+    kw.pop("parallel", None)
     return hosted_lm(spec, api_base=api_base, **kw)
 
 
@@ -356,7 +369,7 @@ def configure_lm(
     kw: dict[str, Any] = {"max_tokens": max_tokens} if max_tokens else {}
     if timeout is not None:
         kw["timeout"] = timeout
-    if parallel > 1 and is_local(spec, api_base):
+    if parallel > 1:
         kw["parallel"] = parallel
     lm = get_lm(spec, api_base=api_base, **kw)
     dspy.configure(lm=lm, track_usage=True)

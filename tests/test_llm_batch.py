@@ -182,3 +182,16 @@ def test_brief_adapter_through_dummy_lm():
     assert pred.rationale == "A short rationale."
     sent = lm.history[-1]["messages"]
     assert "Respond with" not in sent[-1]["content"] and "not relevant" in sent[-1]["content"]
+
+
+def test_parallel_sizes_only_the_local_engine():
+    from dualexpert.lm import get_lm
+
+    hosted = get_lm("openai/gpt-4o-mini", parallel=8)
+    assert "parallel" not in hosted.kwargs  # not sent to the provider
+    local = get_lm("smollm2", parallel=8)  # nothing starts until the first call
+    assert local.engine.parallel == 8 and local.engine.dump_state()["parallel"] == 8
+    with pytest.raises(ValueError, match="parallel"):
+        LlamaCppEngine("smollm2", parallel=0)
+    with pytest.raises(ValueError, match="parallel"):
+        write_rationales([], "unused.jsonl", parallel=0)
