@@ -92,6 +92,4 @@ def test_aux_norm_divides_by_the_first_batch_value(tok):
     second = m(**enc, labels=labels, rationale_embedding=3 * torch.randn(2, 8))
     ratio = second["loss_aux"].item() / first["loss_aux"].item()
     assert ratio != pytest.approx(1.0, abs=1e-3)  # the scale stays the first batch's
-    assert second["loss"].item() == pytest.approx(
-        second["loss_cls"].item() + 0.1 * ratio, rel=1e-5
-    )
+    assert second["loss"].item() == pytest.approx(second["loss_cls"].item() + 0.1 * ratio, rel=1e-5)
