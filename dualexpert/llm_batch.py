@@ -14,8 +14,9 @@ once for B tokens: throughput grows almost B-fold until the arithmetic catches u
   each per ``llama_decode``, until each meets an end-of-generation token, a stop string or
   ``max_tokens``.
 
-Greedy decoding is the only sampler: the batch path serves ``temperature=0`` requests without
-a grammar (DSPy's ``ChatAdapter``); everything else goes through ``create_chat_completion``.
+Decoding is greedy (``temperature=0`` requests); a prompt may carry a GBNF grammar (DSPy's
+``JSONAdapter`` sends a JSON schema, see :func:`grammar_for`), which a per-sequence llama.cpp
+sampler enforces before the greedy pick, as ``create_chat_completion`` does one at a time.
 """
 
 from __future__ import annotations
@@ -24,6 +25,23 @@ import logging
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+
+def grammar_for(response_format: dict[str, Any] | None) -> str | None:
+    """The GBNF grammar for an OpenAI-style ``response_format`` (``json_object`` with or
+    without ``schema``), as llama-cpp-python builds it; ``None`` for free text."""
+    import json
+
+    from llama_cpp import llama_grammar
+
+    if not response_format or response_format.get("type") != "json_object":
+        return None
+    if "schema" in response_format:
+        try:
+            return llama_grammar.json_schema_to_gbnf(json.dumps(response_format["schema"]))
+        except Exception:  # a schema the converter cannot express: any JSON, as llama-cpp does
+            log.warning("JSON schema not expressible as a grammar; constraining to any JSON")
+    return llama_grammar.JSON_GBNF
 
 
 class BatchGenerator:
@@ -107,10 +125,26 @@ class BatchGenerator:
         self.cached = list(prefix)
 
     # -- the op -----------------------------------------------------------------------------
+    def _sampler(self, grammar: str) -> Any:
+        L = self.L
+        chain = L.llama_sampler_chain_init(L.llama_sampler_chain_default_params())
+        g = L.llama_sampler_init_grammar(self.vocab, grammar.encode("utf-8"), b"root")
+        if not g:
+            L.llama_sampler_free(chain)
+            raise ValueError("llama.cpp rejected the grammar")
+        L.llama_sampler_chain_add(chain, g)
+        L.llama_sampler_chain_add(chain, L.llama_sampler_init_greedy())
+        return chain
+
     def generate(
-        self, prompts: list[str], max_tokens: int, stop: list[str] | None = None
+        self,
+        prompts: list[str],
+        max_tokens: int,
+        stop: list[str] | None = None,
+        grammar: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Greedy completions of ``prompts`` (already rendered with the chat template).
+        """Greedy completions of ``prompts`` (already rendered with the chat template),
+        each constrained by ``grammar`` (GBNF) when given.
 
         Continuous batching: up to ``n_seq`` prompts decode at once, and a finished sequence's
         slot is refilled with the next prompt in the same ``llama_decode`` as the others' next
@@ -139,6 +173,7 @@ class BatchGenerator:
         texts = [""] * len(prompts)
         finish = ["length"] * len(prompts)
         slot_of: dict[int, int] = {}  # prompt -> sequence id while it decodes
+        samplers: dict[int, Any] = {}  # prompt -> its grammar sampler while it decodes
         nxt: dict[int, int] = {}  # prompt -> its next token (not yet in the cache)
         waiting = list(range(len(prompts)))
         free = list(range(self.n_seq))
@@ -160,6 +195,8 @@ class BatchGenerator:
                 waiting.pop(0)
                 s = free.pop(0)
                 slot_of[k] = s
+                if grammar:
+                    samplers[k] = self._sampler(grammar)
                 used += cells
                 items += [(t, n_pre + j, [s], j == len(tail) - 1) for j, t in enumerate(tail)]
             return items
@@ -168,42 +205,53 @@ class BatchGenerator:
             nonlocal used
             s = slot_of.pop(k)
             finish[k] = why
+            if k in samplers:
+                self.L.llama_sampler_free(samplers.pop(k))
             self.L.llama_memory_seq_rm(self.mem, s, n_pre, -1)
             free.append(s)
             used -= len(toks[k]) - n_pre + max_tokens
 
-        while waiting or slot_of:
-            # one llama_decode: the next token of every decoding prompt, then new prompts' tails
-            steps = [k for k in slot_of if k in nxt]
-            items = [(nxt[k], len(toks[k]) + len(gen[k]), [slot_of[k]], True) for k in steps]
-            owners = list(steps)
-            fresh = admit(self.n_batch - len(items), alone=not items)
-            items += fresh
-            owners += [k for k, s in slot_of.items() if k not in nxt and k not in owners]
-            if not items:
-                raise RuntimeError("batch generation made no progress")
-            idx = self._decode(items)  # a tail longer than n_batch decodes in several chunks
-            for k in steps:
-                gen[k].append(nxt[k])
-            logits_at = dict(zip(owners, idx, strict=True))
-            for k in list(slot_of):
-                tok = int(np.argmax(self._logits(logits_at[k])))
-                if self.L.llama_vocab_is_eog(self.vocab, tok):
-                    retire(k, "stop")
-                    continue
-                text = self.llm.detokenize(gen[k] + [tok]).decode("utf-8", errors="ignore")
-                cut = min((text.find(x) for x in stops if x in text), default=-1)
-                if cut >= 0:
-                    gen[k].append(tok)
-                    texts[k] = text[:cut]
-                    retire(k, "stop")
-                    continue
-                texts[k] = text
-                if len(gen[k]) + 1 >= max_tokens:
-                    gen[k].append(tok)
-                    retire(k, "length")
-                    continue
-                nxt[k] = tok
+        try:
+            while waiting or slot_of:
+                # one llama_decode: the next token of every decoding prompt, then new prompts' tails
+                steps = [k for k in slot_of if k in nxt]
+                items = [(nxt[k], len(toks[k]) + len(gen[k]), [slot_of[k]], True) for k in steps]
+                owners = list(steps)
+                fresh = admit(self.n_batch - len(items), alone=not items)
+                items += fresh
+                owners += [k for k, s in slot_of.items() if k not in nxt and k not in owners]
+                if not items:
+                    raise RuntimeError("batch generation made no progress")
+                idx = self._decode(items)  # a tail longer than n_batch decodes in several chunks
+                for k in steps:
+                    gen[k].append(nxt[k])
+                logits_at = dict(zip(owners, idx, strict=True))
+                for k in list(slot_of):
+                    if k in samplers:  # grammar, then greedy; the sampler accepts the token
+                        tok = int(self.L.llama_sampler_sample(samplers[k], self.ctx, logits_at[k]))
+                    else:
+                        tok = int(np.argmax(self._logits(logits_at[k])))
+                    if self.L.llama_vocab_is_eog(self.vocab, tok):
+                        retire(k, "stop")
+                        continue
+                    text = self.llm.detokenize(gen[k] + [tok]).decode("utf-8", errors="ignore")
+                    cut = min((text.find(x) for x in stops if x in text), default=-1)
+                    if cut >= 0:
+                        gen[k].append(tok)
+                        texts[k] = text[:cut]
+                        retire(k, "stop")
+                        continue
+                    texts[k] = text
+                    if len(gen[k]) + 1 >= max_tokens:
+                        gen[k].append(tok)
+                        retire(k, "length")
+                        continue
+                    nxt[k] = tok
+        finally:  # on an error too: no sampler leaks, and only the shared prefix stays cached
+            for smp in samplers.values():
+                self.L.llama_sampler_free(smp)
+            for s in range(self.n_seq):
+                self.L.llama_memory_seq_rm(self.mem, s, n_pre, -1)
         return [
             {
                 "text": texts[k],

@@ -12,7 +12,8 @@ Ops:
 
 * ``chat``: ``llama.create_chat_completion(messages=..., **kwargs)``, the whole answer dict;
 * ``chat_batch``: greedy completions of several message lists decoded together
-  (:class:`dualexpert.llm_batch.BatchGenerator`, ``parallel`` sequences at a time);
+  (:class:`dualexpert.llm_batch.BatchGenerator`, ``parallel`` sequences at a time), with an
+  optional ``response_format`` grammar shared by all;
 * ``score``: log-probabilities of single-token options after a chat prompt plus a prefix;
 * ``ping``: a one-token decode, for ``dualexpert doctor``.
 
@@ -77,7 +78,7 @@ def _ping(llm: Any) -> dict[str, Any]:
 
 
 def _chat_batch(llm: Any, cfg: dict[str, Any], req: dict[str, Any]) -> list[dict[str, Any]]:
-    from .llm_batch import BatchGenerator
+    from .llm_batch import BatchGenerator, grammar_for
 
     gen = cfg.get("_batch_generator")
     if gen is None:
@@ -89,7 +90,8 @@ def _chat_batch(llm: Any, cfg: dict[str, Any], req: dict[str, Any]) -> list[dict
             n_threads=int(cfg["n_threads"]),
         )
     prompts = [_chat_prompt(llm, m) for m in req["messages"]]
-    return gen.generate(prompts, int(req["max_tokens"]), req.get("stop"))
+    grammar = grammar_for(req.get("response_format"))
+    return gen.generate(prompts, int(req["max_tokens"]), req.get("stop"), grammar)
 
 
 def _handle(llm: Any, req: dict[str, Any], cfg: dict[str, Any] | None = None) -> Any:

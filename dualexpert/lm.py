@@ -102,12 +102,11 @@ class LlamaCppEngine:
 
     ``timeout``: seconds one request may take before the child is stopped.
 
-    ``parallel``: with more than 1, greedy requests without a response format (DSPy's chat
-    adapters at ``temperature=0``) that arrive together from several threads (``dspy.Parallel``,
-    ``Module.batch``, :func:`dualexpert.relevance.write_rationales` with ``parallel``) are
-    decoded together, ``parallel`` sequences in one llama.cpp batch
-    (:mod:`dualexpert.llm_batch`): several times the pairs per second on a CPU. Other requests
-    (JSON schema, sampling) run one at a time as before.
+    ``parallel``: with more than 1, greedy requests (``temperature=0``, DSPy's default here)
+    that arrive together from several threads (``dspy.Parallel``, ``Module.batch``, async
+    ``acall``, :func:`dualexpert.relevance.write_rationales` with ``parallel``) are decoded
+    together, ``parallel`` sequences in one llama.cpp batch (:mod:`dualexpert.llm_batch`),
+    each under its JSON-schema grammar when it has one. Sampling requests run one at a time.
     """
 
     supports_response_schema = True
@@ -219,12 +218,10 @@ class LlamaCppEngine:
             kwargs["response_format"] = {"type": "json_object", "schema": dict(fmt["schema"])}
         elif fmt and fmt.get("type") == "json_object":
             kwargs["response_format"] = {"type": "json_object"}
-        if (
-            self.parallel > 1
-            and set(kwargs) == {"max_tokens", "temperature", "stop", "seed"}
-            and (kwargs["temperature"] == 0.0)
-        ):
-            res = self._batcher.submit((messages, kwargs["max_tokens"], kwargs["stop"]))
+        if self.parallel > 1 and kwargs["temperature"] == 0.0 and "top_p" not in kwargs:
+            res = self._batcher.submit(
+                (messages, kwargs["max_tokens"], kwargs["stop"], kwargs.get("response_format"))
+            )
             self.counts["batched"] += 1
             text, finish = res["text"], res["finish_reason"]
             usage = {k: res[k] for k in ("prompt_tokens", "completion_tokens")}
@@ -249,15 +246,16 @@ class LlamaCppEngine:
 
     def _run_batch(self, items: list[tuple[Any, ...]]) -> list[dict[str, Any]]:
         """One ``chat_batch`` request for queued calls that share ``max_tokens`` and ``stop``."""
-        _, max_tokens, stop = items[0]
+        _, max_tokens, stop, response_format = items[0]
         self.counts["batches"] += 1
         rounds = -(-len(items) // self.parallel)
         return self.process.request(
             "chat_batch",
             timeout=self.timeout * rounds,
-            messages=[m for m, _, _ in items],
+            messages=[item[0] for item in items],
             max_tokens=max_tokens,
             stop=stop,
+            response_format=response_format,
         )
 
     def stream(self, request: Any) -> Any:

@@ -4,6 +4,7 @@ rationale run."""
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 
@@ -195,3 +196,41 @@ def test_parallel_sizes_only_the_local_engine():
         LlamaCppEngine("smollm2", parallel=0)
     with pytest.raises(ValueError, match="parallel"):
         write_rationales([], "unused.jsonl", parallel=0)
+
+
+@pytest.mark.slow
+def test_json_schema_answers_batch_under_their_grammar():
+    from dualexpert.general import GeneralExpert
+
+    cands = [
+        "Coffee (Food & Grocery › Beverages)",
+        "Laptops (Electronics › Computing)",
+        "Running Shoes (Clothing › Footwear)",
+    ]
+    products = [
+        "Nordvik dark roast espresso beans 1 kg",
+        "UltraBook 14 inch laptop, 16 GB RAM",
+        "Trail running shoe, men's size 10",
+        "Decaf ground coffee, 500 g",
+    ]
+    lm = local_lm("smollm2", max_tokens=96, cache=False, parallel=4)
+    expert = GeneralExpert("zero_shot")
+    examples = [
+        dspy.Example(product=p, candidates=cands).with_inputs("product", "candidates")
+        for p in products
+    ]
+    try:
+        with dspy.context(lm=lm):
+            preds = expert.batch(examples, num_threads=4, disable_progress_bar=True)
+        # greedy calls went batched; only a sampled retry (temperature > 0) runs alone
+        greedy = sum(1 for h in lm.history if not h["kwargs"].get("temperature"))
+        assert greedy >= len(products) and lm.engine.counts["batched"] == greedy
+        assert lm.engine.counts["single"] == len(lm.history) - greedy
+        assert lm.engine.counts["batches"] < greedy
+        for pred in preds:  # every answer parsed: the grammar held in the batch
+            assert 0 <= pred.index < len(cands) and sorted(pred.ranking) == [0, 1, 2]
+            assert pred.decision in {"chosen", "none", "cannot_decide", "invalid"}
+        raws = [h["outputs"][0] for h in lm.history]
+        assert all(set(json.loads(r)) >= {"choice", "reason"} for r in raws)
+    finally:
+        lm.engine.close()
