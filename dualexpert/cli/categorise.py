@@ -322,7 +322,12 @@ def classify(
     skip_bad: SkipOpt = False,
     threads: ThreadsOpt = None,
     concurrency: Annotated[
-        int, typer.Option(min=1, help="LLM requests in flight at once (hosted LLMs).")
+        int,
+        typer.Option(
+            min=1,
+            help="LLM requests in flight at once (a hosted LLM serves them concurrently; the "
+            "local one decodes them together in one llama.cpp batch).",
+        ),
     ] = 4,
     chunk_size: Annotated[
         int, typer.Option(min=1, help="Products per batched domain-expert pass.")
@@ -375,7 +380,7 @@ def classify(
 
     de = _dual_expert(llm, api_base, model, strategy, representation, k, threshold, summaries,
                       fusion_weight, program, timeout=timeout, general=general,
-                      llm_tier=llm_tier)  # fmt: skip
+                      llm_tier=llm_tier, parallel=concurrency)  # fmt: skip
     stats = ReadStats()
     with user_errors(), progress_bar(stats_fields=True) as prog:
         total = count_records(input_file)
@@ -518,13 +523,14 @@ def _dual_expert(
     timeout: float | None = None,
     general: str = "auto",
     llm_tier: float = 0.0,
+    parallel: int = 1,
 ):
     """Configure the LM and load the dual expert, bad files reported as one line."""
     from ..lm import configure_lm
     from ..pipeline import load_dual_expert
 
     with user_errors():
-        configure_lm(llm, api_base, timeout=timeout)
+        configure_lm(llm, api_base, timeout=timeout, parallel=parallel)
         return load_dual_expert(
             model, strategy, representation, k, threshold, summaries, fusion_weight, program,
             general=general, llm_tier=llm_tier,
