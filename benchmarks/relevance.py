@@ -146,6 +146,9 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--llm", default=None, help="LLM for direct judging (default qwen-1.5b)")
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--encoder", default="minilm")
+    ap.add_argument(
+        "--head-lr-mult", type=float, default=None, help="override the head's learning-rate ratio"
+    )
     ap.add_argument("--out", default="benchmarks/results/relevance")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument(
@@ -223,6 +226,9 @@ def run(args: argparse.Namespace) -> dict:
         print(f"prior - biencoder: {d:+.4f} ROC-AUC (95% paired bootstrap {lo:+.4f}..{hi:+.4f})")
         _store(out, results)
 
+    extra = {}
+    if getattr(args, "head_lr_mult", None) is not None:
+        extra["head_lr_multiplier"] = args.head_lr_mult
     for name, kw in VARIANTS.items():
         if name not in args.systems:
             continue
@@ -240,7 +246,7 @@ def run(args: argparse.Namespace) -> dict:
                 continue
             t0 = time.perf_counter()
             model = RelevanceDistiller(
-                encoder=args.encoder, epochs=args.epochs, seed=seed, **kw
+                encoder=args.encoder, epochs=args.epochs, seed=seed, **kw, **extra
             ).fit(tr, rat, output_dir=out / "ckpt" / f"{name}-s{seed}", progress=False)
             fit_s = time.perf_counter() - t0
             t0 = time.perf_counter()

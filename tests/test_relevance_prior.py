@@ -116,7 +116,9 @@ def test_residual_distiller_learns_exports_and_scores_the_same(pairs, tmp_path):
     correction = d.score_texts([(p.query, p.title) for p in pairs]) - d.prior_.decision_function(
         pairs
     )
-    assert np.abs(correction).max() > 1e-4  # the cross-encoder learned a correction
+    # the cross-encoder learned a correction of some size (its zero-initialised head at the
+    # encoder's learning rate stayed within +-0.002 logits: a cross-encoder that did nothing)
+    assert correction.std() > 0.02  # (0.043 with the default head rate; 0.0014 at 1x)
     d.save(tmp_path / "ce")
     assert (tmp_path / "ce" / "prior" / "prior.json").is_file()
     scorer = RelevanceScorer(tmp_path / "ce")
