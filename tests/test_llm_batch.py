@@ -178,7 +178,7 @@ def test_brief_chat_adapter_keeps_chat_format_for_several_outputs():
 
 def test_brief_adapter_through_dummy_lm():
     lm = dspy.utils.DummyLM([{"rationale": "A short rationale."}])
-    with dspy.context(lm=lm):  # no adapter configured: the writer picks the brief one
+    with dspy.context(lm=lm, adapter=None):  # no adapter set: the writer picks the brief one
         pred = RationaleWriter()(query="q", title="t", label=0)
     assert pred.rationale == "A short rationale."
     sent = lm.history[-1]["messages"]
