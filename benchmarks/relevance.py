@@ -49,6 +49,19 @@ VARIANTS = {
         "aux_norm": True,
     },
     "reasoning_embedding+prior+norm": {"aux": "embedding", "prior": PRIOR, "aux_norm": True},
+    # a pretrained decoder: SmolLM2-135M, frozen, reading the encoder's states as a prefix
+    "reasoning+warmup+smollm2": {
+        "aux": "decoder",
+        "decoder": "smollm2",
+        "decoder_warmup": True,
+        "prior": "none",
+    },
+    "reasoning+warmup+prior+smollm2": {
+        "aux": "decoder",
+        "decoder": "smollm2",
+        "decoder_warmup": True,
+        "prior": PRIOR,
+    },
 }
 
 

@@ -140,6 +140,12 @@ def resolve_encoder(name: str) -> str:
     return name
 
 
+def resolve_decoder(name: str) -> str:
+    """A rationale decoder: a named encoder, a named local LLM (``smollm2``: its GGUF file), a
+    ``.gguf`` path, a folder or a Hugging Face name."""
+    return resolve_llm(name) if name in LLMS else resolve_encoder(name)
+
+
 # ---- GGUF language models -------------------------------------------------------------------
 @dataclass(frozen=True)
 class GGUFSpec:

@@ -94,7 +94,13 @@ def distill(
     ] = None,
     aux: Annotated[str, typer.Option(help="decoder, embedding or none (plain CE).")] = "decoder",
     encoder: Annotated[str, typer.Option(help="minilm, mpnet, or a HF name/folder.")] = "minilm",
-    decoder: Annotated[str | None, typer.Option(help="Decoder (default: from encoder).")] = None,
+    decoder: Annotated[
+        str | None,
+        typer.Option(
+            help="smollm2 (pretrained, frozen, reads encoder states as a prefix), a "
+            "folder, or default: a BERT-style decoder from the encoder."
+        ),  # fmt: skip
+    ] = None,
     lam: Annotated[float, typer.Option(help="Weight of the rationale loss.")] = 0.1,
     warmup: Annotated[bool, typer.Option(help="Decoder warm-up, frozen encoder first.")] = True,
     ignore_cls: Annotated[bool, typer.Option(help="Hide CLS from the decoder.")] = False,

@@ -22,6 +22,7 @@ PRIOR = "prior"  # subfolder of a saved model whose cross-encoder corrects a Rel
 
 
 RESIDUAL_HEAD_LR = 30.0  # the head's relative learning rate when it corrects a prior
+PREFIX_BRIDGE_LR = 1e-3  # the bridge into a frozen pretrained decoder (SmolLM2) is new
 
 
 class DistillConfig(StrictConfig):
@@ -56,6 +57,9 @@ class DistillConfig(StrictConfig):
     rationale_max_length: int = 64
     weight_decay: float = 0.0
     decoder_weight_decay: float = 0.001
+    # the auxiliary head's learning rate. None: the encoder's for a trainable decoder, 1e-3 for
+    # a frozen pretrained LM (decoder="smollm2"), where only a new bridge into it learns
+    decoder_lr: float | None = None
     seed: int = 42
     save_steps: int | None = None  # None: a checkpoint every save_minutes and at epoch ends
     save_minutes: float = 10.0
@@ -132,10 +136,10 @@ class RelevanceDistiller:
     ) -> RelevanceDistiller:
         from transformers import AutoTokenizer, set_seed
 
-        from ..models import resolve_encoder
+        from ..models import resolve_decoder, resolve_encoder
         from ..phased_trainer import TimedCheckpoints
         from ..training import resume_point, run_fingerprint, training_args, world_size
-        from .model import RationaleDistillModel
+        from .model import PrefixLMDecoder, RationaleDistillModel, load_decoder_tokenizer
         from .trainer import DistillTrainer, PairCollator, PairDataset
 
         cfg = self.config
@@ -145,7 +149,7 @@ class RelevanceDistiller:
         self.tokenizer = AutoTokenizer.from_pretrained(enc)
         rtok, emb_dim = None, None
         if cfg.aux == "decoder":
-            rtok = AutoTokenizer.from_pretrained(resolve_encoder(cfg.decoder or cfg.encoder))
+            rtok = load_decoder_tokenizer(resolve_decoder(cfg.decoder) if cfg.decoder else enc)
         elif cfg.aux == "embedding":
             from sentence_transformers import SentenceTransformer
 
@@ -164,7 +168,7 @@ class RelevanceDistiller:
         self.model = RationaleDistillModel(
             enc,
             aux=cfg.aux,
-            decoder=resolve_encoder(cfg.decoder) if cfg.decoder else None,
+            decoder=resolve_decoder(cfg.decoder) if cfg.decoder else None,
             embedding_dim=emb_dim,
             ignore_cls=cfg.ignore_cls,
             lam=cfg.lam,
@@ -197,6 +201,8 @@ class RelevanceDistiller:
             ),
             schedule_fractions=(frozen, enc_warm, cfg.head_warmup_fraction),
             decoder_weight_decay=cfg.decoder_weight_decay,
+            aux_lr=cfg.decoder_lr
+            or (PREFIX_BRIDGE_LR if isinstance(self.model.decoder, PrefixLMDecoder) else None),
             head_lr_multiplier=cfg.head_lr_multiplier
             or (RESIDUAL_HEAD_LR if self.prior_ is not None else 1.0),
             callbacks=[TimedCheckpoints(cfg.save_minutes)] if not cfg.save_steps else None,

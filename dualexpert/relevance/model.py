@@ -6,7 +6,9 @@ training an auxiliary head learns the LLM's rationale from the encoder's token s
 * ``aux="decoder"``: an autoregressive decoder with cross-attention generates the rationale.
   The offline default is a BERT-style decoder initialised from the encoder's own weights
   (cross-attention layers new), since no T5 ships on PyPI; ``decoder="t5-small"`` (or any
-  T5 name or folder) uses that model's decoder and LM head instead.
+  T5 name or folder) uses that model's decoder and LM head instead. ``decoder="smollm2"`` (or
+  any causal LM: a folder or a ``.gguf`` file) uses a pretrained decoder-only LM: the encoder's
+  token states, projected into its embedding space, are a prefix it reads before the rationale.
 * ``aux="embedding"``: the mean-pooled encoder output, through a linear map, regresses a sentence
   embedding of the rationale (MSE).
 * ``aux="none"``: the plain cross-encoder baseline.
@@ -92,10 +94,101 @@ class T5Decoder(RationaleDecoder):
         }
 
 
+class PrefixLMDecoder(RationaleDecoder):
+    """A pretrained causal LM (e.g. SmolLM2-135M) that reads the projected encoder states as a
+    prefix, then a BOS token, then the rationale; only the rationale tokens are scored.
+
+    With ``freeze=True`` the LM's own weights stay fixed and only ``bridge`` (and, through it,
+    the encoder) learns: the rationale has to be carried by the prefix.
+    """
+
+    def __init__(self, name_or_path: str, encoder_dim: int, freeze: bool = True) -> None:
+        super().__init__()
+        self.model = load_causal_lm(name_or_path)
+        if freeze:
+            self.model.requires_grad_(False)
+        cfg = self.model.config
+        self.bridge = nn.Linear(encoder_dim, cfg.hidden_size)
+        bos = cfg.bos_token_id if cfg.bos_token_id is not None else cfg.eos_token_id
+        self.register_buffer("bos", torch.tensor([bos]), persistent=False)
+
+    def forward(
+        self, states: torch.Tensor, mask: torch.Tensor, ids: torch.Tensor, attn: torch.Tensor
+    ) -> torch.Tensor:
+        embed = self.model.get_input_embeddings()
+        n = ids.shape[0]
+        bos = self.bos.expand(n, 1)
+        inputs = torch.cat([self.bridge(states), embed(torch.cat([bos, ids], 1))], 1)
+        am = torch.cat([mask, torch.ones_like(bos), attn.to(mask.dtype)], 1)
+        positions = (am.long().cumsum(1) - 1).clamp(min=0)  # padded prefix slots take no place
+        hidden = self.model.base_model(
+            inputs_embeds=inputs, attention_mask=am, position_ids=positions
+        ).last_hidden_state
+        # the LM head only where a rationale token is predicted (BOS .. the last but one token)
+        start = mask.shape[1]
+        logits = self.model.get_output_embeddings()(hidden[:, start : start + ids.shape[1]])
+        labels = ids.masked_fill(attn == 0, -100)
+        return nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten())
+
+
 def is_t5(name_or_path: str) -> bool:
     from transformers import AutoConfig
 
+    if is_gguf(name_or_path):
+        return False
     return AutoConfig.from_pretrained(name_or_path).model_type in ("t5", "mt5", "umt5")
+
+
+def is_gguf(name_or_path: str) -> bool:
+    return str(name_or_path).endswith(".gguf")
+
+
+def is_causal_lm(name_or_path: str) -> bool:
+    """A decoder-only LM (a ``.gguf`` file, or a folder whose config is not BERT-like)."""
+    if is_gguf(name_or_path):
+        return True
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(name_or_path)
+    return not cfg.is_encoder_decoder and cfg.model_type not in BERT_LIKE
+
+
+BERT_LIKE = ("bert", "roberta", "xlm-roberta", "mpnet", "distilbert", "electra", "deberta-v2")
+
+
+def load_causal_lm(name_or_path: str) -> nn.Module:
+    """A causal LM from a folder, or from a ``.gguf`` file (dequantised to float32)."""
+    from pathlib import Path
+
+    from transformers import AutoModelForCausalLM
+
+    if is_gguf(name_or_path):
+        p = Path(name_or_path)
+        return AutoModelForCausalLM.from_pretrained(
+            str(p.parent), gguf_file=p.name, torch_dtype=torch.float32
+        )
+    return AutoModelForCausalLM.from_pretrained(name_or_path, torch_dtype=torch.float32)
+
+
+def load_decoder_tokenizer(name_or_path: str) -> Any:
+    """The tokenizer that writes the decoder's targets (read from the ``.gguf`` file if one)."""
+    from pathlib import Path
+
+    from transformers import AutoTokenizer
+
+    if is_gguf(name_or_path):
+        p = Path(name_or_path)
+        return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+    return AutoTokenizer.from_pretrained(name_or_path)
+
+
+def make_decoder(name_or_path: str, encoder_dim: int) -> RationaleDecoder:
+    """T5 → :class:`T5Decoder`; a causal LM → :class:`PrefixLMDecoder`; else BERT-style."""
+    if is_t5(name_or_path):
+        return T5Decoder(name_or_path, encoder_dim)
+    if is_causal_lm(name_or_path):
+        return PrefixLMDecoder(name_or_path, encoder_dim)
+    return BertStyleDecoder(name_or_path, encoder_dim)
 
 
 class RationaleDistillModel(nn.Module):
@@ -133,8 +226,7 @@ class RationaleDistillModel(nn.Module):
         self.decoder: nn.Module | None = None
         self.transform: nn.Module | None = None
         if aux == "decoder":
-            dec = decoder or encoder
-            self.decoder = T5Decoder(dec, dim) if is_t5(dec) else BertStyleDecoder(dec, dim)
+            self.decoder = make_decoder(decoder or encoder, dim)
         elif aux == "embedding":
             if not embedding_dim:
                 raise ValueError("aux='embedding' needs embedding_dim (the rationale embedder's)")

@@ -83,9 +83,11 @@ class DistillTrainer(PhasedTrainer):
         schedule_fractions: tuple[float, float, float] = (0.0, 0.0, 0.1),
         decoder_weight_decay: float = 0.001,
         head_lr_multiplier: float = 1.0,
+        aux_lr: float | None = None,
         **kwargs: Any,
     ):
         super().__init__(*args, **kwargs)
+        self.aux_lr = aux_lr
         self.fractions = schedule_fractions
         self.decoder_weight_decay = decoder_weight_decay
         self.head_lr_multiplier = head_lr_multiplier
@@ -102,7 +104,7 @@ class DistillTrainer(PhasedTrainer):
                 [
                     ("encoder", lambda _, p: id(p) in enc_ids, lr, self.args.weight_decay),
                     ("head", lambda n, _: n.startswith("cross."), lr * mult, 0.0),
-                    ("aux", lambda n, _: True, lr, self.decoder_weight_decay),
+                    ("aux", lambda n, _: True, self.aux_lr or lr, self.decoder_weight_decay),
                 ],
                 eps=1e-8,
                 betas=(0.9, 0.999),
