@@ -162,6 +162,8 @@ def load_causal_lm(name_or_path: str) -> nn.Module:
 
     from transformers import AutoModelForCausalLM
 
+    # float32 weights (GGUF is dequantised); ``torch_dtype`` is the spelling transformers 4.46+
+    # all accept
     if is_gguf(name_or_path):
         p = Path(name_or_path)
         return AutoModelForCausalLM.from_pretrained(
@@ -178,8 +180,12 @@ def load_decoder_tokenizer(name_or_path: str) -> Any:
 
     if is_gguf(name_or_path):
         p = Path(name_or_path)
-        return AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
-    return AutoTokenizer.from_pretrained(name_or_path)
+        tok = AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+    else:
+        tok = AutoTokenizer.from_pretrained(name_or_path)
+    if tok.pad_token is None:  # causal LMs often ship none; padded slots are masked anyway
+        tok.pad_token = tok.eos_token
+    return tok
 
 
 def make_decoder(name_or_path: str, encoder_dim: int) -> RationaleDecoder:
