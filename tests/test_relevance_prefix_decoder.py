@@ -116,3 +116,31 @@ def test_the_encoder_learns_from_the_rationale(smol):
             assert all(p.grad is None for p in m.decoder.model.parameters())
         opt.step()
     assert out["loss"].item() < first - 1.0
+
+
+def test_distiller_trains_with_smollm2_and_ships_only_the_cross_encoder(smol, tmp_path):
+    """``RelevanceDistiller(decoder="smollm2")`` end to end: the rationales are tokenised for
+    SmolLM2 and trained on with a finite loss, SmolLM2 stays as loaded, and the export is a
+    plain cross-encoder folder (no SmolLM2 in it) that scores."""
+    from relevance_fixtures import write_pairs
+
+    from dualexpert.relevance import load_pairs, load_rationales
+    from dualexpert.relevance.distill import RelevanceDistiller
+    from dualexpert.relevance.scorer import RelevanceScorer
+
+    p, r = write_pairs(tmp_path)
+    pairs, rat = load_pairs(p), load_rationales(r)
+    torch.manual_seed(0)
+    d = RelevanceDistiller(decoder="smollm2", epochs=1, batch_size=8, seed=0, prior="none")
+    d.fit(pairs, rat, progress=False, output_dir=tmp_path / "ckpt")
+    dec = d.model.decoder
+    assert isinstance(dec, PrefixLMDecoder)
+    fresh = PrefixLMDecoder(smol, d.model.cross.config.hidden_size)
+    assert torch.equal(dec.model.model.layers[0].self_attn.q_proj.weight,
+                       fresh.model.model.layers[0].self_attn.q_proj.weight)  # fmt: skip
+    losses = [h["loss"] for h in d.log_history if "loss" in h] or [d.log_history[-1]["train_loss"]]
+    assert all(0.0 < float(x) < 20.0 for x in losses)
+    d.save(tmp_path / "ce")
+    assert not list((tmp_path / "ce").rglob("*.gguf"))
+    scores = RelevanceScorer(tmp_path / "ce").predict_proba([(pairs[0].query, pairs[0].title)])
+    assert 0.0 < float(scores[0]) < 1.0
