@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 
 USAGE_KEYS = ("llm_calls", "prompt_tokens", "completion_tokens")
 BLOCK = 4096  # ids hashed and looked up at once
+SEGMENT = 1 << 21  # ids in a closed segment of an IdIndex (16 MB of hashes)
 
 
 def id_hashes(values: Sequence[str]) -> np.ndarray:
@@ -62,26 +63,39 @@ class IdIndex:
     """A growing set of ids stored as sorted 64-bit hashes in NumPy arrays (8 bytes an id).
 
     Ids are added a block at a time (:meth:`add_new`), vectorised, with no Python object kept
-    per id. New hashes go to a small sorted array that is merged into the main one when it
-    passes an eighth of it, so adding n ids costs O(n log n) in all and memory stays flat.
+    per id. New hashes go to a small sorted array, merged into the open segment when it passes
+    an eighth of it (adding n ids costs O(n log n) in all); a segment that reaches
+    ``segment`` ids is closed and never copied again. So a merge allocates at most one segment
+    (16 MB by default) whatever the number of ids: the peak memory of a long run stays within a
+    few MB of its steady size (one array over the whole index, re-merged, peaked at 7x the
+    index's own size).
     """
 
-    def __init__(self, ids: Iterable[str] = ()) -> None:
-        self._sorted = np.zeros(0, dtype=np.uint64)
+    def __init__(self, ids: Iterable[str] = (), segment: int = SEGMENT) -> None:
+        if segment < 1:
+            raise ValueError(f"segment must be positive, not {segment}")
+        self.segment = segment
+        self._closed: list[np.ndarray] = []
+        self._open = np.zeros(0, dtype=np.uint64)
         self._recent = np.zeros(0, dtype=np.uint64)
         for block in chunks(ids, BLOCK):
             self.add_new(block)
 
     def __len__(self) -> int:
-        return len(self._sorted) + len(self._recent)
+        return sum(map(len, self._closed)) + len(self._open) + len(self._recent)
 
     def __contains__(self, value: str) -> bool:
         return bool(self.contains([value])[0])
 
+    def _known(self, h: np.ndarray) -> np.ndarray:
+        known = _in_sorted(self._open, h) | _in_sorted(self._recent, h)
+        for part in self._closed:
+            known |= _in_sorted(part, h)
+        return known
+
     def contains(self, values: Sequence[str]) -> np.ndarray:
         """Whether each id is in the index (a boolean array)."""
-        h = id_hashes(values)
-        return _in_sorted(self._sorted, h) | _in_sorted(self._recent, h)
+        return self._known(id_hashes(values))
 
     def add(self, value: str) -> bool:
         """Add one id; returns False if it was there already."""
@@ -93,18 +107,30 @@ class IdIndex:
         if not values:
             return np.zeros(0, dtype=bool)
         h = id_hashes(values)
-        known = _in_sorted(self._sorted, h) | _in_sorted(self._recent, h)
         _, first = np.unique(h, return_index=True)
         new = np.zeros(len(h), dtype=bool)
         new[first] = True
-        new &= ~known
+        new &= ~self._known(h)
         if new.any():
             self._recent = np.union1d(self._recent, h[new])
-            if len(self._recent) > max(BLOCK * 16, len(self._sorted) // 8):
-                self._sorted = np.union1d(self._sorted, self._recent)
-                self._recent = np.zeros(0, dtype=np.uint64)
-                release_freed_memory()
+            if len(self._recent) > max(BLOCK * 16, len(self._open) // 8):
+                self._merge_recent()
         return new
+
+    def _merge_recent(self) -> None:
+        """Insert the recent hashes into the open segment (both sorted and disjoint: one new
+        array, no sort); close the segment when it is full."""
+        room = self.segment - len(self._open)
+        take, rest = self._recent[:room], self._recent[room:]
+        self._open = np.insert(self._open, np.searchsorted(self._open, take), take)
+        self._recent = np.zeros(0, dtype=np.uint64)
+        if len(self._open) >= self.segment:
+            self._closed.append(self._open)
+            self._open = np.zeros(0, dtype=np.uint64)
+        if len(rest):
+            self._recent = rest
+            self._merge_recent()
+        release_freed_memory()
 
 
 def read_records(path: str | Path) -> Iterator[dict[str, Any]]:

@@ -4,21 +4,60 @@ from __future__ import annotations
 
 import json
 import random
+import tracemalloc
 
 from dualexpert.journal import IdIndex, Journal, chunks, drop_torn_tail, read_records
 
 
-def test_id_index_is_a_set_across_merges():
+def test_id_index_is_a_set_across_merges_and_closed_segments():
     rng = random.Random(0)
     ids = [f"sku-{i}-{rng.getrandbits(40)}" for i in range(200_000)]
-    index = IdIndex()
+    index = IdIndex(segment=50_000)
     new = [index.add_new(ids[i : i + 4096]) for i in range(0, len(ids), 4096)]
-    assert all(b.all() for b in new)  # 200K distinct ids, merged into the sorted array
-    assert len(index) == 200_000 and len(index._sorted) > 0
+    assert all(b.all() for b in new)  # 200K distinct ids, merged into segments
+    assert len(index) == 200_000 and len(index._closed) >= 2  # the rest: open and recent
+    assert all(len(s) == 50_000 and (s[1:] > s[:-1]).all() for s in index._closed)
     assert index.contains(ids[::97]).all()
     assert not index.contains([f"other-{n}" for n in range(2000)]).any()
     assert index.add(ids[5]) is False and len(index) == 200_000
+    assert index.add(ids[-1]) is False and index.add(ids[60_000]) is False
     assert index.add_new(["a", "b", "a", ids[0]]).tolist() == [True, True, False, False]
+
+
+def test_id_index_matches_a_python_set_with_repeats():
+    rng = random.Random(1)
+    pool = [f"p{n}" for n in range(30_000)]
+    index, truth = IdIndex(segment=5_000), set()
+    for _ in range(40):
+        block = rng.choices(pool, k=2_000)
+        expected = []
+        for x in block:
+            expected.append(x not in truth)
+            truth.add(x)
+        assert index.add_new(block).tolist() == expected
+    assert len(index) == len(truth)
+    probe = rng.sample(pool, 3_000)
+    assert index.contains(probe).tolist() == [x in truth for x in probe]
+
+
+def test_id_index_merges_allocate_at_most_a_segment():
+    """A long run's peak memory: no merge copies the whole index (the old single array,
+    re-merged, peaked at several times the index's size)."""
+    segment = 1 << 15  # 256 KB of hashes
+    index = IdIndex(segment=segment)
+    ids = [str(n) for n in range(600_000)]  # 18 segments
+    worst = 0
+    tracemalloc.start()
+    try:
+        for i in range(0, len(ids), 4096):
+            before = tracemalloc.get_traced_memory()[0]
+            tracemalloc.reset_peak()
+            index.add_new(ids[i : i + 4096])
+            worst = max(worst, tracemalloc.get_traced_memory()[1] - before)
+    finally:
+        tracemalloc.stop()
+    assert len(index) == 600_000 and len(index._closed) >= 15
+    assert worst < 3 * segment * 8 + 1_500_000, worst  # one segment twice, plus the block
 
 
 def test_journal_resumes_after_a_torn_line_and_drops_repeats(tmp_path):
