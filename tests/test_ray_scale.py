@@ -135,3 +135,44 @@ def test_cli_engine_ray(setup, tmp_path):
     )
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
     assert "not a saved domain expert" in " ".join(missing.stderr.split())
+
+
+def test_routed_rows_reach_the_llm_stage_as_on_the_local_path(ray_local, setup, tmp_path):
+    """Stage 2 on Ray (an actor without a CPU of its own, passing confident batches through)
+    gives the same answers as the local path, with a real OpenAI-compatible server."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from fake_llm_server import FakeLLM
+
+    from dualexpert.lm import configure_lm
+    from dualexpert.scale import classify_file
+
+    d, data, held = setup
+    program = load_dual_expert(d / "model")
+    top = sorted(program.candidates_batch(held)[i][0].probability for i in range(len(held)))
+    threshold = top[len(top) // 2]  # about half the products go to the LLM
+    srv = FakeLLM(delay=0.0).start()
+    try:
+        configure_lm("openai/fake", api_base=srv.url)
+        local = tmp_path / "local.jsonl"
+        classify_products(
+            load_dual_expert(d / "model", threshold=threshold), iter_catalogue(data), local
+        )
+        out = tmp_path / "ray"
+        totals = classify_file(
+            data, out, d / "model", threshold=threshold, workers=2, batch_size=8,
+            llm="openai/fake", api_base=srv.url, llm_concurrency=4,
+        )  # fmt: skip
+    finally:
+        srv.stop()
+    keys = ("category", "routed", "decision", "fallback")
+    want = {
+        r["id"]: tuple(r[k] for k in keys) for r in map(json.loads, local.read_text().splitlines())
+    }
+    got = {r["id"]: tuple(r[k] for k in keys) for r in ray.data.read_parquet(str(out)).take_all()}
+    routed = sum(v[1] for v in want.values())
+    assert 0 < routed < len(held) and totals["routed"] == routed
+    assert not any(v[3] for v in want.values())  # every routed product got the LLM's answer
+    assert got == want
