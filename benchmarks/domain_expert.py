@@ -134,9 +134,14 @@ def run_system(name, train, test, args):
             "seed": args.seed,
         }
         if name in ABLATIONS
-        else {},
+        else {"seed": args.seed},  # the split's seed
     }
     return report
+
+
+def _seed_label(report: dict) -> str:
+    seed = report["meta"].get("config", {}).get("seed", 42)
+    return "" if seed == 42 else f" (seed {seed})"
 
 
 def print_table(folder: Path) -> None:
@@ -146,7 +151,13 @@ def print_table(folder: Path) -> None:
         if "meta" in r:
             rows.append(r)
     order = {s: i for i, s in enumerate(SYSTEMS)}
-    rows.sort(key=lambda r: (r["meta"].get("tag", ""), order.get(r["meta"]["system"], 99)))
+    rows.sort(
+        key=lambda r: (
+            r["meta"].get("tag", ""),
+            order.get(r["meta"]["system"], 99),
+            r["meta"].get("config", {}).get("seed", 42),
+        )
+    )
     hdr = (
         "system",
         "lvl1 acc",
@@ -165,7 +176,7 @@ def print_table(folder: Path) -> None:
     for r in rows:
         lv = r.get("lvl3", r["leaf"])
         vals = [
-            r["meta"]["system"] + r["meta"].get("tag", ""),
+            r["meta"]["system"] + r["meta"].get("tag", "") + _seed_label(r),
             f"{r['lvl1']['accuracy']:.4f}",
             f"{r['lvl2']['accuracy']:.4f}",
             f"{lv['accuracy']:.4f}",
@@ -206,7 +217,8 @@ def main() -> None:
                 raise SystemExit(f"unknown system {name}; choose from {SYSTEMS}")
             report = run_system(name, train, test, args)
             report["meta"]["tag"] = args.tag
-            (folder / f"{name}{args.tag}.json").write_text(json.dumps(report, indent=1))
+            seed = "" if args.seed == 42 else f"-s{args.seed}"  # 42: the tables' default seed
+            (folder / f"{name}{args.tag}{seed}.json").write_text(json.dumps(report, indent=1))
             print(
                 f"{name}: lvl3 acc {report['lvl3']['accuracy']:.4f} "
                 f"wF1 {report['lvl3']['f1_weighted']:.4f} mF1 {report['lvl3']['f1_macro']:.4f}",
