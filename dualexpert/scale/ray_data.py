@@ -306,6 +306,9 @@ def classify_file(
         done = classify_dataset(ray.data.from_items(rows), model, **options)
         tmp = out / f".shard-{i:05d}.tmp"
         shutil.rmtree(tmp, ignore_errors=True)
+        # the writer reserves no CPU (so it streams beside stage 1) and runs one task at a time:
+        # uncapped, Ray started a process per write task; one writes far more records a second
+        # than a large stage-1 pool produces
         done.write_parquet(str(tmp), ray_remote_args={"num_cpus": 0}, concurrency=1)
         os.replace(tmp, final)
         counts = pq.read_table(final, columns=["routed", "fallback"])  # not a second Ray job
