@@ -87,6 +87,34 @@ def test_two_processes_train_one_model(tmp_path):
     ]
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (Linux ``/proc``)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            kids = [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
+        except OSError:
+            kids = []
+        out += kids
+        todo += kids
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:  # a zombie (state Z) has ended: it only waits to be reaped
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _wait_gone(pids: list[int], timeout: float = 30.0) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline and any(map(_alive, pids)):
+        time.sleep(0.05)
+    assert not any(map(_alive, pids)), "a killed worker is still running"
+
+
 def test_both_processes_killed_then_resumed(tmp_path):
     data = _catalogue(tmp_path / "toys.jsonl")
     script = tmp_path / "fit.py"
@@ -98,8 +126,14 @@ def test_both_processes_killed_then_resumed(tmp_path):
     deadline = time.time() + 600
     while time.time() < deadline and not list(ck.glob("checkpoint-*/trainer_state.json")):
         time.sleep(0.1)
-    os.killpg(proc.pid, signal.SIGKILL)  # torchrun and both workers
+    # torchrun starts each worker in a session of its own: killing torchrun's process group
+    # left both workers training on beside the resumed run (and the two runs deadlocked)
+    workers = _descendants(proc.pid)
+    assert len(workers) >= 2, workers
+    for pid in [proc.pid, *workers]:
+        os.kill(pid, signal.SIGKILL)
     proc.wait()
+    _wait_gone(workers)
     assert list(ck.glob("checkpoint-*")) and not model.exists()
     res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
