@@ -8,7 +8,13 @@ For each saved model (``runs/<dataset>-domain_expert<tag>-s<seed>/model``, train
 * the shipped fusion, ``softmax(log p + s * margin)`` with ``s`` = ``lexical_weight`` (1) times
   the lexical expert's temperature, calibrated on out-of-fold margins of the training data;
 * a sweep of ``s``, and ``s`` chosen by 2-fold cross-fitting on the test products (each half
-  scored with the ``s`` that is best on the other half), so the chosen row is honest.
+  scored with the ``s`` that is best on the other half), so the chosen row is honest;
+* the shipped fusion with its log-probabilities lowered by ``tau`` times the log of the training
+  prior of each leaf (post-hoc logit adjustment, which trades head accuracy for tail recall),
+  for a few ``tau`` and ``tau`` cross-fitted on halves by lvl3 macro F1.
+
+``--system`` reads another trained configuration (``runs/<dataset>-<system><tag>-s<seed>``,
+e.g. ``no_phase2``).
 
 Prints a table (means with 95% intervals over seeds) and writes JSON.
 
@@ -39,6 +45,8 @@ from dualexpert.evaluation.metrics import categorisation_report, mean_ci  # noqa
 
 # scales on the lexical margins (the shipped one is lexical_weight x calibrated temperature)
 WEIGHTS = (0.0, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0, 16.0)
+# factors on the log training prior subtracted from the fused log-probabilities
+TAUS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
 COLUMNS = ("avg wF1", "lvl3 acc", "lvl3 wF1", "lvl3 mF1", "head mF1", "tail mF1", "routed@0.9")
 
 
@@ -61,28 +69,48 @@ def scores(expert, proba, test, train_counts) -> dict[str, float]:
     }
 
 
-def cross_fit(expert, p, m, test, counts, seed: int) -> tuple[np.ndarray, list[float]]:
-    """Fused probabilities where each half of the products uses the ``w`` best on the other
-    half (by average weighted F1)."""
+def cross_fit(
+    expert, make, grid, test, counts, seed: int, key: str = "avg wF1"
+) -> tuple[np.ndarray, list[float]]:
+    """Probabilities where each half of the products uses the setting of ``grid`` that is best
+    on the other half (by ``key``); ``make(setting, rows)`` gives the probabilities of ``rows``."""
     rng = np.random.default_rng(seed)
     idx = rng.permutation(len(test))
     halves = [idx[: len(idx) // 2], idx[len(idx) // 2 :]]
-    out = np.zeros_like(p)
+    out: np.ndarray | None = None
     chosen = []
     for a, b in ((0, 1), (1, 0)):
         dev = halves[a]
         sub = [test[i] for i in dev]
-        best = max(
-            WEIGHTS,
-            key=lambda w: scores(expert, expert.fuse(p[dev], m[dev], w), sub, counts)["avg wF1"],
-        )
+        best = max(grid, key=lambda g: scores(expert, make(g, dev), sub, counts)[key])
         chosen.append(best)
-        out[halves[b]] = expert.fuse(p[halves[b]], m[halves[b]], best)
+        got = make(best, halves[b])
+        if out is None:
+            out = np.zeros((len(test), got.shape[1]), dtype=got.dtype)
+        out[halves[b]] = got
+    assert out is not None
     return out, chosen
 
 
+def log_prior(expert, counts: Counter) -> np.ndarray:
+    """Log of each class's share of the training products (add-one smoothed)."""
+    by_id = Counter()
+    for path, n in counts.items():
+        by_id[expert.taxonomy.by_path(path).id] += n
+    c = np.array([by_id.get(k, 0) + 1.0 for k in expert.classes_])
+    return np.log(c / c.sum())
+
+
+def adjust(proba: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:
+    """``softmax(log proba - tau * log prior)``."""
+    z = np.log(np.maximum(proba, 1e-300)) - tau * prior
+    z -= z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def run_seed(args, seed: int, train, test, counts) -> dict:
-    folder = ROOT / "runs" / f"{args.dataset}-domain_expert{args.tag}-s{seed}" / "model"
+    folder = ROOT / "runs" / f"{args.dataset}-{args.system}{args.tag}-s{seed}" / "model"
     expert = DomainExpert.load(folder)
     if expert.lexical_ is None:
         raise SystemExit(f"{folder} has no lexical expert: retrain it with this version")
@@ -103,8 +131,20 @@ def run_seed(args, seed: int, train, test, counts) -> dict:
     }
     for w in WEIGHTS[1:]:
         rows[f"fused, scale {w:g}"] = scores(expert, expert.fuse(p, m, w), test, counts)
-    fused, chosen = cross_fit(expert, p, m, test, counts, seed)
+    fused, chosen = cross_fit(
+        expert, lambda w, r: expert.fuse(p[r], m[r], w), WEIGHTS, test, counts, seed
+    )
     rows["fused, w cross-fitted on halves"] = scores(expert, fused, test, counts)
+    shipped = expert.fuse(p, m, expert.fusion_scale())
+    prior = log_prior(expert, counts)
+    for tau in TAUS[1:]:
+        rows[f"fused, prior-adjusted tau {tau:g}"] = scores(
+            expert, adjust(shipped, prior, tau), test, counts
+        )
+    adjusted, taus = cross_fit(
+        expert, lambda t, r: adjust(shipped[r], prior, t), TAUS, test, counts, seed, "lvl3 mF1"
+    )
+    rows["fused, tau cross-fitted on halves (macro F1)"] = scores(expert, adjusted, test, counts)
     n = len(test)
     speed = {"encoder_products_s": n / t_enc, "lexical_products_s": n / t_lex}
     speed["fused_products_s"] = n / (t_enc + t_lex)
@@ -112,6 +152,7 @@ def run_seed(args, seed: int, train, test, counts) -> dict:
         "seed": seed,
         "rows": rows,
         "cross_fit_w": chosen,
+        "cross_fit_tau": taus,
         "shipped_scale": expert.fusion_scale(),
         "speed": speed,
     }
@@ -143,15 +184,22 @@ def main() -> None:
     ap.add_argument("--dataset", default="mwpd", choices=["mwpd", "bigbasket"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     ap.add_argument("--tag", default="@4ep")
+    ap.add_argument("--system", default="domain_expert", help="the trained configuration")
     ap.add_argument("--out", type=Path, default=None)
     args = ap.parse_args()
-    out = args.out or ROOT / "benchmarks" / "results" / f"fusion-{args.dataset}{args.tag}.json"
+    name = "" if args.system == "domain_expert" else f"-{args.system}"
+    results = ROOT / "benchmarks" / "results"
+    out = args.out or results / f"fusion-{args.dataset}{name}{args.tag}.json"
     runs = []
     for seed in args.seeds:
         train, test = load_dataset(args.dataset, seed if args.dataset == "bigbasket" else 0)
         counts = Counter(p.category for p in train)
         runs.append(run_seed(args, seed, train, test, counts))
-        print(f"seed {seed}: cross-fitted w {runs[-1]['cross_fit_w']}", flush=True)
+        print(
+            f"seed {seed}: cross-fitted w {runs[-1]['cross_fit_w']}, "
+            f"tau {runs[-1]['cross_fit_tau']}",
+            flush=True,
+        )
     print_table(runs)
     write_results(out, args.dataset, runs, len(test))
 
