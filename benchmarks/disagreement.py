@@ -1,0 +1,186 @@
+"""The LLM asked only where the two cheap experts disagree (issue 17: routing by expected gain).
+
+The shipped domain expert is two experts fused: the fine-tuned encoder and the lexical expert
+(TF-IDF + linear SVM). Where their top-1 answers differ, one of them is wrong, so that is where a
+third opinion can gain; where they agree, the fused answer is right far more often. This script
+asks the local LLM (strategy ``score``: its log-probabilities over the candidate numbers, shown
+as descriptive names) to choose among the fused top-``k`` candidates of the products on which the
+encoder and the lexical expert disagree, and fuses it as ``log p_fused + w * log p_LLM``:
+
+* the fused domain expert alone (no LLM);
+* the LLM's pick alone on the disagreements;
+* each ``w`` of a grid, and ``w`` cross-fitted on halves of the asked products (each half with
+  the ``w`` that is most accurate on the other half), so that row is honest.
+
+The LLM's answers are kept in ``<out>/llm-<tag>.jsonl`` as they come (an interrupted run
+resumes). Prints a table and writes ``<out>/disagreement-<tag>.json``.
+
+    python benchmarks/disagreement.py --seed 42 --limit 150
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from collections import Counter
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+from domain_expert import load_dataset  # noqa: E402
+from fusion import scores  # noqa: E402
+
+WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+COLUMNS = ("lvl3 acc", "lvl3 wF1", "lvl3 mF1", "head mF1", "tail mF1", "avg wF1")
+
+
+def ask_llm(expert, test, asked, top, out: Path, llm: str | None) -> dict[str, list[float]]:
+    """The LLM's log-probabilities over each asked product's candidates (cached in ``out``)."""
+    import dspy
+
+    from dualexpert.general import GeneralExpert
+    from dualexpert.lm import get_lm
+
+    done: dict[str, list[float]] = {}
+    if out.exists():
+        for line in out.read_text().splitlines():
+            if line.strip():
+                rec = json.loads(line)
+                done[rec["id"]] = rec["logp"]
+    todo = [i for i in asked if test[i].id not in done]
+    if not todo:
+        return done
+    general = GeneralExpert("score")
+    lm = get_lm(llm)
+    t0 = time.perf_counter()
+    with dspy.context(lm=lm), open(out, "a") as f:
+        for n, i in enumerate(todo, 1):
+            shown = [expert.taxonomy.represent(expert.classes_[j], "descriptive") for j in top[i]]
+            g = general(product=test[i].text(), candidates=shown)
+            logp = [float(x) for x in (g.llm_logprobs or [0.0] * len(shown))]
+            done[test[i].id] = logp
+            f.write(json.dumps({"id": test[i].id, "logp": logp}) + "\n")
+            f.flush()
+            if n % 10 == 0 or n == len(todo):
+                secs = time.perf_counter() - t0
+                print(f"  LLM {n}/{len(todo)} ({secs:.0f} s, {secs / n:.1f} s each)", flush=True)
+    return done
+
+
+def pick(fused, top, logp, asked, ids, w: float | None) -> np.ndarray:
+    """Fused probabilities where each asked product's top-1 is the candidate with the best
+    ``log p_fused + w * log p_LLM`` (``w`` None: the LLM's pick alone)."""
+    out = fused.copy()
+    for i in asked:
+        cand = top[i]
+        llm = np.asarray(logp[ids[i]])
+        score = llm if w is None else np.log(np.maximum(fused[i, cand], 1e-300)) + w * llm
+        out[i, cand[int(np.argmax(score))]] = 2.0  # above any probability: the new top-1
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--dataset", default="mwpd", choices=["mwpd", "bigbasket"])
+    ap.add_argument("--system", default="domain_expert")
+    ap.add_argument("--tag", default="@4ep")
+    ap.add_argument("--seed", type=int, default=42, help="the trained model's seed")
+    ap.add_argument("--k", type=int, default=3, help="fused candidates shown to the LLM")
+    ap.add_argument("--limit", type=int, default=None, help="ask about this many disagreements")
+    ap.add_argument("--llm", default=None, help="qwen-1.5b (default) or a .gguf path")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "disagreement")
+    args = ap.parse_args()
+
+    from dualexpert.domain import DomainExpert
+
+    tag = f"{args.dataset}-{args.system}{args.tag}-s{args.seed}-k{args.k}"
+    folder = ROOT / "runs" / f"{args.dataset}-{args.system}{args.tag}-s{args.seed}" / "model"
+    expert = DomainExpert.load(folder)
+    if expert.lexical_ is None:
+        raise SystemExit(f"{folder} has no lexical expert")
+    train, test = load_dataset(args.dataset, args.seed if args.dataset == "bigbasket" else 0)
+    counts = Counter(p.category for p in train)
+    p = expert.encoder_proba(test)
+    m = expert.lexical_margins([x.text() for x in test])
+    fused = expert.fuse(p, m, expert.fusion_scale())
+    top = np.argsort(-fused, axis=1)[:, : args.k]
+    disagree = np.flatnonzero(p.argmax(axis=1) != m.argmax(axis=1))
+    rng = np.random.default_rng(0)
+    asked = sorted(rng.permutation(disagree)[: args.limit or len(disagree)].tolist())
+    ids = [x.id for x in test]
+    index = {c: j for j, c in enumerate(expert.classes_)}
+    by_path = {tuple(expert.taxonomy.get(c).path): c for c in expert.classes_}
+    # a test leaf the training data never had is no class: always wrong
+    gold = [by_path.get(tuple(x.category)) for x in test]
+    in_top = np.mean([index.get(gold[i], -1) in top[i] for i in asked])
+    print(
+        f"{len(disagree)} of {len(test)} products disagree ({len(disagree) / len(test):.1%}); "
+        f"asking about {len(asked)}; gold in the fused top-{args.k} for {in_top:.1%} of them"
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    logp = ask_llm(expert, test, asked, top, args.out / f"llm-{tag}.jsonl", args.llm)
+
+    def acc_on(proba, rows) -> float:
+        return float(np.mean([expert.classes_[int(np.argmax(proba[i]))] == gold[i] for i in rows]))
+
+    base = "domain expert, shipped (fused), no LLM"
+    rows: dict[str, dict] = {base: scores(expert, fused, test, counts)}
+    variants: dict[str, np.ndarray] = {"LLM pick alone": pick(fused, top, logp, asked, ids, None)}
+    for w in WEIGHTS:
+        variants[f"fused with the LLM, w={w:g}"] = pick(fused, top, logp, asked, ids, w)
+    # w cross-fitted on halves of the asked products
+    half = rng.permutation(asked)
+    halves = [sorted(half[: len(half) // 2].tolist()), sorted(half[len(half) // 2 :].tolist())]
+    crossed, chosen = fused.copy(), []
+    for a, b in ((0, 1), (1, 0)):
+        w = max(WEIGHTS, key=lambda v: acc_on(pick(fused, top, logp, halves[a], ids, v), halves[a]))
+        chosen.append(w)
+        crossed[halves[b]] = pick(fused, top, logp, halves[b], ids, w)[halves[b]]
+    variants["fused with the LLM, w cross-fitted on halves"] = crossed
+    base_acc = acc_on(fused, asked)
+    rows[base]["acc on asked"] = base_acc
+    for name, proba in variants.items():
+        r = scores(expert, proba, test, counts)
+        right_before = [expert.classes_[int(np.argmax(fused[i]))] == gold[i] for i in asked]
+        right_after = [expert.classes_[int(np.argmax(proba[i]))] == gold[i] for i in asked]
+        r["acc on asked"] = float(np.mean(right_after))
+        r["fixed"] = int(sum(a and not b for a, b in zip(right_after, right_before, strict=True)))
+        r["broken"] = int(sum(b and not a for a, b in zip(right_after, right_before, strict=True)))
+        rows[name] = r
+    calls = len(asked) / len(test)
+    print(f"| system | {' | '.join(COLUMNS)} | acc on asked | fixed | broken | LLM calls/product |")
+    print("|---|" + "---|" * (len(COLUMNS) + 4))
+    for name, r in rows.items():
+        cells = " | ".join(f"{r[c]:.4f}" for c in COLUMNS)
+        fb = f"{r.get('fixed', '–')} | {r.get('broken', '–')}"
+        llm = 0.0 if name.startswith("domain") else calls
+        print(f"| {name} | {cells} | {r['acc on asked']:.4f} | {fb} | {llm:.3f} |")
+    print(f"cross-fitted w: {chosen}")
+    meta = {
+        "date": str(date.today()),
+        "machine": f"{os.cpu_count()} CPU cores",
+        "command": " ".join(sys.argv),
+        "disagree": len(disagree),
+        "asked": len(asked),
+        "n_test": len(test),
+        "gold_in_top_k": float(in_top),
+        "cross_fit_w": chosen,
+        "llm_calls_per_product": calls,
+        "llm_calls_per_product_all_disagreements": len(disagree) / len(test),
+    }
+    res = args.out / f"disagreement-{tag}.json"
+    res.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
+    print(f"wrote {res}")
+
+
+if __name__ == "__main__":
+    main()
