@@ -134,18 +134,26 @@ def main() -> None:
 
     base = "domain expert, shipped (fused), no LLM"
     rows: dict[str, dict] = {base: scores(expert, fused, test, counts)}
-    variants: dict[str, np.ndarray] = {"LLM pick alone": pick(fused, top, logp, asked, ids, None)}
-    for w in WEIGHTS:
-        variants[f"fused with the LLM, w={w:g}"] = pick(fused, top, logp, asked, ids, w)
-    # w cross-fitted on halves of the asked products
+    # contextual calibration: the LLM's mean log-probability of each position over the asked
+    # products (no labels) is taken out, since small LLMs favour the first candidate
+    bias = np.mean([logp[ids[i]] for i in asked], axis=0)
+    calibrated = {k: list(np.asarray(v) - bias) for k, v in logp.items()}
     half = rng.permutation(asked)
     halves = [sorted(half[: len(half) // 2].tolist()), sorted(half[len(half) // 2 :].tolist())]
-    crossed, chosen = fused.copy(), []
-    for a, b in ((0, 1), (1, 0)):
-        w = max(WEIGHTS, key=lambda v: acc_on(pick(fused, top, logp, halves[a], ids, v), halves[a]))
-        chosen.append(w)
-        crossed[halves[b]] = pick(fused, top, logp, halves[b], ids, w)[halves[b]]
-    variants["fused with the LLM, w cross-fitted on halves"] = crossed
+    variants: dict[str, np.ndarray] = {}
+    chosen: dict[str, list[float]] = {}
+    for label, lp in (("", logp), (", position-calibrated", calibrated)):
+        variants[f"LLM pick alone{label}"] = pick(fused, top, lp, asked, ids, None)
+        for w in WEIGHTS:
+            variants[f"fused with the LLM{label}, w={w:g}"] = pick(fused, top, lp, asked, ids, w)
+        # w cross-fitted on halves of the asked products
+        crossed, chosen[label] = fused.copy(), []
+        for a, b in ((0, 1), (1, 0)):
+            dev = halves[a]
+            w = max(WEIGHTS, key=lambda v: acc_on(pick(fused, top, lp, dev, ids, v), dev))
+            chosen[label].append(w)
+            crossed[halves[b]] = pick(fused, top, lp, halves[b], ids, w)[halves[b]]
+        variants[f"fused with the LLM{label}, w cross-fitted on halves"] = crossed
     base_acc = acc_on(fused, asked)
     rows[base]["acc on asked"] = base_acc
     for name, proba in variants.items():
@@ -174,6 +182,7 @@ def main() -> None:
         "n_test": len(test),
         "gold_in_top_k": float(in_top),
         "cross_fit_w": chosen,
+        "llm_position_bias": bias.tolist(),
         "llm_calls_per_product": calls,
         "llm_calls_per_product_all_disagreements": len(disagree) / len(test),
     }
