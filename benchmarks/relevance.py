@@ -49,6 +49,12 @@ VARIANTS = {
         "aux_norm": True,
     },
     "reasoning_embedding+prior+norm": {"aux": "embedding", "prior": PRIOR, "aux_norm": True},
+    "reasoning+warmup+norm": {
+        "aux": "decoder",
+        "decoder_warmup": True,
+        "prior": "none",
+        "aux_norm": True,
+    },
     # a pretrained decoder: SmolLM2-135M, frozen, reading the encoder's states as a prefix
     "reasoning+warmup+smollm2": {
         "aux": "decoder",
@@ -162,6 +168,12 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument(
         "--head-lr-mult", type=float, default=None, help="override the head's learning-rate ratio"
     )
+    ap.add_argument(
+        "--lam",
+        type=float,
+        default=None,
+        help="override lambda (the weight of L_aux); results are stored as <system>@lam<value>",
+    )
     ap.add_argument("--out", default="benchmarks/results/relevance")
     ap.add_argument("--resume", action="store_true")
     ap.add_argument(
@@ -253,27 +265,31 @@ def run(args: argparse.Namespace) -> dict:
             if missing:
                 print(f"skip {name}: {len(missing)} training pairs have no rationale yet")
                 continue
-        runs = results.setdefault(name, {"runs": {}})["runs"]
+        key = name
+        if getattr(args, "lam", None) is not None and kw["aux"] != "none":
+            kw = {**kw, "lam": args.lam}
+            key = f"{name}@lam{args.lam:g}"
+        runs = results.setdefault(key, {"runs": {}})["runs"]
         for seed in seeds:
             if str(seed) in runs:
                 continue
             t0 = time.perf_counter()
             model = RelevanceDistiller(
                 encoder=args.encoder, epochs=args.epochs, seed=seed, **kw, **extra
-            ).fit(tr, rat, output_dir=out / "ckpt" / f"{name}-s{seed}", progress=False)
+            ).fit(tr, rat, output_dir=out / "ckpt" / f"{key}-s{seed}", progress=False)
             fit_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             prob = model.predict_proba(te)
             pps = len(te) / (time.perf_counter() - t0)
             if seed == seeds[0]:
-                model.save(out / "models" / name)
+                model.save(out / "models" / key)
             runs[str(seed)] = {
                 **binary_report(y, prob),
                 "query_auc": query_auc(te, prob),
                 "fit_seconds": fit_s,
                 "pairs_per_s": pps,
             }
-            print(name, seed, f"auc={runs[str(seed)]['roc_auc']:.4f}", f"{fit_s:.0f}s")
+            print(key, seed, f"auc={runs[str(seed)]['roc_auc']:.4f}", f"{fit_s:.0f}s")
             _store(out, results)
         if runs:
             _store(out, results)  # takes in seeds that parallel runs finished, and summarises
