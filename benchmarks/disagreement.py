@@ -12,10 +12,16 @@ encoder and the lexical expert disagree, and fuses it as ``log p_fused + w * log
 * each ``w`` of a grid, and ``w`` cross-fitted on halves of the asked products (each half with
   the ``w`` that is most accurate on the other half), so that row is honest.
 
+``--route confidence`` asks instead about the products whose fused top-1 probability is below
+``--threshold`` (the shipped rule), and ``--strategy zero_shot`` (the shipped default; any LM)
+reads the LLM's generated answer: its score of a candidate is minus its rank, as in
+``DualExpert``; ``w`` None, the LLM's pick alone, is what the shipped default does.
+
 The LLM's answers are kept in ``<out>/llm-<tag>.jsonl`` as they come (an interrupted run
 resumes). Prints a table and writes ``<out>/disagreement-<tag>.json``.
 
     python benchmarks/disagreement.py --seed 42 --limit 150
+    python benchmarks/disagreement.py --seed 42 --route confidence --strategy zero_shot --k 5
 """
 
 from __future__ import annotations
@@ -43,8 +49,11 @@ WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 COLUMNS = ("lvl3 acc", "lvl3 wF1", "lvl3 mF1", "head mF1", "tail mF1", "avg wF1")
 
 
-def ask_llm(expert, test, asked, top, out: Path, llm: str | None) -> dict[str, list[float]]:
-    """The LLM's log-probabilities over each asked product's candidates (cached in ``out``)."""
+def ask_llm(
+    expert, test, asked, top, out: Path, llm: str | None, strategy: str = "score"
+) -> dict[str, list[float]]:
+    """The LLM's score of each asked product's candidates (cached in ``out``): log-probabilities
+    with ``score``, minus the rank in its answer with the other strategies."""
     import dspy
 
     from dualexpert.general import GeneralExpert
@@ -59,16 +68,21 @@ def ask_llm(expert, test, asked, top, out: Path, llm: str | None) -> dict[str, l
     todo = [i for i in asked if test[i].id not in done]
     if not todo:
         return done
-    general = GeneralExpert("score")
+    general = GeneralExpert(strategy)
     lm = get_lm(llm)
     t0 = time.perf_counter()
     with dspy.context(lm=lm), open(out, "a") as f:
         for n, i in enumerate(todo, 1):
             shown = [expert.taxonomy.represent(expert.classes_[j], "descriptive") for j in top[i]]
             g = general(product=test[i].text(), candidates=shown)
-            logp = [float(x) for x in (g.llm_logprobs or [0.0] * len(shown))]
+            if strategy == "score":
+                logp = [float(x) for x in (g.llm_logprobs or [0.0] * len(shown))]
+            else:  # a fallback keeps the domain expert's order
+                rank = {c: r for r, c in enumerate(g.ranking)}
+                logp = [-float(rank.get(c, len(shown))) for c in range(len(shown))]
             done[test[i].id] = logp
-            f.write(json.dumps({"id": test[i].id, "logp": logp}) + "\n")
+            rec = {"id": test[i].id, "logp": logp, "fallback": bool(g.fallback)}
+            f.write(json.dumps(rec) + "\n")
             f.flush()
             if n % 10 == 0 or n == len(todo):
                 secs = time.perf_counter() - t0
@@ -95,14 +109,25 @@ def main() -> None:
     ap.add_argument("--tag", default="@4ep")
     ap.add_argument("--seed", type=int, default=42, help="the trained model's seed")
     ap.add_argument("--k", type=int, default=3, help="fused candidates shown to the LLM")
-    ap.add_argument("--limit", type=int, default=None, help="ask about this many disagreements")
-    ap.add_argument("--llm", default=None, help="qwen-1.5b (default) or a .gguf path")
+    ap.add_argument("--limit", type=int, default=None, help="ask about this many products")
+    ap.add_argument("--route", default="disagree", choices=["disagree", "confidence"])
+    ap.add_argument("--threshold", type=float, default=0.9, help="for --route confidence")
+    ap.add_argument(
+        "--strategy", default="score", choices=["score", "zero_shot", "rank", "cot_rank"]
+    )
+    ap.add_argument(
+        "--llm",
+        default=None,
+        help="qwen-1.5b (default), a .gguf path or a LiteLLM model string (score: local only)",
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "disagreement")
     args = ap.parse_args()
 
     from dualexpert.domain import DomainExpert
 
     tag = f"{args.dataset}-{args.system}{args.tag}-s{args.seed}-k{args.k}"
+    if (args.route, args.strategy) != ("disagree", "score"):
+        tag += f"-{args.route}-{args.strategy}"
     folder = ROOT / "runs" / f"{args.dataset}-{args.system}{args.tag}-s{args.seed}" / "model"
     expert = DomainExpert.load(folder)
     if expert.lexical_ is None:
@@ -113,9 +138,12 @@ def main() -> None:
     m = expert.lexical_margins([x.text() for x in test])
     fused = expert.fuse(p, m, expert.fusion_scale())
     top = np.argsort(-fused, axis=1)[:, : args.k]
-    disagree = np.flatnonzero(p.argmax(axis=1) != m.argmax(axis=1))
+    if args.route == "disagree":
+        routed = np.flatnonzero(p.argmax(axis=1) != m.argmax(axis=1))
+    else:
+        routed = np.flatnonzero(fused.max(axis=1) < args.threshold)
     rng = np.random.default_rng(0)
-    asked = sorted(rng.permutation(disagree)[: args.limit or len(disagree)].tolist())
+    asked = sorted(rng.permutation(routed)[: args.limit or len(routed)].tolist())
     ids = [x.id for x in test]
     index = {c: j for j, c in enumerate(expert.classes_)}
     by_path = {tuple(expert.taxonomy.get(c).path): c for c in expert.classes_}
@@ -123,11 +151,13 @@ def main() -> None:
     gold = [by_path.get(tuple(x.category)) for x in test]
     in_top = np.mean([index.get(gold[i], -1) in top[i] for i in asked])
     print(
-        f"{len(disagree)} of {len(test)} products disagree ({len(disagree) / len(test):.1%}); "
+        f"{len(routed)} of {len(test)} products routed by {args.route} "
+        f"({len(routed) / len(test):.1%}); "
         f"asking about {len(asked)}; gold in the fused top-{args.k} for {in_top:.1%} of them"
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    logp = ask_llm(expert, test, asked, top, args.out / f"llm-{tag}.jsonl", args.llm)
+    cache = args.out / f"llm-{tag}.jsonl"
+    logp = ask_llm(expert, test, asked, top, cache, args.llm, args.strategy)
 
     def acc_on(proba, rows) -> float:
         return float(np.mean([expert.classes_[int(np.argmax(proba[i]))] == gold[i] for i in rows]))
@@ -177,14 +207,16 @@ def main() -> None:
         "date": str(date.today()),
         "machine": f"{os.cpu_count()} CPU cores",
         "command": " ".join(sys.argv),
-        "disagree": len(disagree),
+        "route": args.route,
+        "strategy": args.strategy,
+        "routed": len(routed),
         "asked": len(asked),
         "n_test": len(test),
         "gold_in_top_k": float(in_top),
         "cross_fit_w": chosen,
         "llm_position_bias": bias.tolist(),
         "llm_calls_per_product": calls,
-        "llm_calls_per_product_all_disagreements": len(disagree) / len(test),
+        "llm_calls_per_product_all_routed": len(routed) / len(test),
     }
     res = args.out / f"disagreement-{tag}.json"
     res.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
