@@ -90,15 +90,23 @@ def ask_llm(
     return done
 
 
-def pick(fused, top, logp, asked, ids, w: float | None) -> np.ndarray:
-    """Fused probabilities where each asked product's top-1 is the candidate with the best
-    ``log p_fused + w * log p_LLM`` (``w`` None: the LLM's pick alone)."""
+def pick(fused, top, answers, asked, ids, expert, w: float | None) -> np.ndarray:
+    """Fused probabilities where each asked product's top-1 is what ``DualExpert`` would output
+    with fusion weight ``w`` (``fused_choice``; ``w`` None: the LLM's pick alone)."""
+    from dualexpert.evaluation.routing import fused_choice
+
+    index = {c: j for j, c in enumerate(expert.classes_)}
     out = fused.copy()
     for i in asked:
-        cand = top[i]
-        llm = np.asarray(logp[ids[i]])
-        score = llm if w is None else np.log(np.maximum(fused[i, cand], 1e-300)) + w * llm
-        out[i, cand[int(np.argmax(score))]] = 2.0  # above any probability: the new top-1
+        cands = [{"id": expert.classes_[j], "probability": float(fused[i, j])} for j in top[i]]
+        lp, score = answers[ids[i]]
+        order = sorted(range(len(lp)), key=lambda c: -lp[c])
+        rec = {
+            "candidates": cands,
+            "ranking": [cands[c]["id"] for c in order],
+            "llm_logprobs": lp if score else None,  # else its order: minus the rank, as stored
+        }
+        out[i, index[fused_choice(rec, w)]] = 2.0  # above any probability: the new top-1
     return out
 
 
@@ -158,6 +166,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.out / f"llm-{tag}.jsonl"
     logp = ask_llm(expert, test, asked, top, cache, args.llm, args.strategy)
+    is_score = args.strategy == "score"
 
     def acc_on(proba, rows) -> float:
         return float(np.mean([expert.classes_[int(np.argmax(proba[i]))] == gold[i] for i in rows]))
@@ -167,28 +176,31 @@ def main() -> None:
     # contextual calibration: the LLM's mean log-probability of each position over the asked
     # products (no labels) is taken out, since small LLMs favour the first candidate
     bias = np.mean([logp[ids[i]] for i in asked], axis=0)
-    calibrated = {k: list(np.asarray(v) - bias) for k, v in logp.items()}
+    answers = {k: (v, is_score) for k, v in logp.items()}
+    calibrated = {k: (list(np.asarray(v) - bias), True) for k, v in logp.items()}
     half = rng.permutation(asked)
     halves = [sorted(half[: len(half) // 2].tolist()), sorted(half[len(half) // 2 :].tolist())]
     variants: dict[str, np.ndarray] = {}
     chosen: dict[str, list[float]] = {}
-    for label, lp in (("", logp), (", position-calibrated", calibrated)):
-        variants[f"LLM pick alone{label}"] = pick(fused, top, lp, asked, ids, None)
+    for label, lp in (("", answers), (", position-calibrated", calibrated)):
+        variants[f"LLM pick alone{label}"] = pick(fused, top, lp, asked, ids, expert, None)
         for w in WEIGHTS:
-            variants[f"fused with the LLM{label}, w={w:g}"] = pick(fused, top, lp, asked, ids, w)
+            variants[f"fused with the LLM{label}, w={w:g}"] = pick(
+                fused, top, lp, asked, ids, expert, w
+            )
         # w cross-fitted on halves of the asked products
         crossed, chosen[label] = fused.copy(), []
         for a, b in ((0, 1), (1, 0)):
             dev = halves[a]
-            w = max(WEIGHTS, key=lambda v: acc_on(pick(fused, top, lp, dev, ids, v), dev))
+            w = max(WEIGHTS, key=lambda v: acc_on(pick(fused, top, lp, dev, ids, expert, v), dev))
             chosen[label].append(w)
-            crossed[halves[b]] = pick(fused, top, lp, halves[b], ids, w)[halves[b]]
+            crossed[halves[b]] = pick(fused, top, lp, halves[b], ids, expert, w)[halves[b]]
         variants[f"fused with the LLM{label}, w cross-fitted on halves"] = crossed
     base_acc = acc_on(fused, asked)
     rows[base]["acc on asked"] = base_acc
+    right_before = [expert.classes_[int(np.argmax(fused[i]))] == gold[i] for i in asked]
     for name, proba in variants.items():
         r = scores(expert, proba, test, counts)
-        right_before = [expert.classes_[int(np.argmax(fused[i]))] == gold[i] for i in asked]
         right_after = [expert.classes_[int(np.argmax(proba[i]))] == gold[i] for i in asked]
         r["acc on asked"] = float(np.mean(right_after))
         r["fixed"] = int(sum(a and not b for a, b in zip(right_after, right_before, strict=True)))
