@@ -8,6 +8,10 @@ is printed.
     python benchmarks/domain_expert.py --dataset mwpd --systems tfidf_linear,knn_embed
     python benchmarks/domain_expert.py --dataset mwpd --systems domain_expert --epochs 3
     python benchmarks/domain_expert.py --dataset mwpd --table
+    python benchmarks/domain_expert.py --systems tfidf_linear --synthetic FILE --tag @syn
+
+``--synthetic FILE`` (from ``dualexpert synthesize``) adds LLM-written products to the training
+data of every system; head/tail and the test set stay those of the real data.
 """
 
 from __future__ import annotations
@@ -97,15 +101,17 @@ def ranked_expert(train, test, k, args, overrides):
     return [[c.path for c in cands] for cands in topk], fit_s, pred_s
 
 
-def run_system(name, train, test, args):
+def run_system(name, train, test, args, extra=()):
+    """Fit ``name`` on ``train`` plus ``extra`` (synthetic products) and score it on ``test``."""
     k = 10
     args.system_name = name
+    fit_on = [*train, *extra]
     if name == "tfidf_linear":
-        ranked, fit_s, pred_s = _timed_ranker(TfidfLinearRanker(), train, test, k)
+        ranked, fit_s, pred_s = _timed_ranker(TfidfLinearRanker(), fit_on, test, k)
     elif name == "knn_embed":
-        ranked, fit_s, pred_s = _timed_ranker(KnnEmbeddingRanker(), train, test, k)
+        ranked, fit_s, pred_s = _timed_ranker(KnnEmbeddingRanker(), fit_on, test, k)
     else:
-        ranked, fit_s, pred_s = ranked_expert(train, test, k, args, ABLATIONS[name])
+        ranked, fit_s, pred_s = ranked_expert(fit_on, test, k, args, ABLATIONS[name])
     report = categorisation_report(
         [p.category for p in test],
         [r[0] for r in ranked],
@@ -122,6 +128,8 @@ def run_system(name, train, test, args):
         "system": name,
         "dataset": args.dataset,
         "n_train": len(train),
+        "n_synthetic": len(extra),
+        "synthetic": args.synthetic,
         "n_test": len(test),
         "date": str(date.today()),
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
@@ -205,6 +213,7 @@ def main() -> None:
     ap.add_argument("--quiet", action="store_true")
     ap.add_argument("--resume", action="store_true", help="resume interrupted encoder runs")
     ap.add_argument("--tag", default="", help="suffix of the result files, e.g. @1ep")
+    ap.add_argument("--synthetic", help="synthetic products (dualexpert synthesize) to add")
     args = ap.parse_args()
     folder = ROOT / "benchmarks" / "results" / args.dataset
     folder.mkdir(parents=True, exist_ok=True)
@@ -212,10 +221,16 @@ def main() -> None:
         if not SHARED.is_dir():
             raise SystemExit(f"shared data not found at {SHARED}")
         train, test = load_dataset(args.dataset, args.seed)
+        extra = []
+        if args.synthetic:
+            from dualexpert.synthetic import load_synthetic
+            from dualexpert.taxonomy import Taxonomy
+
+            extra = load_synthetic(args.synthetic, Taxonomy.from_paths(p.category for p in train))
         for name in args.systems.split(","):
             if name not in SYSTEMS:
                 raise SystemExit(f"unknown system {name}; choose from {SYSTEMS}")
-            report = run_system(name, train, test, args)
+            report = run_system(name, train, test, args, extra)
             report["meta"]["tag"] = args.tag
             seed = "" if args.seed == 42 else f"-s{args.seed}"  # 42: the tables' default seed
             (folder / f"{name}{args.tag}{seed}.json").write_text(json.dumps(report, indent=1))

@@ -4,6 +4,7 @@ from .categorisation import (
     RankCategories,
     SelectCategory,
     SummariseCategory,
+    WriteProducts,
 )
 from .relevance import JudgeRelevance, WriteRationale
 
@@ -12,5 +13,6 @@ __all__ = [
     "RankCategories",
     "SelectCategory",
     "SummariseCategory",
+    "WriteProducts",
     "WriteRationale",
 ]

@@ -51,6 +51,7 @@ def main(
 
 for command in (
     categorise.train,
+    categorise.synthesize,
     categorise.predict,
     categorise.evaluate,
     demo.demo,

@@ -1,5 +1,5 @@
-"""Categorisation commands: train, predict, evaluate, summarize, index, classify, optimize,
-threshold. Each parses its arguments, calls one library function, and prints."""
+"""Categorisation commands: train, synthesize, predict, evaluate, summarize, index, classify,
+optimize, threshold. Each parses its arguments, calls one library function, and prints."""
 
 from __future__ import annotations
 
@@ -68,6 +68,10 @@ def train(
             min=1, help="Training processes (DDP through torchrun: gloo on CPU, NCCL on GPU)."
         ),
     ] = 1,
+    synthetic: Annotated[
+        Path | None,
+        typer.Option(help="LLM-written products for rare leaves (from `synthesize`), added."),
+    ] = None,
     reranker: Annotated[
         bool,
         typer.Option(
@@ -108,9 +112,18 @@ def train(
         internal_nodes=internal_nodes,
     )
     tax = Taxonomy.load(taxonomy) if taxonomy else None
+    products = cat.products
+    if synthetic:
+        from ..synthetic import load_synthetic
+
+        known = tax or Taxonomy.from_paths(p.category for p in products if p.category)
+        with user_errors():  # a synthetic leaf outside the label space is an error, not a class
+            extra = load_synthetic(synthetic, known)
+        console.print(f"added {len(extra)} synthetic products from {synthetic}")
+        products = [*products, *extra]
     legacy = out / "checkpoints"  # where dualexpert < 0.2 kept them
     ckpts = legacy if legacy.is_dir() else out.with_name(f"{out.name}.checkpoints")
-    expert.fit(cat.products, taxonomy=tax, output_dir=ckpts)  # a finished run resumes at its end
+    expert.fit(products, taxonomy=tax, output_dir=ckpts)  # a finished run resumes at its end
     expert.save(out)
     console.print(f"saved the domain expert to {out} (checkpoints in {ckpts})")
     if reranker:
@@ -122,6 +135,58 @@ def train(
         )
         rr.save(out / RERANKER)
         console.print(f"saved its reranker to {out / RERANKER}")
+
+
+def synthesize(
+    train_file: Annotated[Path, typer.Argument(help="Labelled catalogue (csv, jsonl, parquet).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Synthetic JSONL; a rerun resumes.")],
+    taxonomy: Annotated[
+        Path | None, typer.Option(help="Taxonomy file (default: the labels' own tree).")
+    ] = None,
+    llm: LlmOpt = None,
+    api_base: ApiBaseOpt = None,
+    min_count: Annotated[
+        int, typer.Option(min=1, help="Leaves with fewer labelled products get synthetic ones.")
+    ] = 10,
+    per_leaf: Annotated[int, typer.Option(min=1, help="Synthetic titles per leaf.")] = 8,
+    max_calls: Annotated[int, typer.Option(min=1, help="LLM calls per leaf at most.")] = 2,
+    examples: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Real titles of the leaf shown to the LLM. The bundled 1.5B model copies them "
+            "instead of writing new ones, hence 0; a hosted LLM may do better with 3 to 5.",
+        ),
+    ] = 0,
+    seed: int = 0,
+    columns: ColumnsOpt = None,
+    skip_bad: SkipOpt = False,
+    threads: ThreadsOpt = None,
+) -> None:
+    """Write new product titles with the LLM for the leaves with fewer than --min-count labelled
+    products (the LLM as a teacher), for `train --synthetic`. Resumable."""
+    apply_threads(threads)
+    from ..data import labelled_only
+    from ..lm import configure_lm
+    from ..synthetic import write_synthetic
+    from ..taxonomy import Taxonomy
+
+    cat = labelled_only(load_or_exit(train_file, columns, skip_bad), skip_bad)
+    with user_errors():
+        tax = (
+            Taxonomy.load(taxonomy)
+            if taxonomy
+            else Taxonomy.from_paths([p.category for p in cat.products if p.category is not None])
+        )
+        configure_lm(llm, api_base)
+        with progress_bar() as bar:
+            task = bar.add_task("synthesize", total=None)
+            totals = write_synthetic(
+                tax, cat.products, out, min_count=min_count, per_leaf=per_leaf,
+                max_calls=max_calls, n_examples=examples, seed=seed,
+                progress=lambda i, n: bar.update(task, completed=i, total=n),
+            )  # fmt: skip
+    console.print(json.dumps(totals))
 
 
 def predict(
