@@ -74,7 +74,7 @@ def _timed_ranker(ranker, train, test, k):
     return [[c.path for c in cands] for cands in topk], fit_s, pred_s
 
 
-def ranked_expert(train, test, k, args, overrides):
+def ranked_expert(train, test, k, args, overrides, extra=()):
     from dualexpert.domain import DomainExpert
 
     cfg = dict(
@@ -91,7 +91,7 @@ def ranked_expert(train, test, k, args, overrides):
     if not args.resume:
         shutil.rmtree(run_dir, ignore_errors=True)  # a fresh run unless asked to resume
     t0 = time.perf_counter()
-    expert.fit(train, output_dir=run_dir / "checkpoints", progress=not args.quiet)
+    expert.fit(train, output_dir=run_dir / "checkpoints", progress=not args.quiet, synthetic=extra)
     fit_s = time.perf_counter() - t0
     expert.save(run_dir / "model")
     expert.predict_proba(test[:64])  # warm-up
@@ -111,7 +111,7 @@ def run_system(name, train, test, args, extra=()):
     elif name == "knn_embed":
         ranked, fit_s, pred_s = _timed_ranker(KnnEmbeddingRanker(), fit_on, test, k)
     else:
-        ranked, fit_s, pred_s = ranked_expert(fit_on, test, k, args, ABLATIONS[name])
+        ranked, fit_s, pred_s = ranked_expert(train, test, k, args, ABLATIONS[name], extra)
     report = categorisation_report(
         [p.category for p in test],
         [r[0] for r in ranked],

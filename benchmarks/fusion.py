@@ -92,21 +92,12 @@ def cross_fit(
     return out, chosen
 
 
-def log_prior(expert, counts: Counter) -> np.ndarray:
-    """Log of each class's share of the training products (add-one smoothed)."""
+def class_counts(expert, counts: Counter) -> list[int]:
+    """Training products per class of ``expert`` (for models saved without their counts)."""
     by_id = Counter()
     for path, n in counts.items():
         by_id[expert.taxonomy.by_path(path).id] += n
-    c = np.array([by_id.get(k, 0) + 1.0 for k in expert.classes_])
-    return np.log(c / c.sum())
-
-
-def adjust(proba: np.ndarray, prior: np.ndarray, tau: float) -> np.ndarray:
-    """``softmax(log proba - tau * log prior)``."""
-    z = np.log(np.maximum(proba, 1e-300)) - tau * prior
-    z -= z.max(axis=1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=1, keepdims=True)
+    return [by_id.get(k, 0) for k in expert.classes_]
 
 
 def run_seed(args, seed: int, train, test, counts) -> dict:
@@ -136,13 +127,20 @@ def run_seed(args, seed: int, train, test, counts) -> dict:
     )
     rows["fused, w cross-fitted on halves"] = scores(expert, fused, test, counts)
     shipped = expert.fuse(p, m, expert.fusion_scale())
-    prior = log_prior(expert, counts)
+    if expert.class_counts_ is None:  # saved before the model kept its class counts
+        expert.class_counts_ = class_counts(expert, counts)
     for tau in TAUS[1:]:
         rows[f"fused, prior-adjusted tau {tau:g}"] = scores(
-            expert, adjust(shipped, prior, tau), test, counts
+            expert, expert.adjust_for_prior(shipped, tau), test, counts
         )
     adjusted, taus = cross_fit(
-        expert, lambda t, r: adjust(shipped[r], prior, t), TAUS, test, counts, seed, "lvl3 mF1"
+        expert,
+        lambda t, r: expert.adjust_for_prior(shipped[r], t),
+        TAUS,
+        test,
+        counts,
+        seed,
+        "lvl3 mF1",
     )
     rows["fused, tau cross-fitted on halves (macro F1)"] = scores(expert, adjusted, test, counts)
     n = len(test)

@@ -304,3 +304,48 @@ def test_lexical_class_weight_auto_keeps_the_better_out_of_fold(split, tmp_path)
     assert back.class_weight == lex.class_weight and back.selection_ == lex.selection_
     with pytest.raises(ValueError, match="class_weight"):
         LexicalExpert(class_weight="inverse")
+
+
+def test_synthetic_products_train_but_stay_out_of_the_prior(split, tmp_path):
+    """``fit(synthetic=...)`` trains on extra products without counting them in the class
+    prior; with them the prior adjustment defaults to tau = 1, is applied after fusion, and is
+    saved with the model; ``prior_adjustment=0`` turns it off."""
+    from collections import Counter
+
+    from dualexpert.data import Product
+
+    train, test = split
+    rare = train[0].category
+    extra = [Product(id=f"syn:{i}", title=f"synthetic item {i}", category=rare) for i in range(5)]
+    cfg = dict(epochs=0.3, batch_size=16, max_length=16, seed=0, label_augmentation=False)
+    expert = DomainExpert(**cfg).fit(train, synthetic=extra, progress=False)
+    real = Counter(p.category for p in train)
+    counts = dict(zip(expert.classes_, expert.class_counts_, strict=True))
+    assert counts == {expert.taxonomy.by_path(c).id: n for c, n in real.items()}
+    assert expert.prior_adjustment_ == 1.0
+
+    fused = expert.predict_proba(test[:8], fuse=False)
+    fused = expert.fuse(fused, expert.lexical_margins([p.text() for p in test[:8]]),
+                        expert.fusion_scale())  # fmt: skip
+    got = expert.predict_proba(test[:8])
+    assert np.allclose(got, expert.adjust_for_prior(fused), atol=1e-6)
+    c = np.asarray(expert.class_counts_, dtype=float) + 1
+    ratio = got / fused  # proportional to 1 / prior, row by row
+    assert np.allclose(ratio / ratio[:, :1], (c[0] / c)[None, :], rtol=1e-4)
+
+    expert.save(tmp_path / "m")
+    back = DomainExpert.load(tmp_path / "m")
+    assert back.class_counts_ == expert.class_counts_ and back.prior_adjustment_ == 1.0
+    assert np.allclose(back.predict_proba(test[:8]), got, atol=1e-5)
+
+    manifest = json.loads((tmp_path / "m" / "dualexpert.json").read_text())
+    del manifest["class_counts"], manifest["prior_adjustment"]  # as saved before they existed
+    (tmp_path / "m" / "dualexpert.json").write_text(json.dumps(manifest))
+    old = DomainExpert.load(tmp_path / "m")
+    assert old.class_counts_ is None and np.allclose(old.predict_proba(test[:8]), fused, atol=1e-5)
+
+    off = DomainExpert(**cfg, prior_adjustment=0, lexical=False)
+    off.fit(train, synthetic=extra, progress=False)
+    assert off.prior_adjustment_ == 0.0
+    assert np.allclose(off.predict_proba(test[:8]), off.encoder_proba(test[:8]))
+    assert DomainExpert(**cfg, lexical=False).fit(train, progress=False).prior_adjustment_ == 0

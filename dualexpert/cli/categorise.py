@@ -72,6 +72,14 @@ def train(
         Path | None,
         typer.Option(help="LLM-written products for rare leaves (from `synthesize`), added."),
     ] = None,
+    prior_adjustment: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            help="tau: predictions take out tau x log(the leaf's share of the real training "
+            "products). Default: 1 with --synthetic, else 0.",
+        ),
+    ] = None,
     reranker: Annotated[
         bool,
         typer.Option(
@@ -110,20 +118,21 @@ def train(
         beta=beta,
         gate=gate,
         internal_nodes=internal_nodes,
+        prior_adjustment=prior_adjustment,
     )
     tax = Taxonomy.load(taxonomy) if taxonomy else None
-    products = cat.products
+    extra = []
     if synthetic:
         from ..synthetic import load_synthetic
 
-        known = tax or Taxonomy.from_paths(p.category for p in products if p.category)
+        known = tax or Taxonomy.from_paths(p.category for p in cat.products if p.category)
         with user_errors():  # a synthetic leaf outside the label space is an error, not a class
             extra = load_synthetic(synthetic, known)
         console.print(f"added {len(extra)} synthetic products from {synthetic}")
-        products = [*products, *extra]
     legacy = out / "checkpoints"  # where dualexpert < 0.2 kept them
     ckpts = legacy if legacy.is_dir() else out.with_name(f"{out.name}.checkpoints")
-    expert.fit(products, taxonomy=tax, output_dir=ckpts)  # a finished run resumes at its end
+    # a finished run resumes at its end
+    expert.fit(cat.products, taxonomy=tax, output_dir=ckpts, synthetic=extra)
     expert.save(out)
     console.print(f"saved the domain expert to {out} (checkpoints in {ckpts})")
     if reranker:

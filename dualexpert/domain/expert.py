@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+from pydantic import Field
 from safetensors.torch import load_file, save_file
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -101,6 +102,9 @@ class DomainExpertConfig(StrictConfig):
     # log p_encoder + lexical_weight * T * margin, T calibrated on the training data's folds
     lexical: bool = True
     lexical_weight: float = 1.0
+    # post-hoc logit adjustment: the fused log-probabilities minus tau * log(the leaf's share of
+    # the real training products); None: 1 when fit() was given synthetic products, else 0
+    prior_adjustment: float | None = Field(default=None, ge=0)
     # products filed at an internal category (not a leaf): "class" makes each such category a
     # class of its own; "reject" refuses them (every label must then be a leaf)
     internal_nodes: Literal["class", "reject"] = "class"
@@ -123,6 +127,8 @@ class DomainExpert:
         self.tokenizer: Any = None
         self.train_log: list[dict[str, Any]] = []
         self.lexical_: LexicalExpert | None = None
+        self.class_counts_: list[int] | None = None  # real labelled products per class
+        self.prior_adjustment_ = self.config.prior_adjustment or 0.0
 
     # ---- training -----------------------------------------------------------------------
     def _classes(self, products: Sequence[Product]) -> list[str]:
@@ -168,12 +174,16 @@ class DomainExpert:
         output_dir: str | Path | None = None,
         resume: bool = True,
         progress: bool = True,
+        synthetic: Iterable[ProductLike] = (),
     ) -> DomainExpert:
         """Fine-tune on labelled products (and fit the lexical expert, when configured).
 
         Args:
             products: labelled products (``Product``, dicts or anything :func:`as_product`
                 takes); every category must be a leaf of the taxonomy.
+            synthetic: extra labelled products (e.g. :mod:`dualexpert.synthetic`'s LLM-written
+                ones for rare leaves), trained on but left out of the class prior that
+                ``prior_adjustment`` takes out; their categories must be in the label space.
             taxonomy: the label space (default: the tree of the products' own paths).
             output_dir: the trainer's checkpoints (a temporary folder when None).
             resume: when ``output_dir`` already holds checkpoints, go on from the last one.
@@ -193,6 +203,12 @@ class DomainExpert:
             [p.category for p in prods if p.category is not None]
         )
         self.classes_ = self._classes(prods)
+        real = Counter(self._labels_for(prods))
+        self.class_counts_ = [real.get(i, 0) for i in range(len(self.classes_))]
+        extra = [as_product(p) for p in synthetic]
+        tau = cfg.prior_adjustment
+        self.prior_adjustment_ = (1.0 if extra else 0.0) if tau is None else tau
+        prods = prods + extra
         labels = self._labels_for(prods)
         counts = Counter(labels)
         tmp = None
@@ -311,15 +327,32 @@ class DomainExpert:
     ) -> np.ndarray:
         """Probabilities over ``classes_``, shape ``(n_products, n_leaves)``.
 
-        With a lexical expert (the default) they are the fused ones; ``fuse=False`` gives the
-        encoder's alone.
+        With a lexical expert (the default) they are the fused ones, then adjusted for the
+        training prior when ``prior_adjustment_`` is above 0 (:meth:`adjust_for_prior`);
+        ``fuse=False`` gives the encoder's alone.
         """
         prods = [as_product(p) for p in products]
         proba = self.encoder_proba(prods, batch_size)
-        if not fuse or self.lexical_ is None:
+        if not fuse:
             return proba
-        margins = self.lexical_margins([p.text() for p in prods])
-        return self.fuse(proba, margins, self.fusion_scale())
+        if self.lexical_ is not None:
+            margins = self.lexical_margins([p.text() for p in prods])
+            proba = self.fuse(proba, margins, self.fusion_scale())
+        return self.adjust_for_prior(proba)
+
+    def adjust_for_prior(self, proba: np.ndarray, tau: float | None = None) -> np.ndarray:
+        """``softmax(log proba - tau * log prior)``, the prior being each class's add-one
+        smoothed share of the real training products (``tau``: ``prior_adjustment_`` by
+        default). Post-hoc logit adjustment: it moves probability from the head to the tail.
+        Unchanged for ``tau == 0`` or a model saved without its class counts."""
+        tau = self.prior_adjustment_ if tau is None else tau
+        if not tau or self.class_counts_ is None:
+            return proba
+        c = np.asarray(self.class_counts_, dtype=np.float64) + 1.0
+        z = np.log(np.maximum(proba.astype(np.float64), 1e-300)) - tau * np.log(c / c.sum())
+        z -= z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
 
     def fusion_scale(self) -> float:
         """The factor on the lexical margins: ``lexical_weight`` times the lexical expert's
@@ -404,6 +437,8 @@ class DomainExpert:
         manifest = dict(
             config=self.config.model_dump(),
             classes=self.classes_,
+            class_counts=self.class_counts_,
+            prior_adjustment=self.prior_adjustment_,
             encoder_config=self.model.encoder.config.to_dict(),
         )
         with saved_folder(Path(folder), FORMAT, FORMAT_VERSION, **manifest) as d:
@@ -428,6 +463,11 @@ class DomainExpert:
             raise FileNotFoundError(f"{d / 'tokenizer.json'} is missing: save the model again")
         self = cls(**meta["config"])
         self.classes_ = list(meta["classes"])
+        self.class_counts_ = meta.get("class_counts")  # absent in older folders: no adjustment
+        if self.config.prior_adjustment is not None:
+            self.prior_adjustment_ = self.config.prior_adjustment
+        else:
+            self.prior_adjustment_ = float(meta.get("prior_adjustment", 0.0))
         self.taxonomy = Taxonomy.load(d / "taxonomy.json")
         enc_cfg = dict(meta["encoder_config"])
         econf = AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg)
@@ -458,6 +498,7 @@ FORMAT, FORMAT_VERSION = "domain-expert", 2
 # settings that do not change what training learns (a resumed run may change them)
 INFERENCE_ONLY = {
     "eval_batch_size",
+    "prior_adjustment",
     "quantize",
     "lexical_weight",
     "save_steps",
