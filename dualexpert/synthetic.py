@@ -119,7 +119,7 @@ def write_synthetic(
     program: Callable[..., Any] | None = None,
     min_count: int = 10,
     per_leaf: int = 8,
-    max_calls: int = 2,
+    max_calls: int = 3,
     n_examples: int = 0,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,

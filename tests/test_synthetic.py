@@ -184,10 +184,18 @@ def test_synthesize_through_a_server_killed_then_resumed(tmp_path, server):
     for r in rows_out:
         assert all(t.casefold() not in real for t in r["titles"])
         assert all(not set(t) & set("<>{}[]") and 3 <= len(t) <= 200 for t in r["titles"])
-    train = [sys.executable, "-m", "dualexpert.cli", "train", str(data)]
-    train += ["--out", str(tmp_path / "m")]
-    train += ["--synthetic", str(out), "--epochs", "0.1", "--max-length", "8"]
+    # `train --synthesize`: the same through the server, then training, in one command
+    m = tmp_path / "m"
+    train = [sys.executable, "-m", "dualexpert.cli", "train", str(data), "--out", str(m)]
+    train += ["--synthesize", "--llm", "openai/smollm2", "--api-base", server]
+    train += ["--epochs", "0.1", "--max-length", "8"]
     res = subprocess.run(train, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-2000:]
-    n_titles = sum(len(r["titles"]) for r in rows_out)
+    written = [json.loads(line) for line in (tmp_path / "m.synthetic.jsonl").open()]
+    assert len(written) == 4  # every leaf has fewer than 10 products
+    n_titles = sum(len(r["titles"]) for r in written)
     assert f"added {n_titles} synthetic products" in res.stderr.replace("\n", " ")
+    manifest = json.loads((m / "dualexpert.json").read_text())
+    counts = dict(zip(manifest["classes"], manifest["class_counts"], strict=True))
+    assert sorted(counts.values()) == [1, 1, 1, 3]  # the real products only
+    assert manifest["prior_adjustment"] == (1.0 if n_titles else 0.0)

@@ -72,6 +72,16 @@ def train(
         Path | None,
         typer.Option(help="LLM-written products for rare leaves (from `synthesize`), added."),
     ] = None,
+    synthesize: Annotated[
+        bool,
+        typer.Option(
+            help="First write synthetic products for the leaves with fewer than 10 labelled "
+            "products with the LLM (--llm), into OUT.synthetic.jsonl (resumable), then train "
+            "with them: `synthesize` and `train --synthetic` as one command."
+        ),
+    ] = False,
+    llm: LlmOpt = None,
+    api_base: ApiBaseOpt = None,
     prior_adjustment: Annotated[
         float | None,
         typer.Option(
@@ -122,6 +132,12 @@ def train(
     )
     tax = Taxonomy.load(taxonomy) if taxonomy else None
     extra = []
+    if synthesize:
+        if synthetic:
+            raise typer.BadParameter("give --synthetic or --synthesize, not both")
+        synthetic = out.with_name(f"{out.name}.synthetic.jsonl")
+        known = tax or Taxonomy.from_paths(p.category for p in cat.products if p.category)
+        _synthesize(known, cat.products, synthetic, llm, api_base)
     if synthetic:
         from ..synthetic import load_synthetic
 
@@ -158,7 +174,7 @@ def synthesize(
         int, typer.Option(min=1, help="Leaves with fewer labelled products get synthetic ones.")
     ] = 10,
     per_leaf: Annotated[int, typer.Option(min=1, help="Synthetic titles per leaf.")] = 8,
-    max_calls: Annotated[int, typer.Option(min=1, help="LLM calls per leaf at most.")] = 2,
+    max_calls: Annotated[int, typer.Option(min=1, help="LLM calls per leaf at most.")] = 3,
     examples: Annotated[
         int,
         typer.Option(
@@ -176,8 +192,6 @@ def synthesize(
     products (the LLM as a teacher), for `train --synthetic`. Resumable."""
     apply_threads(threads)
     from ..data import labelled_only
-    from ..lm import configure_lm
-    from ..synthetic import write_synthetic
     from ..taxonomy import Taxonomy
 
     cat = labelled_only(load_or_exit(train_file, columns, skip_bad), skip_bad)
@@ -187,13 +201,23 @@ def synthesize(
             if taxonomy
             else Taxonomy.from_paths([p.category for p in cat.products if p.category is not None])
         )
+    _synthesize(tax, cat.products, out, llm, api_base, min_count=min_count, per_leaf=per_leaf,
+                max_calls=max_calls, n_examples=examples, seed=seed)  # fmt: skip
+
+
+def _synthesize(tax, products, out: Path, llm, api_base, **options) -> None:
+    """:func:`dualexpert.synthetic.write_synthetic` with the LLM configured and a progress bar;
+    prints its totals."""
+    from ..lm import configure_lm
+    from ..synthetic import write_synthetic
+
+    with user_errors():
         configure_lm(llm, api_base)
         with progress_bar() as bar:
             task = bar.add_task("synthesize", total=None)
             totals = write_synthetic(
-                tax, cat.products, out, min_count=min_count, per_leaf=per_leaf,
-                max_calls=max_calls, n_examples=examples, seed=seed,
-                progress=lambda i, n: bar.update(task, completed=i, total=n),
+                tax, products, out, progress=lambda i, n: bar.update(task, completed=i, total=n),
+                **options,
             )  # fmt: skip
     console.print(json.dumps(totals))
 
