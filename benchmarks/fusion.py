@@ -11,7 +11,9 @@ For each saved model (``runs/<dataset>-domain_expert<tag>-s<seed>/model``, train
   scored with the ``s`` that is best on the other half), so the chosen row is honest;
 * the shipped fusion with its log-probabilities lowered by ``tau`` times the log of the training
   prior of each leaf (post-hoc logit adjustment, which trades head accuracy for tail recall),
-  for a few ``tau`` and ``tau`` cross-fitted on halves by lvl3 macro F1.
+  for a few ``tau`` and ``tau`` cross-fitted on halves by lvl3 macro F1. The "shipped" row is
+  the fusion before this adjustment: a model trained with synthetic products ships the
+  ``tau`` it was saved with (1 by default), i.e. its "tau 1" row.
 
 ``--system`` reads another trained configuration (``runs/<dataset>-<system><tag>-s<seed>``,
 e.g. ``no_phase2``).

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import dspy
+from dspy.utils.exceptions import AdapterParseError
 from dspy.utils.usage_tracker import track_usage
 
 from .data import Product
@@ -103,13 +104,19 @@ class ProductWriter(dspy.Module):
         return dspy.Prediction(titles=[str(t) for t in pred.titles])
 
 
-def rare_leaves(taxonomy: Taxonomy, products: Iterable[Product], min_count: int) -> list[str]:
-    """Ids of the leaves with fewer than ``min_count`` labelled products (none counts too)."""
-    counts: dict[str, int] = defaultdict(int)
+def titles_by_leaf(taxonomy: Taxonomy, products: Iterable[Product]) -> dict[str, list[str]]:
+    """``{leaf id: titles of its labelled products}``."""
+    out: dict[str, list[str]] = defaultdict(list)
     for p in products:
         if p.category is not None:
-            counts[taxonomy.by_path(p.category).id] += 1
-    return [c.id for c in taxonomy.leaves if counts[c.id] < min_count]
+            out[taxonomy.by_path(p.category).id].append(p.title)
+    return out
+
+
+def rare_leaves(taxonomy: Taxonomy, products: Iterable[Product], min_count: int) -> list[str]:
+    """Ids of the leaves with fewer than ``min_count`` labelled products (none counts too)."""
+    by_leaf = titles_by_leaf(taxonomy, products)
+    return [c.id for c in taxonomy.leaves if len(by_leaf.get(c.id, ())) < min_count]
 
 
 def write_synthetic(
@@ -128,22 +135,22 @@ def write_synthetic(
 
     A leaf gets up to ``max_calls`` LLM calls (a new sampling seed each) until ``per_leaf``
     titles pass :func:`clean_titles`. Leaves already in ``out`` are skipped, so a rerun resumes.
-    A failed call is logged and counted; the leaf is written with what it got (possibly
-    nothing) so that a rerun does not ask again: delete its line to retry it.
-    Returns totals: leaves, written, skipped, titles, rejected, failed calls, LLM usage, seconds.
+    A failed call is logged and counted and the run goes on. A leaf whose every call failed
+    for another reason than an unparseable answer (the network, the server) is not written
+    (counted in ``failed_leaves``), so a rerun asks it again; one the LLM answered, even
+    uselessly, is written with what passed, so a rerun does not ask again.
+    Returns totals: leaves, written, skipped, failed leaves, titles, rejected, failed calls, LLM
+    usage, seconds.
     """
     if per_leaf < 1 or max_calls < 1:
         raise ValueError("per_leaf and max_calls must be at least 1")
     program = program or ProductWriter()
-    by_leaf: dict[str, list[str]] = defaultdict(list)
-    for p in products:
-        if p.category is not None:
-            by_leaf[taxonomy.by_path(p.category).id].append(p.title)
-    todo = rare_leaves(taxonomy, products, min_count)
+    by_leaf = titles_by_leaf(taxonomy, products)
+    todo = [c.id for c in taxonomy.leaves if len(by_leaf.get(c.id, ())) < min_count]
     journal = Journal(out)
     done = journal.done()
     totals: dict[str, Any] = {"leaves": len(todo), "written": 0, "skipped": 0, "titles": 0}
-    totals.update(rejected=0, failed_calls=0)
+    totals.update(failed_leaves=0, rejected=0, failed_calls=0)
     usage = dict.fromkeys(USAGE_KEYS, 0)
     rng = random.Random(seed)
     t0 = time.perf_counter()
@@ -158,7 +165,7 @@ def write_synthetic(
                 forbidden = [*real, leaf.name, taxonomy.descriptive_name(cid)]
                 titles: list[str] = []
                 seen: set[str] = set()
-                rejected = 0
+                rejected = answered = 0
                 for call in range(max_calls):
                     try:
                         with track_usage() as tracker:
@@ -170,8 +177,12 @@ def write_synthetic(
                                 seed=seed * 1000 + call,
                             )
                         add_usage(usage, usage_totals(tracker))
+                        answered += 1
                     except Exception as e:  # one bad answer must not stop a long run
                         totals["failed_calls"] += 1
+                        # an answer that does not parse is this LLM's answer (asking again
+                        # gives it again); anything else (network, server) may pass
+                        answered += isinstance(e, AdapterParseError)
                         log.warning("leaf %s, call %d: %s: %s", cid, call, type(e).__name__, e)
                         continue
                     kept, bad = clean_titles(pred.titles, forbidden, seen)
@@ -179,6 +190,11 @@ def write_synthetic(
                     rejected += bad
                     if len(titles) >= per_leaf:
                         break
+                if not answered:
+                    totals["failed_leaves"] += 1
+                    if progress:
+                        progress(i + 1, len(todo))
+                    continue
                 titles = titles[:per_leaf]
                 write([{"id": cid, "category": list(leaf.path), "titles": titles,
                         "rejected": rejected}])  # fmt: skip
@@ -203,6 +219,8 @@ def load_synthetic(path: str | Path, taxonomy: Taxonomy | None = None) -> list[P
             cid, path_, titles = str(rec["id"]), tuple(rec["category"]), rec["titles"]
         except (KeyError, TypeError) as e:
             raise ValueError(f"{path}, line {n}: field {e} is missing or malformed") from None
+        if not isinstance(titles, list):
+            raise ValueError(f"{path}, line {n} (leaf {cid}): field 'titles' is not a list")
         if taxonomy is not None and path_ not in taxonomy:
             raise ValueError(
                 f"{path}, line {n} (leaf {cid}): field 'category' {' > '.join(path_)!r} is "

@@ -7,6 +7,7 @@ import json
 import dspy
 import pytest
 from _dspy_fakes import fake_lm
+from dspy.utils.exceptions import AdapterParseError
 from typer.testing import CliRunner
 
 from dualexpert.cli import app
@@ -104,11 +105,29 @@ def test_a_failing_call_is_counted_and_the_run_goes_on(tmp_path):
             raise RuntimeError("rate limited")
         return dspy.Prediction(titles=["Beach towel", "Bath sheet"])
 
+    def unparseable(category: str, **_):
+        raise AdapterParseError("ChatAdapter", dspy.Signature("a -> b"), "garbage")
+
     out = tmp_path / "syn.jsonl"
     totals = write_synthetic(tax, prods, out, program=program, per_leaf=2, max_calls=2)
-    assert totals["failed_calls"] == 2 and totals["written"] == 2
+    assert totals["failed_calls"] == 2 and totals["failed_leaves"] == 1
+    assert totals["written"] == 1
     rows = {tuple(r["category"]): r["titles"] for r in map(json.loads, out.open())}
-    assert rows == {B: [], C: ["Beach towel", "Bath sheet"]}
+    assert rows == {C: ["Beach towel", "Bath sheet"]}  # the failed leaf is not written...
+
+    def recovered(category: str, **_):
+        return dspy.Prediction(titles=["Retro toaster", "Steel toaster"])
+
+    again = write_synthetic(tax, prods, out, program=recovered, per_leaf=2, max_calls=2)
+    assert again["written"] == 1 and again["skipped"] == 1  # ...so a rerun asks it again
+    rows = {tuple(r["category"]): r["titles"] for r in map(json.loads, out.open())}
+    assert rows[B] == ["Retro toaster", "Steel toaster"]
+
+    # an LLM whose answers do not parse has answered: the leaf is written empty, once
+    other = tmp_path / "other.jsonl"
+    t = write_synthetic(tax, prods, other, program=unparseable, per_leaf=2, max_calls=2)
+    assert t["failed_calls"] == 4 and t["failed_leaves"] == 0 and t["written"] == 2
+    assert all(json.loads(line)["titles"] == [] for line in other.open())
 
 
 def test_product_writer_sends_sampling_settings_and_the_count():
@@ -139,6 +158,9 @@ def test_load_synthetic_makes_products_and_names_a_bad_line(tmp_path):
     assert len(load_synthetic(f)) == 2  # without a taxonomy nothing is checked
     f.write_text(json.dumps({"id": "y", "titles": []}) + "\n")
     with pytest.raises(ValueError, match="line 1: field 'category'"):
+        load_synthetic(f)
+    f.write_text(json.dumps({"id": "z", "category": list(B), "titles": "Rake"}) + "\n")
+    with pytest.raises(ValueError, match=r"line 1 \(leaf z\): field 'titles' is not a list"):
         load_synthetic(f)
 
 

@@ -132,16 +132,15 @@ def train(
     )
     tax = Taxonomy.load(taxonomy) if taxonomy else None
     extra = []
+    known = tax or Taxonomy.from_paths(p.category for p in cat.products if p.category)
     if synthesize:
         if synthetic:
             raise typer.BadParameter("give --synthetic or --synthesize, not both")
         synthetic = out.with_name(f"{out.name}.synthetic.jsonl")
-        known = tax or Taxonomy.from_paths(p.category for p in cat.products if p.category)
         _synthesize(known, cat.products, synthetic, llm, api_base)
     if synthetic:
         from ..synthetic import load_synthetic
 
-        known = tax or Taxonomy.from_paths(p.category for p in cat.products if p.category)
         with user_errors():  # a synthetic leaf outside the label space is an error, not a class
             extra = load_synthetic(synthetic, known)
         console.print(f"added {len(extra)} synthetic products from {synthetic}")
