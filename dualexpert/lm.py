@@ -327,6 +327,17 @@ def hosted_lm(model: str, api_base: str | None = None, api_key: str | None = Non
     return dspy.LM(model, **kw)
 
 
+def close_lm(lm: Any) -> None:
+    """Release ``lm``'s resources: DSPy's own engine pools, and the local engine's child process
+    (DSPy treats a custom engine as borrowed and leaves it running)."""
+    lm.close()
+    for engine in (getattr(lm, "_engine_spec", None), getattr(lm, "_async_engine_spec", None)):
+        if isinstance(engine, LlamaCppEngine):
+            engine.close()
+        elif isinstance(engine, AsyncLlamaCppEngine):
+            engine.sync.close()
+
+
 def is_local(spec: str | None, api_base: str | None = None) -> bool:
     """Whether ``spec`` names a model the local llama.cpp engine runs."""
     spec = spec or DEFAULT_LLM

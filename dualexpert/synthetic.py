@@ -130,6 +130,7 @@ def write_synthetic(
     n_examples: int = 0,
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
+    max_failed_in_row: int | None = 5,
 ) -> dict[str, Any]:
     """Write up to ``per_leaf`` synthetic titles for every rare leaf to ``out`` (JSONL).
 
@@ -138,9 +139,12 @@ def write_synthetic(
     A failed call is logged and counted and the run goes on. A leaf whose every call failed
     for another reason than an unparseable answer (the network, the server) is not written
     (counted in ``failed_leaves``), so a rerun asks it again; one the LLM answered, even
-    uselessly, is written with what passed, so a rerun does not ask again.
+    uselessly, is written with what passed, so a rerun does not ask again. After
+    ``max_failed_in_row`` such leaves in a row the LLM is taken as unreachable and the run stops
+    early (``stopped`` in the totals says why; None never stops): a dead server costs a few
+    leaves' retries, not one per rare leaf.
     Returns totals: leaves, written, skipped, failed leaves, titles, rejected, failed calls, LLM
-    usage, seconds.
+    usage, seconds, and ``stopped`` (None when every leaf was tried).
     """
     if per_leaf < 1 or max_calls < 1:
         raise ValueError("per_leaf and max_calls must be at least 1")
@@ -150,7 +154,8 @@ def write_synthetic(
     journal = Journal(out)
     done = journal.done()
     totals: dict[str, Any] = {"leaves": len(todo), "written": 0, "skipped": 0, "titles": 0}
-    totals.update(failed_leaves=0, rejected=0, failed_calls=0)
+    totals.update(failed_leaves=0, rejected=0, failed_calls=0, stopped=None)
+    in_row = 0
     usage = dict.fromkeys(USAGE_KEYS, 0)
     rng = random.Random(seed)
     t0 = time.perf_counter()
@@ -192,9 +197,18 @@ def write_synthetic(
                         break
                 if not answered:
                     totals["failed_leaves"] += 1
+                    in_row += 1
                     if progress:
                         progress(i + 1, len(todo))
+                    if max_failed_in_row is not None and in_row >= max_failed_in_row:
+                        totals["stopped"] = (
+                            f"the LLM failed on {in_row} leaves in a row (last: {cid}); "
+                            f"{len(todo) - i - 1} leaves not tried, a rerun resumes"
+                        )
+                        log.warning("synthesize stopped: %s", totals["stopped"])
+                        break
                     continue
+                in_row = 0
                 titles = titles[:per_leaf]
                 write([{"id": cid, "category": list(leaf.path), "titles": titles,
                         "rejected": rejected}])  # fmt: skip

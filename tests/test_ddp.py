@@ -143,10 +143,13 @@ def test_both_processes_killed_then_resumed(tmp_path):
     assert steps % 6 == 0 and steps // 6 < 8  # all 6 epochs, with the data sharded
 
 
-def test_cli_nproc(tmp_path):
-    data = _catalogue(tmp_path / "toys.jsonl")
+def test_cli_nproc(tmp_path, server):
+    """`train --nproc 2` with its default synthesis: the parent asks the LLM (a real server on
+    loopback) once for the rare leaves, and both ranks train on the same titles."""
+    data = _catalogue(tmp_path / "toys.jsonl")  # 8 products a leaf: every leaf is rare
     out = tmp_path / "m"
     cmd = [sys.executable, "-m", "dualexpert.cli", "train", str(data), "--out", str(out)]
+    cmd += ["--llm", "openai/smollm2", "--api-base", server]
     res = subprocess.run(
         cmd + ["--nproc", "2", "--epochs", "2", "--batch-size", "4"],
         env=ENV, capture_output=True, text=True, timeout=900,
@@ -154,3 +157,12 @@ def test_cli_nproc(tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     assert (out / "dualexpert.json").is_file()
     assert (tmp_path / "m.checkpoints" / "run.json").is_file()
+    err = " ".join(res.stderr.split())
+    assert err.count('{"leaves": 4,') == 1  # one synthesis, in the parent
+    written = [json.loads(line) for line in (tmp_path / "m.synthetic.jsonl").open()]
+    assert len(written) == 4
+    n = sum(len(r["titles"]) for r in written)
+    assert err.count(f"added {n} synthetic products") == 2  # read by each rank
+    manifest = json.loads((out / "dualexpert.json").read_text())
+    assert manifest["class_counts"] == [8, 8, 8, 8]  # the real products only
+    assert manifest["prior_adjustment"] == (1.0 if n else 0.0)

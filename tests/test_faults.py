@@ -15,6 +15,7 @@ from dualexpert.cli import app
 from dualexpert.data import ColumnMap, RecordError, iter_catalogue, load_catalogue
 
 runner = CliRunner()
+NO_LLM = ["--no-synthesize"]  # the toy leaves are rare: train would ask the bundled LLM
 
 
 def _one_line_error(res, *fragments: str) -> None:
@@ -173,7 +174,7 @@ def test_train_cli_keeps_checkpoints_out_of_the_model_folder(tmp_path):
     rows = [dict(r, category=" > ".join(r["category"])) for r in _toys()]
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "model"
-    res = runner.invoke(app, ["train", str(f), "--out", str(out), "--epochs", "0.5"])
+    res = runner.invoke(app, ["train", str(f), "--out", str(out), "--epochs", "0.5"] + NO_LLM)
     assert res.exit_code == 0, res.output
     assert (tmp_path / "model.checkpoints" / "run.json").is_file()
     assert not any(p.name.startswith("checkpoint") for p in out.rglob("*"))
@@ -192,7 +193,7 @@ def test_train_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
     f.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out, ck = tmp_path / "model", tmp_path / "model.checkpoints"
     cmd = [sys.executable, "-m", "dualexpert.cli", "-v", "train", str(f), "--out", str(out)]
-    cmd += ["--epochs", "5", "--batch-size", "8", "--max-length", "16"]  # a checkpoint each
+    cmd += ["--epochs", "5", "--batch-size", "8", "--max-length", "16", *NO_LLM]  # ckpt each
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300

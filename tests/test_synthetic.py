@@ -130,6 +130,59 @@ def test_a_failing_call_is_counted_and_the_run_goes_on(tmp_path):
     assert all(json.loads(line)["titles"] == [] for line in other.open())
 
 
+def test_an_unreachable_llm_stops_the_run_after_leaves_in_a_row(tmp_path):
+    leaves = [("Home", "Garden", f"Tool {i}") for i in range(8)]
+    tax = Taxonomy.from_paths(leaves)
+    prods = [Product(id=str(i), title=f"thing {i}", category=p) for i, p in enumerate(leaves)]
+    calls: list[str] = []
+
+    def down(category: str, **_):
+        calls.append(category)
+        if len(calls) == 2:  # one answer between failures resets the count
+            return dspy.Prediction(titles=["Garden rake"])
+        raise ConnectionError("connection refused")
+
+    out = tmp_path / "syn.jsonl"
+    t = write_synthetic(tax, prods, out, program=down, max_calls=1, max_failed_in_row=3)
+    assert t["written"] == 1 and t["failed_leaves"] == 4 and len(calls) == 5
+    assert "3 leaves in a row" in t["stopped"] and "3 leaves not tried" in t["stopped"]
+    rows = [json.loads(line) for line in out.open()]
+    assert [r["titles"] for r in rows] == [["Garden rake"]]
+    # a rerun resumes: the answered leaf is not asked again, every other one is
+    calls.clear()
+    again = write_synthetic(tax, prods, out, program=lambda **_: dspy.Prediction(titles=["Hoe"]))
+    assert again["skipped"] == 1 and again["written"] == 7 and again["stopped"] is None
+
+
+def test_train_synthesizes_by_default_and_goes_on_without_a_working_llm(tmp_path):
+    """The default `train` asks the LLM for rare leaves; an LLM that cannot answer (here a model
+    file that does not exist) is a warning and a model without synthetic products, while an
+    explicit --synthesize makes it an error (exit 4)."""
+    data = tmp_path / "rare.csv"
+    rows = [f"{t} {j},Home > Garden > {t}s" for t in "Rake Hoe Spade Fork Shear Hose".split()
+            for j in range(3)]  # fmt: skip
+    data.write_text("title,category\n" + "\n".join(rows) + "\n")
+    broken = ["--llm", str(tmp_path / "missing.gguf")]
+    fast = ["--epochs", "0.05", "--max-length", "8", "--batch-size", "64"]
+    m = tmp_path / "m"
+    res = CliRunner().invoke(app, ["train", str(data), "--out", str(m), *broken, *fast])
+    out = " ".join(res.output.split())
+    assert res.exit_code == 0, out
+    assert "synthesize stopped early: the LLM failed on 5 leaves in a row" in out
+    assert "training with what was written" in out
+    manifest = json.loads((m / "dualexpert.json").read_text())
+    assert manifest["prior_adjustment"] == 0.0  # no synthetic products, so the prior stays
+    assert not (tmp_path / "m.synthetic.jsonl").read_text().strip()
+
+    res = CliRunner().invoke(
+        app, ["train", str(data), "--out", str(tmp_path / "e"), "--synthesize",
+              *broken, *fast],
+    )  # fmt: skip
+    assert res.exit_code == 4, res.output
+    assert "synthesize stopped early" in " ".join(res.output.split())
+    assert not (tmp_path / "e").exists()
+
+
 def test_product_writer_sends_sampling_settings_and_the_count():
     lm, engine = fake_lm(script=[{"titles": ["- Steel toaster", "Retro toaster"]}])
     with dspy.context(lm=lm, adapter=dspy.JSONAdapter()):

@@ -17,6 +17,7 @@ from rich.table import Table
 from ..threads import apply_threads
 from .common import (
     EXIT_BUDGET,
+    EXIT_LLM,
     ApiBaseOpt,
     ColumnsOpt,
     GeneralOpt,
@@ -73,13 +74,16 @@ def train(
         typer.Option(help="LLM-written products for rare leaves (from `synthesize`), added."),
     ] = None,
     synthesize: Annotated[
-        bool,
+        bool | None,
         typer.Option(
+            "--synthesize/--no-synthesize",
             help="First write synthetic products for the leaves with fewer than 10 labelled "
-            "products with the LLM (--llm), into OUT.synthetic.jsonl (resumable), then train "
-            "with them: `synthesize` and `train --synthetic` as one command."
+            "products with the LLM (--llm; default the bundled local model), into "
+            "OUT.synthetic.jsonl (resumable), then train with them. On by default unless "
+            "--synthetic is given; by default an LLM that cannot start or answer is a warning "
+            "and training goes on without them, with --synthesize it is an error.",
         ),
-    ] = False,
+    ] = None,
     llm: LlmOpt = None,
     api_base: ApiBaseOpt = None,
     prior_adjustment: Annotated[
@@ -87,7 +91,7 @@ def train(
         typer.Option(
             min=0,
             help="tau: predictions take out tau x log(the leaf's share of the real training "
-            "products). Default: 1 with --synthetic, else 0.",
+            "products). Default: 1 when trained with synthetic products, else 0.",
         ),
     ] = None,
     reranker: Annotated[
@@ -101,7 +105,13 @@ def train(
     """Fine-tune the domain expert (encoder + lexical expert), then, with --reranker, its
     cross-encoder reranker. Re-running with the same --out resumes from checkpoints (kept
     beside the model, in OUT.checkpoints, and refused if another run wrote them)."""
-    if nproc > 1 and "WORLD_SIZE" not in os.environ:
+    required = bool(synthesize)
+    if synthesize is None:
+        synthesize = synthetic is None
+    elif synthesize and synthetic:
+        raise typer.BadParameter("give --synthetic or --synthesize, not both")
+    ddp_parent = nproc > 1 and "WORLD_SIZE" not in os.environ
+    if ddp_parent and not synthesize:
         from ..training import torchrun
 
         raise typer.Exit(torchrun(nproc, "dualexpert.cli", _without_nproc(sys.argv[1:])))
@@ -114,6 +124,17 @@ def train(
     n_read = len(cat.products)
     cat = labelled_only(cat, skip_bad)
     report_skipped(train_file, n_read - len(cat.products), [])
+    tax = Taxonomy.load(taxonomy) if taxonomy else None
+    known = tax or Taxonomy.from_paths(p.category for p in cat.products if p.category)
+    if synthesize:
+        synthetic = out.with_name(f"{out.name}.synthetic.jsonl")
+        _synthesize(known, cat.products, synthetic, llm, api_base, required=required)
+    if ddp_parent:  # the ranks read the titles written once here
+        from ..training import torchrun
+
+        argv = [a for a in _without_nproc(sys.argv[1:]) if a != "--synthesize"]
+        argv += ["--synthetic", str(synthetic)] if synthetic.is_file() else ["--no-synthesize"]
+        raise typer.Exit(torchrun(nproc, "dualexpert.cli", argv))
     expert = DomainExpert(
         encoder=encoder,
         epochs=epochs,
@@ -130,15 +151,8 @@ def train(
         internal_nodes=internal_nodes,
         prior_adjustment=prior_adjustment,
     )
-    tax = Taxonomy.load(taxonomy) if taxonomy else None
     extra = []
-    known = tax or Taxonomy.from_paths(p.category for p in cat.products if p.category)
-    if synthesize:
-        if synthetic:
-            raise typer.BadParameter("give --synthetic or --synthesize, not both")
-        synthetic = out.with_name(f"{out.name}.synthetic.jsonl")
-        _synthesize(known, cat.products, synthetic, llm, api_base)
-    if synthetic:
+    if synthetic and (synthetic.is_file() or not synthesize):
         from ..synthetic import load_synthetic
 
         with user_errors():  # a synthetic leaf outside the label space is an error, not a class
@@ -204,21 +218,40 @@ def synthesize(
                 max_calls=max_calls, n_examples=examples, seed=seed)  # fmt: skip
 
 
-def _synthesize(tax, products, out: Path, llm, api_base, **options) -> None:
+def _synthesize(tax, products, out: Path, llm, api_base, required: bool = True, **options) -> None:
     """:func:`dualexpert.synthetic.write_synthetic` with the LLM configured and a progress bar;
-    prints its totals."""
-    from ..lm import configure_lm
+    prints its totals and stops the LLM. Not ``required`` (train's default), an LLM that cannot
+    be set up is a warning, and training goes on without synthetic products."""
+    from ..lm import close_lm, configure_lm
     from ..synthetic import write_synthetic
 
-    with user_errors():
-        configure_lm(llm, api_base)
-        with progress_bar() as bar:
+    try:
+        lm = configure_lm(llm, api_base)
+    except Exception as e:
+        if required:
+            fail(f"cannot set up the LLM for synthetic products: {type(e).__name__}: {e}", EXIT_LLM)
+        console.print(
+            f"[yellow]warning:[/] no LLM for synthetic products ({type(e).__name__}: {e}); "
+            "training without them (--no-synthesize skips this step)"
+        )
+        return
+    try:
+        with user_errors(), progress_bar() as bar:
             task = bar.add_task("synthesize", total=None)
             totals = write_synthetic(
                 tax, products, out, progress=lambda i, n: bar.update(task, completed=i, total=n),
                 **options,
             )  # fmt: skip
+    finally:
+        close_lm(lm)  # the local model's process would hold its memory through training
     console.print(json.dumps(totals))
+    if totals.get("stopped"):
+        if required:
+            fail(f"synthesize stopped early: {totals['stopped']}", EXIT_LLM)
+        console.print(
+            f"[yellow]warning:[/] synthesize stopped early: {totals['stopped']}; training "
+            "with what was written"
+        )
 
 
 def predict(
