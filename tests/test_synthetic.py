@@ -182,6 +182,13 @@ def test_train_synthesizes_by_default_and_goes_on_without_a_working_llm(tmp_path
     assert "synthesize stopped early" in " ".join(res.output.split())
     assert not (tmp_path / "e").exists()
 
+    # under a plain torchrun every process would write the file: asking for it is refused
+    res = CliRunner().invoke(
+        app, ["train", str(data), "--out", str(tmp_path / "t"), "--synthesize", *fast],
+        env={"WORLD_SIZE": "2", "RANK": "1"},
+    )  # fmt: skip
+    assert res.exit_code == 2 and "under torchrun" in " ".join(res.output.split())
+
 
 def test_product_writer_sends_sampling_settings_and_the_count():
     lm, engine = fake_lm(script=[{"titles": ["- Steel toaster", "Retro toaster"]}])

@@ -106,10 +106,20 @@ def train(
     cross-encoder reranker. Re-running with the same --out resumes from checkpoints (kept
     beside the model, in OUT.checkpoints, and refused if another run wrote them)."""
     required = bool(synthesize)
+    in_torchrun = "WORLD_SIZE" in os.environ  # every process would write the same file
+    if synthesize and (synthetic or in_torchrun):
+        raise typer.BadParameter(
+            "give --synthetic or --synthesize, not both"
+            if synthetic
+            else "under torchrun, write them first (`dualexpert synthesize`) and pass --synthetic"
+        )
     if synthesize is None:
-        synthesize = synthetic is None
-    elif synthesize and synthetic:
-        raise typer.BadParameter("give --synthetic or --synthesize, not both")
+        synthesize = synthetic is None and not in_torchrun
+        if in_torchrun and synthetic is None and os.environ.get("RANK", "0") == "0":
+            console.print(
+                "[yellow]warning:[/] under torchrun no synthetic products are written; "
+                "`dualexpert synthesize` first, then --synthetic FILE (or --nproc N)"
+            )
     ddp_parent = nproc > 1 and "WORLD_SIZE" not in os.environ
     if ddp_parent and not synthesize:
         from ..training import torchrun
