@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from domain_expert import load_dataset  # noqa: E402
-from fusion import scores  # noqa: E402
+from fusion import class_counts, scores  # noqa: E402
 
 WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 COLUMNS = ("lvl3 acc", "lvl3 wF1", "lvl3 mF1", "head mF1", "tail mF1", "avg wF1")
@@ -129,6 +129,13 @@ def main() -> None:
         help="qwen-1.5b (default), a .gguf path or a LiteLLM model string (score: local only)",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "disagreement")
+    ap.add_argument(
+        "--prior-adjustment",
+        type=float,
+        default=None,
+        help="tau on the fused probabilities (default: the model's own; models saved before "
+        "they kept their class counts get them from the training file)",
+    )
     args = ap.parse_args()
 
     from dualexpert.domain import DomainExpert
@@ -145,6 +152,9 @@ def main() -> None:
     p = expert.encoder_proba(test)
     m = expert.lexical_margins([x.text() for x in test])
     fused = expert.fuse(p, m, expert.fusion_scale())
+    if expert.class_counts_ is None:  # saved before the model kept its class counts
+        expert.class_counts_ = class_counts(expert, counts)
+    fused = expert.adjust_for_prior(fused, args.prior_adjustment)  # as predict_proba does
     top = np.argsort(-fused, axis=1)[:, : args.k]
     if args.route == "disagree":
         routed = np.flatnonzero(p.argmax(axis=1) != m.argmax(axis=1))
@@ -220,6 +230,9 @@ def main() -> None:
         "machine": f"{os.cpu_count()} CPU cores",
         "command": " ".join(sys.argv),
         "route": args.route,
+        "prior_adjustment": expert.prior_adjustment_
+        if args.prior_adjustment is None
+        else args.prior_adjustment,
         "strategy": args.strategy,
         "routed": len(routed),
         "asked": len(asked),

@@ -1,0 +1,210 @@
+"""One table per data set from the saved categorisation results (issue 17's report).
+
+It trains and asks nothing: each row is read from a results file that another benchmark wrote
+(named in the row's ``source``), so the table can be rebuilt at any time and says where every
+number comes from. Rows of trained systems are means over the training seeds in that file, with
+the 95% t-interval half-width when there are several; ``seeds`` says how many. All rows of a
+data set are on the same validation products (MWPD: the 3,000 of ``validation.jsonl``;
+BigBasket: the 20% held out by each seed's split), except where ``note`` says otherwise.
+
+    python benchmarks/categorisation_report.py            # prints, writes results/report.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from datetime import date
+from pathlib import Path
+from statistics import mean, stdev
+from typing import Any
+
+RESULTS = Path(__file__).resolve().parent / "results"
+COLUMNS = ("lvl3 acc", "lvl3 wF1", "lvl3 mF1", "head mF1", "tail mF1", "avg wF1")
+# two-sided 95% t quantiles by degrees of freedom
+T95 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571}
+
+
+def _load(name: str) -> dict[str, Any] | None:
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _agg(values: list[float]) -> tuple[float, float | None]:
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return math.nan, None
+    if len(values) < 2:
+        return values[0], None
+    return mean(values), T95.get(len(values) - 1, 2.0) * stdev(values) / math.sqrt(len(values))
+
+
+def seed_rows(files: list[str], row: str) -> list[dict[str, float]]:
+    """``row`` of every seed in the ``runs`` of ``files`` (fusion.py / reranker.py results)."""
+    out = []
+    for name in files:
+        data = _load(name)
+        for run in (data or {}).get("runs", []):
+            if row in run["rows"]:
+                out.append(run["rows"][row])
+    return out
+
+
+def from_report(name: str) -> list[dict[str, float]]:
+    """A domain_expert.py result (one system, one seed) in the table's columns."""
+    data = _load(name)
+    if data is None:
+        return []
+    levels = [k for k in data if k.startswith("lvl")]
+    return [
+        {
+            "lvl3 acc": data[levels[-1]]["accuracy"],
+            "lvl3 wF1": data[levels[-1]]["f1_weighted"],
+            "lvl3 mF1": data[levels[-1]]["f1_macro"],
+            "head mF1": data.get("leaf_head", {}).get("f1_macro", math.nan),
+            "tail mF1": data.get("leaf_tail", {}).get("f1_macro", math.nan),
+            "avg wF1": mean(data[k]["f1_weighted"] for k in levels),
+        }
+    ]
+
+
+def row(name: str, runs: list[dict[str, float]], source: str, **extra: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {"system": name, "seeds": len(runs), "source": source}
+    for c in COLUMNS:
+        m, half = _agg([r.get(c, math.nan) for r in runs])
+        out[c] = m
+        out[f"{c} ±"] = half
+    return out | extra
+
+
+def _speed(files: list[str], key: str) -> float | None:
+    vals = [r["speed"][key] for f in files for r in (_load(f) or {}).get("runs", [])
+            if isinstance(r.get("speed"), dict) and key in r["speed"]]  # fmt: skip
+    return mean(vals) if vals else None
+
+
+def _speed_of(name: str) -> float | None:
+    data = _load(name)
+    return data["timing"]["products_per_second"] if data and "timing" in data else None
+
+
+def _fit_minutes(names: list[str]) -> float | None:
+    vals = [d["timing"]["fit_seconds"] / 60 for n in names if (d := _load(n)) and "timing" in d]
+    return mean(vals) if vals else None
+
+
+def mwpd() -> list[dict[str, Any]]:
+    default, syn = ["fusion-mwpd@4ep.json"], ["fusion-mwpd@4ep-syn.json"]
+    no_p2 = ["fusion-mwpd-no_phase2@4ep.json"]
+    syn_fits = [f"mwpd/domain_expert@4ep-syn{s}.json" for s in ("", "-s43", "-s44")]
+    enc_speed, fused_speed = (
+        _speed(default, "encoder_products_s"),
+        _speed(default, "fused_products_s"),
+    )
+    rows = [
+        row("TF-IDF + LinearSVC (baseline)", from_report("mwpd/tfidf_linear.json"),
+            "mwpd/tfidf_linear.json", llm_calls=0.0, products_s=_speed_of("mwpd/tfidf_linear.json"),
+            train_min=_fit_minutes(["mwpd/tfidf_linear.json"])),
+        row("domain expert alone (encoder, 4 epochs)", seed_rows(default,
+            "domain expert alone (encoder)"), default[0], llm_calls=0.0, products_s=enc_speed),
+        row("lever 2: + lexical expert fused (shipped until session 16)", seed_rows(default,
+            "fused, shipped (calibrated scale)"), default[0], llm_calls=0.0,
+            products_s=fused_speed, train_min=_fit_minutes(["mwpd/domain_expert@4ep.json"])),
+        row("lever 3a alone: encoder + synthetic products", seed_rows(syn,
+            "domain expert alone (encoder)"), syn[0], llm_calls=0.0),
+        row("lever 2 + 3a: fused, + synthetic products, tau 0", seed_rows(syn,
+            "fused, shipped (calibrated scale)"), syn[0], llm_calls=0.0),
+        row("lever 2 + prior adjustment tau 1, no synthetic (phase-2-off models)", seed_rows(
+            no_p2, "fused, prior-adjusted tau 1"), no_p2[0], llm_calls=0.0),
+        row("lever 5: phase 2 off, fused", seed_rows(no_p2, "fused, shipped (calibrated scale)"),
+            no_p2[0], llm_calls=0.0),
+        row("levers 2 + 3a + tau 1: the domain tier trained by default now", seed_rows(syn,
+            "fused, prior-adjusted tau 1"), syn[0], llm_calls=0.0, products_s=fused_speed,
+            train_min=_fit_minutes(syn_fits), note="+ 20 min of the LLM writing titles"),
+        row("lever 1: + cross-encoder reranker on p < 0.9, K=5, w=1", seed_rows(
+            ["reranker-mwpd.json"], "dual, reranker K=5, p<0.9, fused w=1"),
+            "reranker-mwpd.json", llm_calls=0.0, note="routed products at ~2 products/s"),
+    ]  # fmt: skip
+    for name, label in (
+        ("disagreement/disagreement-mwpd-no_phase2@4ep-s42-k5-confidence-zero_shot.json",
+         "paper's rule, zero_shot, K=5 descriptive, phase-2-off model (LLM on 100 of 300 routed)"),
+        ("disagreement/disagreement-mwpd-domain_expert@4ep-syn-s42-k5-confidence-zero_shot.json",
+         "the default as shipped now: domain tier + LLM zero_shot on p < 0.9 (LLM on a sample)"),
+    ):  # fmt: skip
+        data = _load(name)
+        if data:
+            meta = data["meta"]
+            rows.append(
+                row(
+                    label,
+                    [data["rows"]["LLM pick alone"]],
+                    name,
+                    llm_calls=meta["llm_calls_per_product_all_routed"],
+                    note=f"LLM asked about {meta['asked']} of {meta['routed']} routed products; "
+                    "the rest keep the domain tier's answer",
+                )  # fmt: skip
+            )
+    return rows
+
+
+def bigbasket() -> list[dict[str, Any]]:
+    seeds = [("fusion-bigbasket@2ep.json", 42), ("fusion-bigbasket@2ep-s43-44.json", None)]
+    files = [f for f, _ in seeds]
+    tfidf = [f"bigbasket/tfidf_linear@2ep{s}.json" for s in ("", "-s43", "-s44")]
+    rows = [
+        row("TF-IDF + LinearSVC (baseline)", [r for n in tfidf for r in from_report(n)],
+            ", ".join(tfidf), llm_calls=0.0, products_s=_speed_of(tfidf[1]),
+            train_min=_fit_minutes(tfidf[1:])),
+        row("domain expert alone (encoder, 2 epochs)", seed_rows(files,
+            "domain expert alone (encoder)"), ", ".join(files), llm_calls=0.0),
+        row("lever 2: + lexical expert fused (default until session 16)", seed_rows(
+            ["fusion-bigbasket@2ep-s43-44.json"], "fused, shipped (calibrated scale)"),
+            "fusion-bigbasket@2ep-s43-44.json", llm_calls=0.0),
+    ]  # fmt: skip
+    syn = ["fusion-bigbasket@2ep-syn.json"]
+    if _load(syn[0]):
+        rows += [
+            row("lever 2 + 3a: + synthetic products, tau 0", seed_rows(syn,
+                "fused, shipped (calibrated scale)"), syn[0], llm_calls=0.0),
+            row("levers 2 + 3a + tau 1: the domain tier trained by default now", seed_rows(
+                syn, "fused, prior-adjusted tau 1"), syn[0], llm_calls=0.0),
+        ]  # fmt: skip
+    return rows
+
+
+def _cell(r: dict[str, Any], c: str) -> str:
+    v, half = r[c], r[f"{c} ±"]
+    if isinstance(v, float) and math.isnan(v):
+        return "–"
+    return f"{v:.4f}" + (f" ± {half:.4f}" if half is not None else "")
+
+
+def _table(rows: list[dict[str, Any]]) -> str:
+    head = ["system", "seeds", *COLUMNS, "LLM calls/product", "products/s", "train min"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        extra = [
+            f"{r['llm_calls']:.3f}" if r.get("llm_calls") is not None else "–",
+            f"{r['products_s']:.0f}" if r.get("products_s") else "–",
+            f"{r['train_min']:.0f}" if r.get("train_min") else "–",
+        ]
+        cells = [r["system"], str(r["seeds"]), *(_cell(r, c) for c in COLUMNS), *extra]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--out", type=Path, default=RESULTS / "report.json")
+    args = ap.parse_args()
+    report = {"date": str(date.today()), "mwpd": mwpd(), "bigbasket": bigbasket()}
+    for name in ("mwpd", "bigbasket"):
+        print(f"\n{name} (lvl3 unless named; mean ± 95% t-interval over seeds)\n")
+        print(_table(report[name]))
+    args.out.write_text(json.dumps(report, indent=1))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
