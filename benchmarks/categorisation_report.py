@@ -162,6 +162,12 @@ def bigbasket() -> list[dict[str, Any]]:
             ["fusion-bigbasket@2ep-s43-44.json"], "fused, shipped (calibrated scale)"),
             "fusion-bigbasket@2ep-s43-44.json", llm_calls=0.0),
     ]  # fmt: skip
+    tau = ["fusion-bigbasket@2ep-s43-44-tau.json"]
+    if _load(tau[0]):
+        rows.append(
+            row("lever 2 + prior adjustment tau 1, no synthetic", seed_rows(tau,
+                "fused, prior-adjusted tau 1"), tau[0], llm_calls=0.0)
+        )  # fmt: skip
     syn = ["fusion-bigbasket@2ep-syn.json"]
     if _load(syn[0]):
         rows += [

@@ -305,7 +305,7 @@ def local_lm(model: str = DEFAULT_LLM, max_tokens: int = 512, cache: bool = True
 
     engine = LlamaCppEngine(model, **engine_kw)
     return dspy.LM(
-        f"llamacpp/{os.path.basename(model)}",
+        f"llamacpp/{os.path.basename(model)}",  # the prefix is what is_local_lm reads
         engine=engine,
         async_engine=AsyncLlamaCppEngine(engine),
         max_tokens=max_tokens,
@@ -336,6 +336,11 @@ def close_lm(lm: Any) -> None:
             engine.close()
         elif isinstance(engine, AsyncLlamaCppEngine):
             engine.sync.close()
+
+
+def is_local_lm(lm: Any) -> bool:
+    """Whether ``lm`` (a ``dspy.LM``) runs on the local llama.cpp engine (:func:`local_lm`)."""
+    return str(getattr(lm, "model", "")).startswith("llamacpp/")
 
 
 def is_local(spec: str | None, api_base: str | None = None) -> bool:

@@ -173,6 +173,42 @@ class DualExpert(dspy.Module):
 GENERALS = ("auto", "reranker", "llm")
 RERANKER = "reranker"  # the subfolder of a saved domain expert that holds its reranker
 RERANKER_FUSION_WEIGHT = 1.0  # the reranker's log-probabilities fused as an equal expert
+# The bundled local LLM's answer counts as a rank fused at this weight, not as the pick: taken as
+# is it broke more products than it fixed in every MWPD measurement (BENCHMARKS: Table 4,
+# sessions 15 and 17), and at 0.25 it only moves the domain expert's close calls.
+LOCAL_LLM_FUSION_WEIGHT = 0.25
+
+
+def resolve_fusion_weight(
+    value: float | str | None, reranker: bool, lm: Any = None
+) -> float | None:
+    """The :class:`DualExpert` ``fusion_weight`` for ``value``.
+
+    ``"auto"``: ``RERANKER_FUSION_WEIGHT`` with the reranker, ``LOCAL_LLM_FUSION_WEIGHT`` with
+    the bundled local LLM (``lm``, default DSPy's configured one), and the LLM's pick as is with
+    any other (hosted) LLM, as in the paper. ``None``: the reranker's weight with the reranker,
+    else the pick as is. ``"none"``/``"pick"``: the pick as is. A number (or its text): that
+    weight.
+    """
+    if isinstance(value, str):
+        if value == "auto":
+            if reranker:
+                return RERANKER_FUSION_WEIGHT
+            from .lm import is_local_lm
+
+            local = is_local_lm(lm if lm is not None else dspy.settings.lm)
+            return LOCAL_LLM_FUSION_WEIGHT if local else None
+        if value.lower() in ("none", "pick"):
+            return None
+        try:
+            value = float(value)
+        except ValueError:
+            raise ValueError(
+                f"fusion weight must be auto, none or a number, not {value!r}"
+            ) from None
+    if value is None and reranker:
+        return RERANKER_FUSION_WEIGHT
+    return value
 
 
 def load_dual_expert(
@@ -182,7 +218,7 @@ def load_dual_expert(
     k: int = 5,
     threshold: float = 0.9,
     summaries: str | Path | None = None,
-    fusion_weight: float | None = None,
+    fusion_weight: float | str | None = "auto",
     program: str | Path | None = None,
     general: str = "auto",
     llm_tier: float = 0.0,
@@ -196,8 +232,9 @@ def load_dual_expert(
         k: candidates from the domain expert.
         threshold: products at least this confident skip the general expert.
         summaries: a saved summary index folder (needed for ``representation="summary"``).
-        fusion_weight: see :class:`DualExpert`; with the reranker, ``None`` means
-            ``RERANKER_FUSION_WEIGHT``.
+        fusion_weight: see :class:`DualExpert` and :func:`resolve_fusion_weight` (``"auto"``:
+            1 with the reranker, 0.25 with the bundled local LLM, the pick as is with a hosted
+            one).
         program: a compiled LLM general expert (DSPy JSON from ``dualexpert optimize``); the
             strategy it was compiled for is read from it.
         general: ``"auto"``: the model's cross-encoder reranker (``MODEL/reranker``, trained
@@ -225,8 +262,6 @@ def load_dual_expert(
         expert = RerankerExpert(reranker)
         if llm_tier > 0:
             expert = CascadeExpert(expert, llm, threshold=llm_tier)
-        if fusion_weight is None:
-            fusion_weight = RERANKER_FUSION_WEIGHT
     return DualExpert(
         DomainExpert.load(model),
         expert,
@@ -234,7 +269,7 @@ def load_dual_expert(
         threshold=threshold,
         representation=representation,
         summaries=SummaryIndex.load(summaries) if summaries else None,
-        fusion_weight=fusion_weight,
+        fusion_weight=resolve_fusion_weight(fusion_weight, reranker is not None),
     )
 
 

@@ -196,6 +196,7 @@ def test_evaluate_strategy_scores_dual_against_domain(work, tmp_path, strategy, 
     recs = labelled_records(run)
     assert report["n"] == len(recs) == N
     assert report["config"]["strategy"] == strategy and report["config"]["limit"] == N
+    assert report["config"]["fusion_weight"] == 0.25  # auto, with the bundled local LLM
     # the command's numbers are those of its run file
     again = summarise_records(recs)
     for key in ("routed", "fixed", "broken", "llm_calls_per_product"):

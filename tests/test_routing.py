@@ -58,3 +58,35 @@ def test_fusion_uses_llm_logprobs_when_recorded():
     r["llm_logprobs"] = [math.log(0.3), math.log(0.7)]
     # log .55 + w log .3  vs  log .45 + w log .7: B wins once w > ~0.24
     assert fused_choice(r, 0.1) == "A" and fused_choice(r, 0.5) == "B"
+
+
+def test_the_default_fusion_weight_follows_the_general_expert():
+    """auto: the reranker fused at 1, the bundled local LLM as a rank at 0.25 (its pick as is
+    lost accuracy in every measurement), a hosted LLM's pick as is (the paper)."""
+    import dspy
+
+    from dualexpert.lm import hosted_lm, local_lm
+    from dualexpert.pipeline import (
+        LOCAL_LLM_FUSION_WEIGHT,
+        RERANKER_FUSION_WEIGHT,
+        resolve_fusion_weight,
+    )
+
+    local = local_lm("smollm2")  # no process starts until the first request
+    hosted = hosted_lm("openai/some-model", api_base="http://127.0.0.1:9/v1")
+    assert LOCAL_LLM_FUSION_WEIGHT == 0.25
+    assert resolve_fusion_weight("auto", reranker=False, lm=local) == 0.25
+    assert resolve_fusion_weight("auto", reranker=False, lm=hosted) is None
+    assert resolve_fusion_weight("auto", reranker=True, lm=local) == RERANKER_FUSION_WEIGHT
+    with dspy.context(lm=local):  # DSPy's configured LM by default
+        assert resolve_fusion_weight("auto", reranker=False) == 0.25
+    with dspy.context(lm=hosted):
+        assert resolve_fusion_weight("auto", reranker=False) is None
+    assert resolve_fusion_weight("none", reranker=False, lm=local) is None
+    assert resolve_fusion_weight("pick", reranker=True) is None
+    assert resolve_fusion_weight(None, reranker=True) == RERANKER_FUSION_WEIGHT
+    assert resolve_fusion_weight(None, reranker=False, lm=local) is None
+    assert resolve_fusion_weight("0.5", reranker=False, lm=local) == 0.5
+    assert resolve_fusion_weight(2.0, reranker=True) == 2.0
+    with pytest.raises(ValueError, match="'heavy'"):
+        resolve_fusion_weight("heavy", reranker=False)

@@ -52,6 +52,15 @@ GeneralOpt = Annotated[
         "else the LLM), reranker, or llm (the paper's)."
     ),
 ]
+FusionOpt = Annotated[
+    str,
+    typer.Option(
+        help="How the general expert's answer counts: a weight w (each candidate scores "
+        "log p_domain + w * its score from the general expert), or none (the LLM's pick as is, "
+        "the paper). auto: 1 with the reranker, 0.25 with the bundled local LLM (its pick as is "
+        "lost accuracy in every measurement), the pick as is with a hosted LLM.",
+    ),
+]
 LlmTierOpt = Annotated[
     float,
     typer.Option(

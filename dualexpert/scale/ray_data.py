@@ -173,7 +173,7 @@ def classify_dataset(
     representation: str = "descriptive",
     k: int = 5,
     threshold: float = 0.9,
-    fusion_weight: float | None = None,
+    fusion_weight: float | str | None = "auto",
     summaries: str | None = None,
     program: str | None = None,
     general: str = "auto",
@@ -206,6 +206,9 @@ def classify_dataset(
     require_ray()
     if "://" not in str(model):
         local_model(model)  # a missing model is one error here, not one per actor
+    from ..pipeline import resolve_fusion_weight
+
+    resolve_fusion_weight(fusion_weight, reranker=True)  # so is a bad value (it only parses)
     options = dict(
         strategy=strategy,
         representation=representation,
