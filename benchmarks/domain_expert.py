@@ -214,6 +214,11 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="resume interrupted encoder runs")
     ap.add_argument("--tag", default="", help="suffix of the result files, e.g. @1ep")
     ap.add_argument("--synthetic", help="synthetic products (dualexpert synthesize) to add")
+    ap.add_argument(
+        "--write-train",
+        type=Path,
+        help="only write the seed's training split as JSONL here (for dualexpert synthesize)",
+    )
     args = ap.parse_args()
     folder = ROOT / "benchmarks" / "results" / args.dataset
     folder.mkdir(parents=True, exist_ok=True)
@@ -221,6 +226,13 @@ def main() -> None:
         if not SHARED.is_dir():
             raise SystemExit(f"shared data not found at {SHARED}")
         train, test = load_dataset(args.dataset, args.seed)
+        if args.write_train:
+            with args.write_train.open("w", encoding="utf-8") as f:
+                for p in train:
+                    rec = p.model_dump(include={"id", "title", "description"})
+                    f.write(json.dumps(rec | {"category": " > ".join(p.category)}) + "\n")
+            print(f"wrote {len(train)} training products to {args.write_train}")
+            return
         extra = []
         if args.synthetic:
             from dualexpert.synthetic import load_synthetic
