@@ -126,28 +126,26 @@ def mwpd() -> list[dict[str, Any]]:
             ["reranker-mwpd.json"], "dual, reranker K=5, p<0.9, fused w=1"),
             "reranker-mwpd.json", llm_calls=0.0, note="routed products at ~2 products/s"),
     ]  # fmt: skip
-    zs = "disagreement/disagreement-mwpd-{}-s42-k5-confidence-zero_shot.json"
-    for name, variant, label in (
-        (zs.format("no_phase2@4ep"), "LLM pick alone",
+    zs = "disagreement/disagreement-mwpd-{}-s{}-k5-confidence-zero_shot.json"
+    for model, seeds, variant, label in (
+        ("no_phase2@4ep", (42,), "LLM pick alone",
          "+ LLM zero_shot on p < 0.9, its pick as is (the paper; phase-2-off model)"),
-        (zs.format("domain_expert@4ep-syn"), "LLM pick alone",
+        ("domain_expert@4ep-syn", (42, 43), "LLM pick alone",
          "default domain tier + LLM zero_shot on p < 0.9, its pick as is (the paper)"),
-        (zs.format("domain_expert@4ep-syn"), "fused with the LLM, w=0.25",
+        ("domain_expert@4ep-syn", (42, 43), "fused with the LLM, w=0.25",
          "the default as shipped now: + local LLM zero_shot on p < 0.9, rank-fused at 0.25"),
     ):  # fmt: skip
-        data = _load(name)
-        if data:
-            meta = data["meta"]
+        names = [zs.format(model, s) for s in seeds]
+        found = [(n, d) for n in names if (d := _load(n))]
+        if found:
+            asked = ", ".join(f"{d['meta']['asked']} of {d['meta']['routed']}" for _, d in found)
             rows.append(
-                row(
-                    label,
-                    [data["rows"][variant]],
-                    name,
-                    llm_calls=meta["llm_calls_per_product_all_routed"],
-                    note=f"seed 42; the LLM asked about {meta['asked']} of {meta['routed']} "
-                    "routed products, the rest keep the domain tier's answer",
-                )  # fmt: skip
-            )
+                row(label, [d["rows"][variant] for _, d in found], ", ".join(n for n, _ in found),
+                    llm_calls=mean(d["meta"]["llm_calls_per_product_all_routed"] for _, d in found),
+                    note=f"seed{'s' * (len(found) > 1)} "
+                    f"{', '.join(str(s) for s in seeds[: len(found)])}; the LLM asked "
+                    f"about {asked} routed products, the rest keep the domain tier's answer")
+            )  # fmt: skip
     return rows
 
 
