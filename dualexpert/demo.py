@@ -103,15 +103,14 @@ def _route_least_confident(probabilities: list[float], n: int) -> float:
     return math.nextafter(ps[n - 1], math.inf)
 
 
-def _parse_weight(fusion_weight: str | float | None) -> tuple[bool, float | None]:
-    """``(auto, weight)`` from ``"auto"``, ``"none"`` / ``None`` (the LLM's pick) or a number."""
-    if isinstance(fusion_weight, str):
-        if fusion_weight == "auto":
-            return True, None
-        if fusion_weight.lower() in ("none", "llm"):
-            return False, None
-        return False, float(fusion_weight)
-    return False, fusion_weight
+def _parse_weight(fusion_weight: str | float | None, lm: Any) -> tuple[bool, float | None]:
+    """``(on_dev, weight)``: ``"dev"`` is chosen on the dev products; anything else is what
+    ``classify`` does with the LLM ``lm`` (``"auto"``, ``"none"``/``"pick"``, a number)."""
+    from .pipeline import resolve_fusion_weight
+
+    if fusion_weight == "dev":
+        return True, None
+    return False, resolve_fusion_weight(fusion_weight, reranker=False, lm=lm)
 
 
 def run_demo(
@@ -124,7 +123,7 @@ def run_demo(
     k: int = 5,
     dev_size: int = 16,
     llm_products: int = 12,
-    fusion_weight: str | float | None = "auto",
+    fusion_weight: str | float | None = "dev",
     max_traffic: float = 1.0,
     llm_threads: int | None = None,
 ) -> dict:
@@ -135,7 +134,8 @@ def run_demo(
     ``threshold.png`` to ``out_dir``. ``strategy``: the general expert's prompt strategy
     (``score``, the LLM's probabilities over the candidates, is one forward pass per product;
     ``zero_shot``, ``rank`` and ``cot_rank`` generate text and are several times slower).
-    ``fusion_weight``: ``"auto"`` (chosen on dev), ``"none"`` (the LLM's pick as is) or a number.
+    ``fusion_weight``: ``"dev"`` (chosen on the dev products), ``"auto"`` (``classify``'s rule
+    for this LLM), ``"none"`` (the LLM's pick as is) or a number.
     """
     from .domain import DomainExpert
     from .evaluation.baselines import TfidfLinearRanker
@@ -145,6 +145,15 @@ def run_demo(
     out.mkdir(parents=True, exist_ok=True)
     if use_llm and dev_size < 1:
         raise ValueError("the LLM path needs a dev split: dev_size >= 1")
+    if use_llm and fusion_weight != "dev":  # a bad value fails here, not after training
+        from .pipeline import resolve_fusion_weight
+
+        try:
+            resolve_fusion_weight(fusion_weight, reranker=True)
+        except ValueError:
+            raise ValueError(
+                f"fusion weight must be dev, auto, none or a number, not {fusion_weight!r}"
+            ) from None
     # without the LLM no dev split is needed: the test split is the whole held-out part
     train, dev, test = split_demo_dev(seed, dev_size if use_llm else 0)
     rows = []
@@ -228,7 +237,7 @@ def _run_llm(
         de = DualExpert(expert, general, k=k, threshold=1.01)
         classify_products(de, dev, out / "dev-run.jsonl")
         dev_recs = labelled_records(out / "dev-run.jsonl")
-        auto, weight = _parse_weight(fusion_weight)
+        auto, weight = _parse_weight(fusion_weight, lm)
         weight_scores: dict[str, float] = {}
         if auto:
             weight, weight_scores = choose_fusion_weight(dev_recs)
@@ -305,7 +314,7 @@ def _run_llm(
         "k": k,
         "load_seconds": load_s,
         "fusion_weight": weight,
-        "fusion_weight_auto": auto,
+        "fusion_weight_chosen_on_dev": auto,
         "fusion_weight_scores": weight_scores,
         "dev_threshold": best["threshold"],
         "dev_choice": best,

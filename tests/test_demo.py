@@ -85,3 +85,26 @@ def test_demo_without_the_llm(tmp_path):
     assert not (out / "test-run.jsonl").exists()
     assert "dual expert" not in res.output and "domain expert" in res.output
     assert (out / "domain-expert" / "model.safetensors").exists()
+
+
+def test_demo_fusion_weight_words_mean_what_classify_means(tmp_path):
+    """dev: chosen on the demo's dev products; auto: classify's rule for the LLM (0.25 with the
+    bundled local one); a bad value is one line and exit 2 before anything is trained."""
+    from dualexpert.demo import _parse_weight
+    from dualexpert.lm import hosted_lm, local_lm
+
+    local = local_lm("smollm2")  # no process starts until the first request
+    hosted = hosted_lm("openai/some-model", api_base="http://127.0.0.1:9/v1")
+    assert _parse_weight("dev", local) == (True, None)
+    assert _parse_weight("auto", local) == (False, 0.25)
+    assert _parse_weight("auto", hosted) == (False, None)
+    assert _parse_weight("none", local) == (False, None)
+    assert _parse_weight("0.5", hosted) == (False, 0.5)
+
+    out = tmp_path / "demo"
+    res = runner.invoke(app, ["demo", "--out", str(out), "--fusion-weight", "heavy"])
+    assert res.exit_code == 2, res.output
+    assert "fusion weight must be dev, auto, none or a number, not 'heavy'" in " ".join(
+        res.output.split()
+    )
+    assert not (out / "domain-expert").exists()  # refused before training

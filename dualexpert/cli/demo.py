@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from .common import console
+from .common import console, user_errors
 
 
 def demo(
@@ -36,27 +36,32 @@ def demo(
         ),
     ] = 12,
     fusion_weight: Annotated[
-        str, typer.Option(help="auto (chosen on dev), none (the LLM's pick) or a number.")
-    ] = "auto",
+        str,
+        typer.Option(
+            help="dev (chosen on the dev products), auto (classify's rule for this LLM), "
+            "none (the LLM's pick as is) or a number."
+        ),
+    ] = "dev",
     llm_threads: Annotated[int | None, typer.Option(help="llama.cpp threads.")] = None,
 ) -> None:
     """End to end on the shipped demo catalogue with the embedded defaults: TF-IDF, the domain
     expert, and the dual expert with the local LLM; a comparison table and a threshold plot."""
     from ..demo import demo_table, run_demo
 
-    result = run_demo(
-        out,
-        epochs=epochs,
-        seed=seed,
-        use_llm=not no_llm,
-        llm=llm,
-        strategy=strategy,
-        k=k,
-        dev_size=dev_size,
-        llm_products=llm_products,
-        fusion_weight=fusion_weight,
-        llm_threads=llm_threads,
-    )
+    with user_errors():  # a bad option value: one line and exit 2
+        result = run_demo(
+            out,
+            epochs=epochs,
+            seed=seed,
+            use_llm=not no_llm,
+            llm=llm,
+            strategy=strategy,
+            k=k,
+            dev_size=dev_size,
+            llm_products=llm_products,
+            fusion_weight=fusion_weight,
+            llm_threads=llm_threads,
+        )
     show = Console(width=max(Console().width, 110))  # the whole table, also when piped
     show.print(demo_table(result))
     for note in result["notes"]:
