@@ -222,6 +222,7 @@ def load_dual_expert(
     program: str | Path | None = None,
     general: str = "auto",
     llm_tier: float = 0.0,
+    prior_adjustment: float | None = None,
 ) -> DualExpert:
     """A :class:`DualExpert` over a saved domain expert folder, as the CLI builds it.
 
@@ -243,6 +244,8 @@ def load_dual_expert(
             without one); ``"llm"``: the LLM (the paper's general expert).
         llm_tier: with the reranker, products whose reranked top probability is below this
             also go to the LLM, as a last tier (0: the LLM is never called).
+        prior_adjustment: the domain expert's ``tau`` instead of the one it was saved with
+            (see :meth:`~dualexpert.domain.DomainExpert.load`).
     """
     from .domain import DomainExpert
     from .indexes import SummaryIndex
@@ -263,7 +266,7 @@ def load_dual_expert(
         if llm_tier > 0:
             expert = CascadeExpert(expert, llm, threshold=llm_tier)
     return DualExpert(
-        DomainExpert.load(model),
+        DomainExpert.load(model, prior_adjustment=prior_adjustment),
         expert,
         k=k,
         threshold=threshold,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -70,6 +71,35 @@ def test_train_predict_evaluate(tmp_path, demo_catalogue):
     assert res.exit_code == 0 and "140 new" in res.output.replace("\n", " ")
     again = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(again) == 240 and {r["id"]: r["category"] for r in again} == gold
+
+    # --prior-adjustment: tau at prediction time instead of the saved one (0 here); the demo
+    # catalogue is balanced, so a copy of the model gets a skewed prior for tau to act on
+    import shutil
+
+    from dualexpert.data import load_catalogue
+    from dualexpert.domain import DomainExpert
+
+    skewed = tmp_path / "skewed"
+    shutil.copytree(model, skewed)
+    manifest = json.loads((skewed / "dualexpert.json").read_text())
+    assert manifest["prior_adjustment"] == 0.0
+    manifest["class_counts"] = [10 ** (5 * (i % 4)) for i in range(len(manifest["classes"]))]
+    (skewed / "dualexpert.json").write_text(json.dumps(manifest))
+    prods = load_catalogue(demo_catalogue).products
+    first = {}
+    for tau in ("0", "1"):
+        out1 = tmp_path / f"topk-tau{tau}.jsonl"
+        args = ["predict", str(skewed), str(demo_catalogue), "--out", str(out1), "--k", "3"]
+        res = runner.invoke(app, [*args, "--prior-adjustment", tau])
+        assert res.exit_code == 0, res.output
+        recs = {r["id"]: r["candidates"] for r in map(json.loads, out1.open())}
+        first[tau] = [recs[p.id][0]["id"] for p in prods]
+        got = [[c["probability"] for c in recs[p.id]] for p in prods]
+        proba = DomainExpert.load(skewed, prior_adjustment=float(tau)).predict_proba(prods)
+        assert np.allclose(got, -np.sort(-proba, axis=1)[:, :3], atol=1e-5)
+    assert sum(a != b for a, b in zip(first["0"], first["1"], strict=True)) > 3  # tau acted
+    res = runner.invoke(app, [*args, "--prior-adjustment", "-1"])
+    assert res.exit_code == 2 and "prior-adjustment" in res.output
 
     rep = tmp_path / "report.json"
     res = runner.invoke(

@@ -337,6 +337,19 @@ def test_synthetic_products_train_but_stay_out_of_the_prior(split, tmp_path):
     back = DomainExpert.load(tmp_path / "m")
     assert back.class_counts_ == expert.class_counts_ and back.prior_adjustment_ == 1.0
     assert np.allclose(back.predict_proba(test[:8]), got, atol=1e-5)
+    # tau chosen at load time instead of the saved one: 0.5, and 0 (the fusion as it was)
+    half = DomainExpert.load(tmp_path / "m", prior_adjustment=0.5)
+    assert half.prior_adjustment_ == 0.5
+    assert np.allclose(half.predict_proba(test[:8]), expert.adjust_for_prior(fused, 0.5), atol=1e-5)
+    none = DomainExpert.load(tmp_path / "m", prior_adjustment=0)
+    assert np.allclose(none.predict_proba(test[:8]), fused, atol=1e-5)
+    with pytest.raises(ValueError, match="prior_adjustment must be 0 or more"):
+        DomainExpert.load(tmp_path / "m", prior_adjustment=-1)
+    from dualexpert.pipeline import load_dual_expert  # what classify and Ray build
+
+    assert load_dual_expert(tmp_path / "m").retriever.domain.prior_adjustment_ == 1.0
+    dual = load_dual_expert(tmp_path / "m", prior_adjustment=0.5)
+    assert dual.retriever.domain.prior_adjustment_ == 0.5
 
     manifest = json.loads((tmp_path / "m" / "dualexpert.json").read_text())
     del manifest["class_counts"], manifest["prior_adjustment"]  # as saved before they existed

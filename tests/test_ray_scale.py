@@ -114,6 +114,9 @@ def test_a_missing_model_is_one_clear_error(ray_local, setup, tmp_path):
 
     with pytest.raises(FileNotFoundError, match="not a saved domain expert"):
         classify_dataset(ray.data.from_items([{"title": "x"}]), tmp_path / "nope")
+    d, _, _ = setup  # a bad option value is one error too, before any actor starts
+    with pytest.raises(ValueError, match="prior_adjustment must be 0 or more"):
+        classify_dataset(ray.data.from_items([{"title": "x"}]), d / "model", prior_adjustment=-1)
 
 
 def test_cli_engine_ray(setup, tmp_path):

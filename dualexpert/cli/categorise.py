@@ -24,6 +24,7 @@ from .common import (
     GeneralOpt,
     LlmOpt,
     LlmTierOpt,
+    PriorOpt,
     QuantizeOpt,
     SkipOpt,
     ThreadsOpt,
@@ -272,6 +273,7 @@ def predict(
     k: int = 10,
     batch_size: int = 256,
     quantize: QuantizeOpt = False,
+    prior_adjustment: PriorOpt = None,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
     threads: ThreadsOpt = None,
@@ -285,7 +287,8 @@ def predict(
     from ..data import ReadStats, count_records, iter_catalogue
     from ..domain import DomainExpert
 
-    expert = DomainExpert.load(model)
+    with user_errors():
+        expert = DomainExpert.load(model, prior_adjustment=prior_adjustment)
     expert.config.quantize = quantize
     stats = ReadStats()
     with user_errors(), progress_bar() as prog:
@@ -324,6 +327,7 @@ def evaluate(
     fusion_weight: FusionOpt = "auto",
     general: GeneralOpt = "auto",
     llm_tier: LlmTierOpt = 0.0,
+    prior_adjustment: PriorOpt = None,
     llm: LlmOpt = None,
     api_base: ApiBaseOpt = None,
     limit: Annotated[int | None, typer.Option(help="Score a random sample of this size.")] = None,
@@ -346,12 +350,14 @@ def evaluate(
 
     if strategy is not None:  # the dual expert against the domain expert alone
         de = _dual_expert(llm, api_base, model, strategy, representation, k, threshold,
-                          summaries, fusion_weight, general=general, llm_tier=llm_tier)  # fmt: skip
+                          summaries, fusion_weight, general=general, llm_tier=llm_tier,
+                          prior_adjustment=prior_adjustment)  # fmt: skip
         prods = _labelled(test_file, columns, skip_bad, limit, seed)
         run_file = run_file or run_file_for(
             "eval", strategy, representation, model=model, data=test_file, k=k,
             threshold=threshold, summaries=summaries, fusion_weight=fusion_weight, llm=llm,
             api_base=api_base, general=general, llm_tier=llm_tier,
+            prior_adjustment=prior_adjustment,
         )  # fmt: skip
         summary = summarise_records(_run_dual(de, prods, run_file))
         summary["config"] = {
@@ -362,6 +368,7 @@ def evaluate(
             "fusion_weight": de.fusion_weight,
             "general": type(de.general).__name__,
             "llm_tier": llm_tier,
+            "prior_adjustment": de.retriever.domain.prior_adjustment_,
             "llm": llm,
             "limit": limit,
             "seed": seed,
@@ -370,7 +377,8 @@ def evaluate(
         if json_out:
             json_out.write_text(json.dumps(summary, indent=1))
         return
-    expert = DomainExpert.load(model)
+    with user_errors():
+        expert = DomainExpert.load(model, prior_adjustment=prior_adjustment)
     expert.config.quantize = quantize
     if batch_size is not None:
         expert.config.eval_batch_size = batch_size
@@ -458,6 +466,7 @@ def classify(
     program: Annotated[Path | None, typer.Option(help="Compiled general expert JSON.")] = None,
     general: GeneralOpt = "auto",
     llm_tier: LlmTierOpt = 0.0,
+    prior_adjustment: PriorOpt = None,
     limit: int | None = None,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
@@ -506,7 +515,8 @@ def classify(
                 representation=representation, k=k, threshold=threshold,
                 fusion_weight=fusion_weight, summaries=str(summaries) if summaries else None,
                 program=str(program) if program else None, general=general,
-                llm_tier=llm_tier, llm=llm, api_base=api_base, timeout=timeout, workers=workers,
+                llm_tier=llm_tier, prior_adjustment=prior_adjustment, llm=llm,
+                api_base=api_base, timeout=timeout, workers=workers,
                 batch_size=chunk_size, llm_concurrency=concurrency,
             )  # fmt: skip
         typer.echo(json.dumps(totals))
@@ -521,7 +531,8 @@ def classify(
 
     de = _dual_expert(llm, api_base, model, strategy, representation, k, threshold, summaries,
                       fusion_weight, program, timeout=timeout, general=general,
-                      llm_tier=llm_tier, parallel=concurrency)  # fmt: skip
+                      llm_tier=llm_tier, parallel=concurrency,
+                      prior_adjustment=prior_adjustment)  # fmt: skip
     stats = ReadStats()
     with user_errors(), progress_bar(stats_fields=True) as prog:
         total = count_records(input_file)
@@ -665,6 +676,7 @@ def _dual_expert(
     general: str = "auto",
     llm_tier: float = 0.0,
     parallel: int = 1,
+    prior_adjustment: float | None = None,
 ):
     """Configure the LM and load the dual expert, bad files reported as one line."""
     from ..lm import configure_lm
@@ -674,7 +686,7 @@ def _dual_expert(
         configure_lm(llm, api_base, timeout=timeout, parallel=parallel)
         return load_dual_expert(
             model, strategy, representation, k, threshold, summaries, fusion_weight, program,
-            general=general, llm_tier=llm_tier,
+            general=general, llm_tier=llm_tier, prior_adjustment=prior_adjustment,
         )  # fmt: skip
 
 

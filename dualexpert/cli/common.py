@@ -61,6 +61,14 @@ FusionOpt = Annotated[
         "lost accuracy in every measurement), the pick as is with a hosted LLM.",
     ),
 ]
+PriorOpt = Annotated[
+    float | None,
+    typer.Option(
+        min=0.0,
+        help="tau of the prior adjustment to predict with, instead of the one the model was "
+        "trained with (1 with synthetic products; lower keeps more head accuracy, 0: none).",
+    ),
+]
 LlmTierOpt = Annotated[
     float,
     typer.Option(

@@ -451,9 +451,12 @@ class DomainExpert:
         return Path(folder)
 
     @classmethod
-    def load(cls, folder: str | Path) -> DomainExpert:
+    def load(cls, folder: str | Path, prior_adjustment: float | None = None) -> DomainExpert:
         """Load a folder written by :meth:`save` (also one written before 0.2, whose manifest
-        was ``config.json``; saving it again converts it)."""
+        was ``config.json``; saving it again converts it). ``prior_adjustment``: the ``tau``
+        to predict with instead of the one the model was saved with (0: none)."""
+        if prior_adjustment is not None and not prior_adjustment >= 0:
+            raise ValueError(f"prior_adjustment must be 0 or more, not {prior_adjustment!r}")
         d = Path(folder)
         meta = _legacy_meta(d / "config.json") if not (d / "dualexpert.json").exists() else None
         if meta is None:
@@ -464,7 +467,9 @@ class DomainExpert:
         self = cls(**meta["config"])
         self.classes_ = list(meta["classes"])
         self.class_counts_ = meta.get("class_counts")  # absent in older folders: no adjustment
-        if self.config.prior_adjustment is not None:
+        if prior_adjustment is not None:
+            self.prior_adjustment_ = float(prior_adjustment)
+        elif self.config.prior_adjustment is not None:
             self.prior_adjustment_ = self.config.prior_adjustment
         else:
             self.prior_adjustment_ = float(meta.get("prior_adjustment", 0.0))

@@ -178,6 +178,7 @@ def classify_dataset(
     program: str | None = None,
     general: str = "auto",
     llm_tier: float = 0.0,
+    prior_adjustment: float | None = None,
     llm: str | None = None,
     api_base: str | None = None,
     timeout: float | None = None,
@@ -191,7 +192,7 @@ def classify_dataset(
         ds: rows with ``title`` and optionally ``id``, ``description``, ``category`` (a list).
         model: a saved domain expert folder, or a URI ``fsspec`` reads.
         strategy, representation, k, threshold, fusion_weight, summaries, program, general,
-        llm_tier: as for
+        llm_tier, prior_adjustment: as for
             :func:`~dualexpert.pipeline.load_dual_expert` (paths every node can read).
         llm, api_base, timeout: the general expert's LLM (as for
             :func:`~dualexpert.lm.configure_lm`).
@@ -209,6 +210,8 @@ def classify_dataset(
     from ..pipeline import resolve_fusion_weight
 
     resolve_fusion_weight(fusion_weight, reranker=True)  # so is a bad value (it only parses)
+    if prior_adjustment is not None and not prior_adjustment >= 0:
+        raise ValueError(f"prior_adjustment must be 0 or more, not {prior_adjustment!r}")
     options = dict(
         strategy=strategy,
         representation=representation,
@@ -219,6 +222,7 @@ def classify_dataset(
         program=program,
         general=general,
         llm_tier=llm_tier,
+        prior_adjustment=prior_adjustment,
     )
     lm = dict(spec=llm, api_base=api_base, timeout=timeout)
     stage1 = ds.map_batches(
