@@ -343,8 +343,8 @@ def test_synthetic_products_train_but_stay_out_of_the_prior(split, tmp_path):
     assert np.allclose(half.predict_proba(test[:8]), expert.adjust_for_prior(fused, 0.5), atol=1e-5)
     none = DomainExpert.load(tmp_path / "m", prior_adjustment=0)
     assert np.allclose(none.predict_proba(test[:8]), fused, atol=1e-5)
-    with pytest.raises(ValueError, match="prior_adjustment must be 0 or more"):
-        DomainExpert.load(tmp_path / "m", prior_adjustment=-1)
+    with pytest.raises(TypeError, match="prior_adjustment: Input should be greater than or"):
+        DomainExpert.load(tmp_path / "m", prior_adjustment=-1)  # as DomainExpert(...) refuses it
     from dualexpert.pipeline import load_dual_expert  # what classify and Ray build
 
     assert load_dual_expert(tmp_path / "m").retriever.domain.prior_adjustment_ == 1.0

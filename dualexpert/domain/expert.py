@@ -455,8 +455,6 @@ class DomainExpert:
         """Load a folder written by :meth:`save` (also one written before 0.2, whose manifest
         was ``config.json``; saving it again converts it). ``prior_adjustment``: the ``tau``
         to predict with instead of the one the model was saved with (0: none)."""
-        if prior_adjustment is not None and not prior_adjustment >= 0:
-            raise ValueError(f"prior_adjustment must be 0 or more, not {prior_adjustment!r}")
         d = Path(folder)
         meta = _legacy_meta(d / "config.json") if not (d / "dualexpert.json").exists() else None
         if meta is None:
@@ -464,12 +462,13 @@ class DomainExpert:
         verify_files(d, meta, REQUIRED)  # for a pre-0.2 folder: only that the parts exist
         if not ((d / "tokenizer.json").is_file() or (d / "vocab.txt").is_file()):
             raise FileNotFoundError(f"{d / 'tokenizer.json'} is missing: save the model again")
-        self = cls(**meta["config"])
+        config = dict(meta["config"])
+        if prior_adjustment is not None:  # the config's tau wins over the saved one below
+            config["prior_adjustment"] = prior_adjustment
+        self = cls(**config)
         self.classes_ = list(meta["classes"])
         self.class_counts_ = meta.get("class_counts")  # absent in older folders: no adjustment
-        if prior_adjustment is not None:
-            self.prior_adjustment_ = float(prior_adjustment)
-        elif self.config.prior_adjustment is not None:
+        if self.config.prior_adjustment is not None:
             self.prior_adjustment_ = self.config.prior_adjustment
         else:
             self.prior_adjustment_ = float(meta.get("prior_adjustment", 0.0))
