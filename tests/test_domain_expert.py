@@ -274,6 +274,19 @@ def test_lexical_expert_alone(split, tmp_path):
         [lex.classes_[i] == " > ".join(p.category) for i, p in zip(m.argmax(1), test, strict=True)]
     )
     assert acc >= 0.7, acc
+    # the NumPy margins are scikit-learn's transform times the kept coefficients
+    from scipy.sparse import csr_matrix, hstack
+
+    from dualexpert.text import fixed_tfidf
+
+    texts = [p.text() for p in test]
+    parts = [
+        fixed_tfidf("word", (1, 2), lex._vocab["word"], lex._idf["word"]),
+        fixed_tfidf("char_wb", (2, 5), lex._vocab["char"], lex._idf["char"]),
+    ]
+    X = hstack([tfidf.transform(counts.transform(texts)) for counts, tfidf in parts]).tocsr()
+    coef = csr_matrix(lex._coef[::-1], shape=(X.shape[1], len(lex.classes_)))
+    assert np.abs(np.asarray((X @ coef).todense()) + lex._intercept - m).max() < 1e-5
     lex.save(tmp_path / "lex")
     back = LexicalExpert.load(tmp_path / "lex")
     assert np.allclose(back.decision_function([p.text() for p in test]), m, atol=1e-6)

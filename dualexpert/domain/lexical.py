@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from ..text import fixed_tfidf
+from ..text import SparseTfidf
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,9 @@ class LexicalExpert:
         self.classes_: list[str] = []
         self._vocab: dict[str, list[str]] = {}
         self._idf: dict[str, np.ndarray] = {}
-        self._parts: list[tuple[Any, Any]] = []
-        self._coef: Any = None  # scipy.sparse CSR, (n_features, n_classes)
+        self._tfidf: list[SparseTfidf] = []
+        # the SVM's coefficients, (n_features, n_classes), as CSR arrays (indptr, indices, data)
+        self._coef: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
         self._intercept: np.ndarray | None = None
 
     def _vectorizers(self) -> tuple[Any, Any]:
@@ -83,12 +84,6 @@ class LexicalExpert:
         )
         return word, char
 
-    def _features(self, texts: Sequence[str]) -> Any:
-        from scipy.sparse import hstack
-
-        parts = [tfidf.transform(counts.transform(texts)) for counts, tfidf in self._parts]
-        return hstack(parts).tocsr().astype(np.float32)
-
     def fit(self, texts: Sequence[str], labels: Sequence[str]) -> LexicalExpert:
         from scipy.sparse import csr_matrix, hstack
 
@@ -101,7 +96,7 @@ class LexicalExpert:
             "char": sorted(char.vocabulary_, key=char.vocabulary_.get),
         }
         self._idf = {"word": word.idf_.astype(np.float32), "char": char.idf_.astype(np.float32)}
-        self._build_parts()
+        self._build_tfidf()
         parts = None
         if self.class_weight == "auto":
             parts = self._choose_class_weight(X, np.asarray(labels))
@@ -114,7 +109,8 @@ class LexicalExpert:
         if self.keep < 1:
             cut = np.quantile(np.abs(coef), 1 - self.keep)
             coef = np.where(np.abs(coef) >= cut, coef, 0.0).astype(np.float32)
-        self._coef = csr_matrix(coef.T)
+        csr = csr_matrix(coef.T)
+        self._coef = (csr.indptr.astype(np.int64), csr.indices.astype(np.int32), csr.data)
         self._intercept = intercept
         if self.calibrate_folds >= 2:
             if parts is None or len(parts) != self.calibrate_folds:
@@ -226,18 +222,38 @@ class LexicalExpert:
             raise RuntimeError("class_weight 'auto' is resolved in fit()")
         return LinearSVC(C=self.C, class_weight=weight, random_state=0)
 
-    def _build_parts(self) -> None:
-        self._parts = [
-            fixed_tfidf("word", (1, 2), self._vocab["word"], self._idf["word"]),
-            fixed_tfidf("char_wb", (2, 5), self._vocab["char"], self._idf["char"]),
+    def _build_tfidf(self) -> None:
+        self._tfidf = [
+            SparseTfidf("word", (1, 2), self._vocab["word"], self._idf["word"]),
+            SparseTfidf("char_wb", (2, 5), self._vocab["char"], self._idf["char"]),
         ]
 
     def decision_function(self, texts: Sequence[str]) -> np.ndarray:
-        """SVM margins, shape ``(n_texts, n_classes)``, columns in ``classes_`` order."""
+        """SVM margins, shape ``(n_texts, n_classes)``, columns in ``classes_`` order.
+
+        The tf-idf rows times the coefficients in NumPy (no scikit-learn or SciPy import: a
+        saved model predicts without them)."""
         if self._coef is None or self._intercept is None:
             raise RuntimeError("this LexicalExpert is not fitted: call fit() or load() first")
-        X = self._features(list(texts))
-        return np.asarray((X @ self._coef).todense(), dtype=np.float32) + self._intercept
+        texts = list(texts)
+        n, k = len(texts), len(self.classes_)
+        c_ptr, c_idx, c_val = self._coef
+        out = np.zeros(n * k, dtype=np.float64)
+        offset = 0
+        for tfidf in self._tfidf:
+            ptr, feat, val = tfidf.transform(texts)
+            rows = np.repeat(np.arange(n), np.diff(ptr))
+            feat = feat + offset
+            offset += len(tfidf.idf)
+            # every (row, feature) entry meets the feature's nonzero coefficients
+            starts, lens = c_ptr[feat], c_ptr[feat + 1] - c_ptr[feat]
+            pos = np.repeat(starts - np.cumsum(lens) + lens, lens) + np.arange(int(lens.sum()))
+            out += np.bincount(
+                np.repeat(rows, lens) * k + c_idx[pos],
+                weights=np.repeat(val, lens) * c_val[pos],
+                minlength=n * k,
+            )
+        return out.reshape(n, k).astype(np.float32) + self._intercept
 
     # ---- persistence --------------------------------------------------------------------
     def save(self, folder: str | Path) -> Path:
@@ -248,14 +264,14 @@ class LexicalExpert:
         d = Path(folder)
         d.mkdir(parents=True, exist_ok=True)
         (d / "vocab.json").write_text(json.dumps(self._vocab, ensure_ascii=False))
-        coef = self._coef.tocsr()
+        indptr, indices, data = self._coef
         save_file(
             {
                 "word_idf": self._idf["word"],
                 "char_idf": self._idf["char"],
-                "coef_data": coef.data.astype(np.float32),
-                "coef_indices": coef.indices.astype(np.int32),
-                "coef_indptr": coef.indptr.astype(np.int64),
+                "coef_data": data.astype(np.float32),
+                "coef_indices": indices.astype(np.int32),
+                "coef_indptr": indptr.astype(np.int64),
                 "intercept": self._intercept.astype(np.float32),
             },
             str(d / "lexical.safetensors"),
@@ -271,7 +287,7 @@ class LexicalExpert:
             "class_weight_selection": self.selection_,
             "temperature": self.temperature,
             "classes": self.classes_,
-            "n_features": int(coef.shape[0]),
+            "n_features": len(indptr) - 1,
         }
         (d / "lexical.json").write_text(json.dumps(meta, ensure_ascii=False, indent=1))
         return d
@@ -279,7 +295,6 @@ class LexicalExpert:
     @classmethod
     def load(cls, folder: str | Path) -> LexicalExpert:
         from safetensors.numpy import load_file
-        from scipy.sparse import csr_matrix
 
         d = Path(folder)
         for name in ("lexical.json", "vocab.json", "lexical.safetensors"):
@@ -308,9 +323,10 @@ class LexicalExpert:
             len(self._vocab[k]) != len(self._idf[k]) for k in ("word", "char")
         ):
             raise ValueError(f"{d}: the vocabularies do not match the coefficients")
-        self._coef = csr_matrix(
-            (t["coef_data"], t["coef_indices"], t["coef_indptr"]), shape=(n, len(self.classes_))
-        )
+        indptr, indices = t["coef_indptr"].astype(np.int64), t["coef_indices"]
+        if len(indptr) != n + 1 or (len(indices) and indices.max() >= len(self.classes_)):
+            raise ValueError(f"{d}: the coefficients do not match the classes")
+        self._coef = (indptr, indices, t["coef_data"])
         self._intercept = t["intercept"]
-        self._build_parts()
+        self._build_tfidf()
         return self
