@@ -113,15 +113,20 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def verify_files(folder: Path, meta: dict[str, Any], required: tuple[str, ...] = ()) -> None:
+def verify_files(
+    folder: Path, meta: dict[str, Any], required: tuple[str, ...] = (), skip: tuple[str, ...] = ()
+) -> None:
     """Check that the parts of a saved folder belong together: every file the manifest lists is
-    there with its hash, and every ``required`` file exists. Errors name the file."""
+    there with its hash, and every ``required`` file exists. Errors name the file. Files whose
+    names start with one of ``skip`` are not hashed (parts the caller does not read)."""
     for name in required:
         if not (folder / name).is_file():
             raise FileNotFoundError(
                 f"{folder / name} is missing: the folder is incomplete; save the model again"
             )
     for name, digest in (meta.get("files") or {}).items():
+        if skip and name.startswith(skip):
+            continue
         path = folder / name
         if not path.is_file():
             raise FileNotFoundError(f"{path} is missing (listed in {folder / MANIFEST})")
@@ -173,9 +178,13 @@ def saved_folder(target: Path, fmt: str, version: int, **manifest: Any) -> Itera
 
 
 def load_manifest(
-    folder: Path, fmt: str, version: int, required: tuple[str, ...] = ()
+    folder: Path,
+    fmt: str,
+    version: int,
+    required: tuple[str, ...] = (),
+    skip: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """:func:`read_manifest`, then :func:`verify_files`: the manifest of a whole folder."""
     meta = read_manifest(folder, fmt, version)
-    verify_files(folder, meta, required)
+    verify_files(folder, meta, required, skip)
     return meta

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import sys
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -62,11 +63,10 @@ def apply_threads(n: int | None) -> int:
         raise ValueError(f"threads must be at least 1, got {n}")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "DUALEXPERT_LLM_THREADS"):
         os.environ[var] = str(n)
-    try:
-        import torch
-
+    # torch reads OMP_NUM_THREADS when it is imported; one already imported is told directly
+    # (importing it here would cost a torch-free runtime, such as ONNX, seconds of start-up)
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.set_num_threads(n)
-    except ImportError:
-        pass
     log.debug("using %d threads", n)
     return n

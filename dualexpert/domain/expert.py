@@ -15,18 +15,14 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
-import torch
 from pydantic import Field
-from safetensors.torch import load_file, save_file
-from transformers import AutoConfig, AutoModel, AutoTokenizer
 
 from ..data import Product, as_product
 from ..estimator import StrictConfig, load_manifest, saved_folder, verify_files
 from ..models import resolve_encoder
-from ..phased_trainer import TimedCheckpoints
 from ..taxonomy import Taxonomy, UnknownCategoryError
 from ..threads import available_cpus, machine_cpus
 from ..training import (
@@ -39,13 +35,12 @@ from ..training import (
 )
 from .augment import augment
 from .lexical import LexicalExpert
-from .losses import BootstrapLoss, FocalLoss, TwoPhaseLoss, class_weights
-from .model import EncoderClassifier
-from .trainer import (
-    TextLabelDataset,
-    TokenizingCollator,
-    TwoPhaseTrainer,
-)
+from .onnx_runtime import OnnxEncoder, StaleExportError, has_export
+
+if TYPE_CHECKING:  # torch and transformers load on first use: runtime="onnx" needs neither
+    import torch
+
+    from .model import EncoderClassifier
 
 ProductLike = Product | str | dict
 log = logging.getLogger(__name__)
@@ -125,6 +120,7 @@ class DomainExpert:
         self.classes_: list[str] = []
         self.model: EncoderClassifier | None = None
         self.tokenizer: Any = None
+        self.onnx_: OnnxEncoder | None = None  # set by load(runtime="onnx")
         self.train_log: list[dict[str, Any]] = []
         self.lexical_: LexicalExpert | None = None
         self.class_counts_: list[int] | None = None  # real labelled products per class
@@ -192,6 +188,14 @@ class DomainExpert:
         Returns:
             ``self``, fitted.
         """
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+
+        from ..phased_trainer import TimedCheckpoints
+        from .losses import BootstrapLoss, FocalLoss, TwoPhaseLoss, class_weights
+        from .model import EncoderClassifier
+        from .trainer import TextLabelDataset, TokenizingCollator, TwoPhaseTrainer
+
         cfg = self.config
         torch.manual_seed(cfg.seed)
         # affinity, cgroup quota, OMP_NUM_THREADS; shared by the processes of a DDP run
@@ -271,13 +275,14 @@ class DomainExpert:
             trainer.train(resume_from_checkpoint=ckpt)
         self.train_log = [dict(x) for x in trainer.state.log_history]
         self.model = trainer.model.cpu().eval()
+        self.onnx_ = None
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         return self
 
     # ---- inference ----------------------------------------------------------------------
     def _check_fitted(self) -> None:
-        if self.model is None or self.taxonomy is None:
+        if (self.model is None and self.onnx_ is None) or self.taxonomy is None:
             raise RuntimeError("this DomainExpert is not fitted: call fit() or load() first")
 
     def _fit_lexical(
@@ -360,17 +365,27 @@ class DomainExpert:
         temperature = self.lexical_.temperature if self.lexical_ is not None else 1.0
         return self.config.lexical_weight * temperature
 
-    @torch.inference_mode()
     def encoder_proba(
         self, products: Iterable[ProductLike], batch_size: int | None = None
     ) -> np.ndarray:
-        """The fine-tuned encoder's probabilities over ``classes_`` (no fusion)."""
+        """The fine-tuned encoder's probabilities over ``classes_`` (no fusion), on torch or,
+        when loaded with ``runtime="onnx"``, on ONNX Runtime."""
         self._check_fitted()
+        texts = [as_product(p).text() for p in products]
+        bs = batch_size or self.config.eval_batch_size
+        if self.onnx_ is not None:
+            return self.onnx_.proba(texts, bs, len(self.classes_))
+        import torch
+
         assert self.model is not None
         self.model.eval()
         model = self._inference_model()
-        texts = [as_product(p).text() for p in products]
-        bs = batch_size or self.config.eval_batch_size
+        with torch.inference_mode():
+            return self._torch_proba(model, texts, bs)
+
+    def _torch_proba(self, model: torch.nn.Module, texts: list[str], bs: int) -> np.ndarray:
+        import torch
+
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths per batch
         out = np.zeros((len(texts), len(self.classes_)), dtype=np.float32)
         for start in range(0, len(texts), bs):
@@ -431,7 +446,14 @@ class DomainExpert:
         expert (``lexical/``) and, last, the manifest ``dualexpert.json`` (format and library
         version, configuration, classes, the encoder's architecture)."""
         self._check_fitted()
-        assert self.model is not None and self.taxonomy is not None
+        if self.model is None:
+            raise RuntimeError(
+                "this DomainExpert was loaded with runtime='onnx' and holds no torch weights: "
+                "load it with runtime='torch' to save it"
+            )
+        from safetensors.torch import save_file
+
+        assert self.taxonomy is not None
         if not is_main_process():  # under DDP one process writes the model
             return Path(folder)
         manifest = dict(
@@ -451,15 +473,32 @@ class DomainExpert:
         return Path(folder)
 
     @classmethod
-    def load(cls, folder: str | Path, prior_adjustment: float | None = None) -> DomainExpert:
+    def load(
+        cls,
+        folder: str | Path,
+        prior_adjustment: float | None = None,
+        runtime: Runtime = "auto",
+    ) -> DomainExpert:
         """Load a folder written by :meth:`save` (also one written before 0.2, whose manifest
         was ``config.json``; saving it again converts it). ``prior_adjustment``: the ``tau``
-        to predict with instead of the one the model was saved with (0: none)."""
+        to predict with instead of the one the model was saved with (0: none).
+
+        ``runtime``: ``"torch"`` loads the weights into torch (needed to train on or save);
+        ``"onnx"`` predicts with the folder's ONNX export (:mod:`.onnx_runtime`; ``dualexpert
+        export-onnx``) and never imports torch or transformers; ``"auto"`` (the default) takes
+        ONNX when the folder has a current export and onnxruntime is installed, else torch."""
+        if runtime not in RUNTIMES:
+            raise ValueError(f"runtime must be one of {', '.join(RUNTIMES)}, not {runtime!r}")
         d = Path(folder)
+        onnx = runtime == "onnx" or (runtime == "auto" and has_export(d) and _has_onnxruntime())
+        # the ONNX runtime reads neither the torch weights nor the export through the manifest
+        # (the export checks its own graph's hash, and that it matches the weights' hash)
+        skip = ("model.safetensors", "onnx/") if onnx else ()
         meta = _legacy_meta(d / "config.json") if not (d / "dualexpert.json").exists() else None
         if meta is None:
-            meta = load_manifest(d, FORMAT, FORMAT_VERSION, REQUIRED)
-        verify_files(d, meta, REQUIRED)  # for a pre-0.2 folder: only that the parts exist
+            meta = load_manifest(d, FORMAT, FORMAT_VERSION, REQUIRED, skip=skip)
+        else:  # a pre-0.2 folder lists no hashes: only that the parts exist
+            verify_files(d, meta, REQUIRED)
         if not ((d / "tokenizer.json").is_file() or (d / "vocab.txt").is_file()):
             raise FileNotFoundError(f"{d / 'tokenizer.json'} is missing: save the model again")
         config = dict(meta["config"])
@@ -473,29 +512,58 @@ class DomainExpert:
         else:
             self.prior_adjustment_ = float(meta.get("prior_adjustment", 0.0))
         self.taxonomy = Taxonomy.load(d / "taxonomy.json")
-        enc_cfg = dict(meta["encoder_config"])
-        econf = AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg)
-        model = EncoderClassifier(
-            AutoModel.from_config(econf), len(self.classes_), self.config.dropout
-        )
-        try:
-            weights = load_file(str(d / "model.safetensors"))
-        except Exception as e:  # safetensors raises its own error type for a damaged file
-            raise ValueError(
-                f"{d / 'model.safetensors'} cannot be read ({e}): it is damaged or truncated; "
-                "save or train the model again"
-            ) from None
-        missing, unexpected = model.load_state_dict(weights, strict=False)
-        missing = [m for m in missing if not m.endswith("position_ids")]
-        if missing or unexpected:
-            raise ValueError(f"{d}: weights do not match the model: {missing or unexpected}")
-        self.model = model.eval()
-        self.tokenizer = AutoTokenizer.from_pretrained(d)
+        if onnx:
+            try:
+                self.onnx_ = OnnxEncoder(d, self.config.max_length)
+            except StaleExportError as e:
+                if runtime == "onnx":
+                    raise
+                log.warning("%s; predicting on torch", e)
+                onnx = False
+        if not onnx:
+            if skip:  # the weights were not checked above
+                files = meta.get("files") or {}
+                verify_files(d, {"files": {k: files[k] for k in files if k == "model.safetensors"}})
+            self.model, self.tokenizer = _torch_model(d, meta, len(self.classes_), self.config)
         if (d / "lexical").is_dir():
             self.lexical_ = LexicalExpert.load(d / "lexical")
         else:  # saved without one (or before it existed)
             self.config.lexical = False
         return self
+
+
+Runtime = Literal["auto", "torch", "onnx"]
+RUNTIMES = ("auto", "torch", "onnx")
+
+
+def _has_onnxruntime() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("onnxruntime") is not None
+
+
+def _torch_model(d: Path, meta: dict[str, Any], n_classes: int, config: Any) -> tuple[Any, Any]:
+    """The saved encoder and head in torch, and the tokenizer."""
+    from safetensors.torch import load_file
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from .model import EncoderClassifier
+
+    enc_cfg = dict(meta["encoder_config"])
+    econf = AutoConfig.for_model(enc_cfg.pop("model_type"), **enc_cfg)
+    model = EncoderClassifier(AutoModel.from_config(econf), n_classes, config.dropout)
+    try:
+        weights = load_file(str(d / "model.safetensors"))
+    except Exception as e:  # safetensors raises its own error type for a damaged file
+        raise ValueError(
+            f"{d / 'model.safetensors'} cannot be read ({e}): it is damaged or truncated; "
+            "save or train the model again"
+        ) from None
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    missing = [m for m in missing if not m.endswith("position_ids")]
+    if missing or unexpected:
+        raise ValueError(f"{d}: weights do not match the model: {missing or unexpected}")
+    return model.eval(), AutoTokenizer.from_pretrained(d)
 
 
 FORMAT, FORMAT_VERSION = "domain-expert", 2
