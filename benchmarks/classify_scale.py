@@ -7,7 +7,9 @@
 3. Peak RSS of ``classify`` (nothing routed) on generated Parquet catalogues of 100,000 and
    1,000,000 products, with a tiny encoder so the run takes minutes.
 
-Each run is a real CLI subprocess. Prints a table and writes JSON.
+Each run is a real CLI subprocess. ``--runtime onnx`` (the default) exports the models first
+(``dualexpert export-onnx``) and runs every command on ONNX Runtime; ``--runtime torch`` runs
+them on torch. Prints a table and writes JSON.
 
     python benchmarks/classify_scale.py --mwpd-n 1000 --routed-n 200 --rss-sizes 100000 1000000
 """
@@ -37,6 +39,7 @@ CLI = [sys.executable, "-m", "dualexpert.cli"]
 OUT = ROOT / "benchmarks" / "results" / "classify_scale.json"
 #: classify options that route nothing (the LLM is configured but never called)
 NO_LLM = ["--threshold", "0", "--llm", "openai/unused", "--api-base", "http://127.0.0.1:9/v1"]
+RUNTIME = ["--runtime", "onnx"]  # set from --runtime in main()
 
 
 def run(args: list[str], env: dict | None = None) -> tuple[float, float, str]:
@@ -80,7 +83,7 @@ def small_model(work: Path, tiny: bool) -> Path:
 
     folder = work / ("tiny-model" if tiny else "small-model")
     if folder.exists():
-        return folder
+        return exported(folder)
     encoder = "minilm"
     if tiny:
         from transformers import AutoTokenizer, BertConfig, BertModel
@@ -105,6 +108,13 @@ def small_model(work: Path, tiny: bool) -> Path:
         encoder=encoder, epochs=1, batch_size=16, learning_rate=2e-4, seed=0, lexical=not tiny
     )
     expert.fit(train, progress=False).save(folder)
+    return exported(folder)
+
+
+def exported(folder: Path) -> Path:
+    """``folder``, with an ONNX export when the commands run on ONNX Runtime."""
+    if RUNTIME[1] == "onnx" and not (folder / "onnx" / "export.json").is_file():
+        run(["export-onnx", str(folder)])
     return folder
 
 
@@ -141,8 +151,20 @@ def bar1(work: Path, n: int, env: dict) -> dict:
     model = small_model(work, tiny=False)
     data = mwpd_file(work, n)
     common = ["--columns", "mwpd", "--threads", "1"]
+    for name in ("p.jsonl", "c.jsonl"):  # both commands resume: a left-over output is no run
+        (work / name).unlink(missing_ok=True)
     t_pred, _, _ = run(
-        ["predict", str(model), str(data), "--out", str(work / "p.jsonl"), "--k", "5", *common],
+        [
+            "predict",
+            str(model),
+            str(data),
+            "--out",
+            str(work / "p.jsonl"),
+            "--k",
+            "5",
+            *common,
+            *RUNTIME,
+        ],  # fmt: skip
         env,
     )
     t_cls, _, _ = run(
@@ -154,6 +176,7 @@ def bar1(work: Path, n: int, env: dict) -> dict:
             str(work / "c.jsonl"),
             *NO_LLM,
             *common,
+            *RUNTIME,
         ],
         env,
     )
@@ -197,6 +220,7 @@ def bar2(work: Path, n: int, env: dict) -> dict:
                     "mwpd",
                     "--threads",
                     "1",
+                    *RUNTIME,
                 ],
                 env,
             )
@@ -237,6 +261,7 @@ def bar3(work: Path, sizes: list[int], env: dict) -> dict:
                 *NO_LLM,
                 "--chunk-size",
                 "256",
+                *RUNTIME,
             ],
             env,
         )
@@ -252,11 +277,14 @@ def main() -> None:
     ap.add_argument("--rss-sizes", type=int, nargs="*", default=[100_000, 1_000_000])
     ap.add_argument("--bars", default="1,2,3")
     ap.add_argument("--work", type=Path, default=None, help="keep models and files here")
+    ap.add_argument("--runtime", choices=("onnx", "torch"), default="onnx")
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    RUNTIME[1] = args.runtime
     work = args.work or Path(tempfile.mkdtemp(prefix="classify-scale-"))
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
-    res: dict = json.loads(OUT.read_text()) if OUT.exists() else {}
+    res: dict = json.loads(args.out.read_text()) if args.out.exists() else {}
     bars = args.bars.split(",")
     if "1" in bars:
         res["bar1_nothing_routed"] = bar1(work, args.mwpd_n, env)
@@ -268,9 +296,10 @@ def main() -> None:
         "date": str(date.today()),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",
         "command": " ".join(sys.argv),
+        "runtime": args.runtime,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(res, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
     print("| bar | measured | target |\n|---|---|---|")
     if "bar1_nothing_routed" in res:
         b = res["bar1_nothing_routed"]

@@ -21,7 +21,7 @@ import inspect
 import logging
 import time
 from collections.abc import Callable, Container, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +90,16 @@ def stage_one(program: Any, products: list[Product]) -> list[dict | Job]:
     return out
 
 
+def answer(program: Any, job: Job) -> dict:
+    """The general expert on one routed product, fused with the domain expert: its record."""
+    prod, cands, routed, secs = job
+    t0 = time.perf_counter()
+    with track_usage() as tracker:
+        g = program.general(**program.general_inputs(prod, cands))
+    pred = program.fuse(cands, g, routed)
+    return _record(prod, pred, usage_totals(tracker), secs + time.perf_counter() - t0)
+
+
 def stage_two(program: Any, jobs: list[Job], concurrency: int = 1) -> list[dict]:
     """Stage 2: the general expert on every routed product, ``concurrency`` requests in flight.
 
@@ -97,20 +107,11 @@ def stage_two(program: Any, jobs: list[Job], concurrency: int = 1) -> list[dict]
     settings apply): DSPy's synchronous path costs less CPU per request than its async one
     (BENCHMARKS.md), and a local llama.cpp engine serialises its calls anyway.
     """
-
-    def one(job: Job) -> dict:
-        prod, cands, routed, secs = job
-        t0 = time.perf_counter()
-        with track_usage() as tracker:
-            g = program.general(**program.general_inputs(prod, cands))
-        pred = program.fuse(cands, g, routed)
-        return _record(prod, pred, usage_totals(tracker), secs + time.perf_counter() - t0)
-
     if concurrency <= 1 or len(jobs) <= 1:
-        return [one(job) for job in jobs]
+        return [answer(program, job) for job in jobs]
     ctx = contextvars.copy_context()
     with ThreadPoolExecutor(min(concurrency, len(jobs))) as pool:
-        return list(pool.map(lambda job: ctx.copy().run(one, job), jobs))
+        return list(pool.map(lambda job: ctx.copy().run(answer, program, job), jobs))
 
 
 def _arity(fn: Callable[..., Any]) -> int:
@@ -125,25 +126,29 @@ def classified_chunks(
 ) -> Iterator[list[dict]]:
     """The records of each chunk, in input order, with the stages of consecutive chunks
     overlapped: while the LLM answers one chunk's routed products (waiting on the network or
-    the local model), the domain expert already runs over the next chunk. At most two chunks
-    are in memory."""
-    with ThreadPoolExecutor(1) as llm_stage:
-        pending = None  # (stage-1 items, future of stage 2) of the previous chunk
+    the local model), the domain expert already runs over the next chunk, and its routed
+    products queue for the same ``concurrency`` request slots, so no slot idles at a chunk's
+    end. At most two chunks are in memory."""
+    llm_stage = ThreadPoolExecutor(max(1, concurrency))
+    try:
+        pending: list[dict | Future] | None = None  # the previous chunk, answers to come
         for chunk in chunks(products, chunk_size):
-            items = stage_one(program, chunk)
-            jobs = [x for x in items if isinstance(x, tuple)]
-            ctx = contextvars.copy_context()  # dspy.context settings reach the stage-2 thread
-            future = llm_stage.submit(ctx.run, stage_two, program, jobs, concurrency)
+            ctx = contextvars.copy_context()  # dspy.context settings reach the stage-2 threads
+            items: list[dict | Future] = [
+                llm_stage.submit(ctx.copy().run, answer, program, x) if isinstance(x, tuple) else x
+                for x in stage_one(program, chunk)
+            ]
             if pending is not None:
-                yield _merge(*pending)
-            pending = (items, future)
+                yield _collect(pending)
+            pending = items
         if pending is not None:
-            yield _merge(*pending)
+            yield _collect(pending)
+    finally:  # on an error or Ctrl-C the queued requests are dropped, not waited for
+        llm_stage.shutdown(wait=True, cancel_futures=True)
 
 
-def _merge(items: list[dict | Job], future: Any) -> list[dict]:
-    answers = iter(future.result())
-    return [next(answers) if isinstance(x, tuple) else x for x in items]
+def _collect(items: list[dict | Future]) -> list[dict]:
+    return [x.result() if isinstance(x, Future) else x for x in items]
 
 
 def classify_iter(

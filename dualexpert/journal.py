@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 USAGE_KEYS = ("llm_calls", "prompt_tokens", "completion_tokens")
 BLOCK = 4096  # ids hashed and looked up at once
-SEGMENT = 1 << 21  # ids in a closed segment of an IdIndex (16 MB of hashes)
+SEGMENT = 1 << 19  # ids in a closed segment of an IdIndex (4 MB of hashes)
 
 
 def id_hashes(values: Sequence[str]) -> np.ndarray:
@@ -66,7 +66,7 @@ class IdIndex:
     per id. New hashes go to a small sorted array, merged into the open segment when it passes
     an eighth of it (adding n ids costs O(n log n) in all); a segment that reaches
     ``segment`` ids is closed and never copied again. So a merge allocates at most one segment
-    (16 MB by default) whatever the number of ids: the peak memory of a long run stays within a
+    (4 MB by default) whatever the number of ids: the peak memory of a long run stays within a
     few MB of its steady size (one array over the whole index, re-merged, briefly held several
     copies of it: 68 MB of peak for 8 MB of hashes at a million ids).
     """

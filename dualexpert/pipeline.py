@@ -223,6 +223,7 @@ def load_dual_expert(
     general: str = "auto",
     llm_tier: float = 0.0,
     prior_adjustment: float | None = None,
+    runtime: str = "auto",
 ) -> DualExpert:
     """A :class:`DualExpert` over a saved domain expert folder, as the CLI builds it.
 
@@ -246,6 +247,8 @@ def load_dual_expert(
             also go to the LLM, as a last tier (0: the LLM is never called).
         prior_adjustment: the domain expert's ``tau`` instead of the one it was saved with
             (see :meth:`~dualexpert.domain.DomainExpert.load`).
+        runtime: where the domain expert's encoder runs: ``"auto"``, ``"torch"`` or
+            ``"onnx"`` (see :meth:`~dualexpert.domain.DomainExpert.load`).
     """
     from .domain import DomainExpert
     from .indexes import SummaryIndex
@@ -266,7 +269,7 @@ def load_dual_expert(
         if llm_tier > 0:
             expert = CascadeExpert(expert, llm, threshold=llm_tier)
     return DualExpert(
-        DomainExpert.load(model, prior_adjustment=prior_adjustment),
+        DomainExpert.load(model, prior_adjustment=prior_adjustment, runtime=runtime),
         expert,
         k=k,
         threshold=threshold,

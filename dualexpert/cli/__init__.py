@@ -11,7 +11,13 @@ its LLM budget; 4 the LLM could not be started or reached at all; 130 interrupte
 from __future__ import annotations
 
 import logging
+import os
 from typing import Annotated
+
+# Arrow's default allocator (mimalloc) keeps tens of MB of a streamed Parquet file's freed
+# batches resident; the system one gives them back. Set before pyarrow loads; a user's own
+# setting wins. (The library leaves the process-wide choice to its host application.)
+os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 
 import typer
 
@@ -54,6 +60,7 @@ for command in (
     categorise.synthesize,
     categorise.predict,
     categorise.evaluate,
+    categorise.export_onnx,
     demo.demo,
     categorise.summarize,
     categorise.index,

@@ -26,6 +26,7 @@ from .common import (
     LlmTierOpt,
     PriorOpt,
     QuantizeOpt,
+    RuntimeOpt,
     SkipOpt,
     ThreadsOpt,
     console,
@@ -33,6 +34,7 @@ from .common import (
     load_or_exit,
     progress_bar,
     report_skipped,
+    runtime_for,
     user_errors,
 )
 
@@ -274,6 +276,7 @@ def predict(
     batch_size: int = 256,
     quantize: QuantizeOpt = False,
     prior_adjustment: PriorOpt = None,
+    runtime: RuntimeOpt = "auto",
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
     threads: ThreadsOpt = None,
@@ -282,13 +285,14 @@ def predict(
 
     Products already in the output (by id) are skipped, so an interrupted run resumes.
     """
+    runtime = runtime_for(runtime, quantize)
     apply_threads(threads)
     from ..batch import predict_products
     from ..data import ReadStats, count_records, iter_catalogue
     from ..domain import DomainExpert
 
     with user_errors():
-        expert = DomainExpert.load(model, prior_adjustment=prior_adjustment)
+        expert = DomainExpert.load(model, prior_adjustment=prior_adjustment, runtime=runtime)
     expert.config.quantize = quantize
     stats = ReadStats()
     with user_errors(), progress_bar() as prog:
@@ -336,6 +340,7 @@ def evaluate(
         Path | None, typer.Option(help="JSONL of the dual run (resumable).")
     ] = None,
     quantize: QuantizeOpt = False,
+    runtime: RuntimeOpt = "auto",
     batch_size: Annotated[
         int | None, typer.Option(help="Inference batch size (default: the model's).")
     ] = None,
@@ -348,10 +353,11 @@ def evaluate(
     from ..evaluation import evaluate_domain_expert, summarise_records
     from ..evaluation.dual import run_file_for
 
+    runtime = runtime_for(runtime, quantize)
     if strategy is not None:  # the dual expert against the domain expert alone
         de = _dual_expert(llm, api_base, model, strategy, representation, k, threshold,
                           summaries, fusion_weight, general=general, llm_tier=llm_tier,
-                          prior_adjustment=prior_adjustment)  # fmt: skip
+                          prior_adjustment=prior_adjustment, runtime=runtime)  # fmt: skip
         prods = _labelled(test_file, columns, skip_bad, limit, seed)
         run_file = run_file or run_file_for(
             "eval", strategy, representation, model=model, data=test_file, k=k,
@@ -378,7 +384,7 @@ def evaluate(
             json_out.write_text(json.dumps(summary, indent=1))
         return
     with user_errors():
-        expert = DomainExpert.load(model, prior_adjustment=prior_adjustment)
+        expert = DomainExpert.load(model, prior_adjustment=prior_adjustment, runtime=runtime)
     expert.config.quantize = quantize
     if batch_size is not None:
         expert.config.eval_batch_size = batch_size
@@ -390,6 +396,22 @@ def evaluate(
     _print_report(report)
     if json_out:
         json_out.write_text(json.dumps(report, indent=1))
+
+
+def export_onnx(
+    model: Annotated[Path, typer.Argument(help="A saved domain expert folder.")],
+) -> None:
+    """Add an ONNX export of the encoder to a saved model (MODEL/onnx/).
+
+    predict, classify and evaluate then run the encoder on ONNX Runtime (--runtime auto, the
+    default): the same predictions, without importing torch, so start-up takes a fraction of
+    a second. Needs the onnx extra: pip install 'dualexpert[onnx]'.
+    """
+    from ..domain.onnx_runtime import export_onnx as export
+
+    with user_errors():
+        folder = export(model)
+    console.print(f"exported the encoder to {folder}")
 
 
 def summarize(
@@ -467,6 +489,7 @@ def classify(
     general: GeneralOpt = "auto",
     llm_tier: LlmTierOpt = 0.0,
     prior_adjustment: PriorOpt = None,
+    runtime: RuntimeOpt = "auto",
     limit: int | None = None,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
@@ -502,6 +525,7 @@ def classify(
     finishes, and a rerun on the same --out resumes by id. With --engine ray the same stages
     run on Ray Data; --out is then a folder of Parquet shards, and a rerun skips finished ones.
     """
+    runtime = runtime_for(runtime, False)
     if engine == "ray":
         from ..scale import classify_file, require_ray
 
@@ -515,8 +539,8 @@ def classify(
                 representation=representation, k=k, threshold=threshold,
                 fusion_weight=fusion_weight, summaries=str(summaries) if summaries else None,
                 program=str(program) if program else None, general=general,
-                llm_tier=llm_tier, prior_adjustment=prior_adjustment, llm=llm,
-                api_base=api_base, timeout=timeout, workers=workers,
+                llm_tier=llm_tier, prior_adjustment=prior_adjustment, runtime=runtime,
+                llm=llm, api_base=api_base, timeout=timeout, workers=workers,
                 batch_size=chunk_size, llm_concurrency=concurrency,
             )  # fmt: skip
         typer.echo(json.dumps(totals))
@@ -532,7 +556,7 @@ def classify(
     de = _dual_expert(llm, api_base, model, strategy, representation, k, threshold, summaries,
                       fusion_weight, program, timeout=timeout, general=general,
                       llm_tier=llm_tier, parallel=concurrency,
-                      prior_adjustment=prior_adjustment)  # fmt: skip
+                      prior_adjustment=prior_adjustment, runtime=runtime)  # fmt: skip
     stats = ReadStats()
     with user_errors(), progress_bar(stats_fields=True) as prog:
         total = count_records(input_file)
@@ -677,6 +701,7 @@ def _dual_expert(
     llm_tier: float = 0.0,
     parallel: int = 1,
     prior_adjustment: float | None = None,
+    runtime: str = "auto",
 ):
     """Configure the LM and load the dual expert, bad files reported as one line."""
     from ..lm import configure_lm
@@ -687,6 +712,7 @@ def _dual_expert(
         return load_dual_expert(
             model, strategy, representation, k, threshold, summaries, fusion_weight, program,
             general=general, llm_tier=llm_tier, prior_adjustment=prior_adjustment,
+            runtime=runtime,
         )  # fmt: skip
 
 

@@ -78,6 +78,14 @@ LlmTierOpt = Annotated[
         "go to the LLM (0: never).",
     ),
 ]
+RuntimeOpt = Annotated[
+    str,
+    typer.Option(
+        help="Where the domain expert's encoder runs: auto (ONNX Runtime when the model has an "
+        "export from `dualexpert export-onnx` and onnxruntime is installed, else torch), torch "
+        "or onnx.",
+    ),
+]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
@@ -177,3 +185,13 @@ def progress_bar(stats_fields: bool = False) -> Progress:
     if stats_fields:  # products/s, routed share, LLM calls, tokens, cost
         cols.append("{task.fields[stats]}")
     return Progress(*cols, console=console)
+
+
+def runtime_for(runtime: str, quantize: bool) -> str:
+    """The runtime to load with: ``--quantize`` is int8 on torch, so it picks torch under
+    ``auto`` and is refused with ``onnx`` (the export runs in float32)."""
+    if runtime not in ("auto", "torch", "onnx"):
+        fail(f"--runtime must be auto, torch or onnx, not {runtime!r}")
+    if quantize and runtime == "onnx":
+        fail("--quantize is int8 on torch; --runtime onnx runs the float32 export: drop one")
+    return "torch" if quantize else runtime

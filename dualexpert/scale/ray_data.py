@@ -179,6 +179,7 @@ def classify_dataset(
     general: str = "auto",
     llm_tier: float = 0.0,
     prior_adjustment: float | None = None,
+    runtime: str = "auto",
     llm: str | None = None,
     api_base: str | None = None,
     timeout: float | None = None,
@@ -192,7 +193,7 @@ def classify_dataset(
         ds: rows with ``title`` and optionally ``id``, ``description``, ``category`` (a list).
         model: a saved domain expert folder, or a URI ``fsspec`` reads.
         strategy, representation, k, threshold, fusion_weight, summaries, program, general,
-        llm_tier, prior_adjustment: as for
+        llm_tier, prior_adjustment, runtime: as for
             :func:`~dualexpert.pipeline.load_dual_expert` (paths every node can read).
         llm, api_base, timeout: the general expert's LLM (as for
             :func:`~dualexpert.lm.configure_lm`).
@@ -212,6 +213,8 @@ def classify_dataset(
     resolve_fusion_weight(fusion_weight, reranker=True)  # so is a bad value (it only parses)
     if prior_adjustment is not None and not prior_adjustment >= 0:
         raise ValueError(f"prior_adjustment must be 0 or more, not {prior_adjustment!r}")
+    if runtime not in ("auto", "torch", "onnx"):
+        raise ValueError(f"runtime must be auto, torch or onnx, not {runtime!r}")
     options = dict(
         strategy=strategy,
         representation=representation,
@@ -223,6 +226,7 @@ def classify_dataset(
         general=general,
         llm_tier=llm_tier,
         prior_adjustment=prior_adjustment,
+        runtime=runtime,
     )
     lm = dict(spec=llm, api_base=api_base, timeout=timeout)
     stage1 = ds.map_batches(
