@@ -13,7 +13,8 @@ import pytest
 
 from dualexpert.demo import split_demo
 from dualexpert.domain import DomainExpert
-from dualexpert.domain.onnx_runtime import StaleExportError, export_onnx
+from dualexpert.domain.onnx_export import export_onnx
+from dualexpert.domain.onnx_runtime import StaleExportError
 
 pytestmark = pytest.mark.slow
 CLI = [sys.executable, "-m", "dualexpert.cli"]

@@ -407,7 +407,7 @@ def export_onnx(
     default): the same predictions, without importing torch, so start-up takes a fraction of
     a second. Needs the onnx extra: pip install 'dualexpert[onnx]'.
     """
-    from ..domain.onnx_runtime import export_onnx as export
+    from ..domain.onnx_export import export_onnx as export
 
     with user_errors():
         folder = export(model)

@@ -1,7 +1,7 @@
 """The domain expert's encoder on ONNX Runtime: prediction without torch or transformers.
 
-A saved model folder predicts on torch by default. :func:`export_onnx` (CLI ``dualexpert
-export-onnx MODEL``) adds ``onnx/`` to it: the encoder and its head as one ONNX graph
+A saved model folder predicts on torch by default. :func:`.onnx_export.export_onnx` (CLI
+``dualexpert export-onnx MODEL``) adds ``onnx/`` to it: the encoder and its head as one ONNX graph
 (``model.onnx``, token ids in, logits out), the tokenizer as the ``tokenizers`` library reads it
 (``tokenizer.json``) and ``export.json`` (the graph's SHA-256, and the SHA-256 of the weights it
 was exported from). ``DomainExpert.load(folder, runtime="onnx")`` then predicts with
@@ -15,16 +15,13 @@ Needs the ``onnx`` extra (``pip install 'dualexpert[onnx]'``: ``onnx`` to export
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
-import os
-import shutil
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from ..models import sha256_file
 from ..threads import available_cpus
 
 log = logging.getLogger(__name__)
@@ -35,22 +32,14 @@ TOKENIZER = "tokenizer.json"
 INFO = "export.json"
 FORMAT = "domain-expert-onnx"
 OPSET = 17
-EXTRA = "pip install 'dualexpert[onnx]'"
+EXTRA = "pip install 'dualexpert[onnx]'"  # what both halves need
 
 
 class StaleExportError(ValueError):
     """The ONNX graph was exported from other weights than the folder holds now."""
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _weights_digest(folder: Path) -> str:
+def weights_digest(folder: Path) -> str:
     """The SHA-256 of ``model.safetensors`` as the folder's manifest records it (computed when
     the manifest does not list it)."""
     from ..estimator import MANIFEST
@@ -59,92 +48,7 @@ def _weights_digest(folder: Path) -> str:
         files = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files") or {}
     except (OSError, ValueError):
         files = {}
-    return files.get("model.safetensors") or _sha256(folder / "model.safetensors")
-
-
-def export_onnx(folder: str | Path, opset: int = OPSET) -> Path:
-    """Export the saved domain expert in ``folder`` to ``folder/onnx/`` (replaced whole, so an
-    interrupted export leaves the old one or none). Returns that folder."""
-    try:
-        import onnx  # noqa: F401  (torch's exporter needs it)
-    except ImportError:
-        raise ImportError(f"exporting to ONNX needs the onnx package: {EXTRA}") from None
-    import torch
-
-    from .expert import DomainExpert
-
-    d = Path(folder)
-    expert = DomainExpert.load(d, runtime="torch")
-    assert expert.model is not None and expert.tokenizer is not None
-    names = [n for n in expert.tokenizer.model_input_names if n != "labels"]
-    graph = _Logits(expert.model, names).eval()
-    sample = expert.tokenizer(
-        ["a sample product", "another, longer sample product title"],
-        padding=True,
-        truncation=True,
-        max_length=expert.config.max_length,
-        return_tensors="pt",
-    )
-    tmp = d / f".{FOLDER}.export-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        with torch.inference_mode():
-            torch.onnx.export(
-                graph,
-                tuple(sample[n] for n in names),
-                str(tmp / GRAPH),
-                input_names=names,
-                output_names=["logits"],
-                dynamic_axes={
-                    **{n: {0: "batch", 1: "tokens"} for n in names},
-                    "logits": {0: "batch"},
-                },
-                opset_version=opset,
-                dynamo=False,
-            )
-        backend = expert.tokenizer.backend_tokenizer
-        backend.no_padding()
-        backend.no_truncation()
-        backend.save(str(tmp / TOKENIZER))
-        info = {
-            "format": FORMAT,
-            "inputs": names,
-            "pad_token": expert.tokenizer.pad_token,
-            "pad_id": int(expert.tokenizer.pad_token_id or 0),
-            "max_length": expert.config.max_length,
-            "opset": opset,
-            "torch_version": torch.__version__,
-            "sha256": _sha256(tmp / GRAPH),
-            "weights_sha256": _weights_digest(d),
-        }
-        (tmp / INFO).write_text(json.dumps(info, indent=1), encoding="utf-8")
-        old = d / f".{FOLDER}.old-{os.getpid()}"
-        if (d / FOLDER).exists():
-            os.replace(d / FOLDER, old)
-        os.replace(tmp, d / FOLDER)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    log.info("exported %s to %s", d, d / FOLDER)
-    return d / FOLDER
-
-
-def _Logits(model: Any, names: list[str]) -> Any:
-    """``model`` as a module whose positional inputs are the tokenizer's ``names``, returning
-    the logits alone (what ONNX tracing needs)."""
-    import torch
-
-    class Logits(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.model = model
-
-        def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-            return self.model(**dict(zip(names, inputs, strict=True)))["logits"]
-
-    return Logits()
+    return files.get("model.safetensors") or sha256_file(folder / "model.safetensors")
 
 
 def has_export(folder: str | Path) -> bool:
@@ -180,12 +84,12 @@ class OnnxEncoder:
         for name in (GRAPH, TOKENIZER):
             if not (sub / name).is_file():
                 raise FileNotFoundError(f"{sub / name} is missing: export the model again")
-        if _sha256(sub / GRAPH) != info.get("sha256"):
+        if sha256_file(sub / GRAPH) != info.get("sha256"):
             raise ValueError(
                 f"{sub / GRAPH} does not match {sub / INFO} (its SHA-256 differs): the file was "
                 "changed or half-written; export the model again"
             )
-        if info.get("weights_sha256") != _weights_digest(d):
+        if info.get("weights_sha256") != weights_digest(d):
             raise StaleExportError(
                 f"{sub} was exported from other weights than {d / 'model.safetensors'}: "
                 f"export again (dualexpert export-onnx {d})"
