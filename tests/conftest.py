@@ -59,3 +59,21 @@ def server():
     yield url
     proc.terminate()
     proc.wait(10)
+
+
+def train_demo_model(d: Path) -> dict:
+    """A domain expert trained for one epoch on the demo catalogue's training split, saved in
+    ``d / "model"``; the held-out products are written to ``d / "held.jsonl"`` unlabelled.
+    Returns ``dir``, ``model`` (the folder), ``expert`` and ``held``."""
+    import json
+
+    from dualexpert.demo import split_demo
+    from dualexpert.domain import DomainExpert
+
+    train, held = split_demo(seed=0)
+    expert = DomainExpert(epochs=1, batch_size=16, learning_rate=2e-4, seed=0)
+    expert.fit(train, progress=False).save(d / "model")
+    with (d / "held.jsonl").open("w") as f:
+        for p in held:
+            f.write(json.dumps({"id": p.id, "title": p.title, "description": p.description}) + "\n")
+    return {"dir": d, "model": d / "model", "expert": expert, "held": held}

@@ -14,14 +14,13 @@ import pytest
 
 from dualexpert.batch import classify_iter, classify_products
 from dualexpert.data import iter_catalogue
-from dualexpert.demo import split_demo
-from dualexpert.domain import DomainExpert
 from dualexpert.general import GeneralExpert
 from dualexpert.lm import hosted_lm
 from dualexpert.pipeline import DualExpert
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
+from conftest import train_demo_model  # noqa: E402
 from fake_llm_server import FakeLLM  # noqa: E402
 from kill_and_resume import kill_twice_then_finish  # noqa: E402
 
@@ -30,14 +29,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
-    train, held = split_demo(seed=0)
-    d = tmp_path_factory.mktemp("stream")
-    expert = DomainExpert(epochs=1, batch_size=16, learning_rate=2e-4, seed=0)
-    expert.fit(train, progress=False).save(d / "model")
-    with (d / "held.jsonl").open("w") as f:
-        for p in held:
-            f.write(json.dumps({"id": p.id, "title": p.title, "description": p.description}) + "\n")
-    return {"dir": d, "expert": expert, "held": held}
+    return train_demo_model(tmp_path_factory.mktemp("stream"))
 
 
 @pytest.fixture

@@ -10,8 +10,8 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import train_demo_model
 
-from dualexpert.demo import split_demo
 from dualexpert.domain import DomainExpert
 from dualexpert.domain.onnx_export import export_onnx
 from dualexpert.domain.onnx_runtime import StaleExportError
@@ -22,15 +22,9 @@ CLI = [sys.executable, "-m", "dualexpert.cli"]
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    train, held = split_demo(seed=0)
-    d = tmp_path_factory.mktemp("onnx")
-    expert = DomainExpert(epochs=1, batch_size=16, learning_rate=2e-4, seed=0)
-    expert.fit(train, progress=False).save(d / "model")
-    export_onnx(d / "model")
-    with (d / "held.jsonl").open("w") as f:
-        for p in held:
-            f.write(json.dumps({"id": p.id, "title": p.title, "description": p.description}) + "\n")
-    return {"dir": d, "model": d / "model", "held": held}
+    trained = train_demo_model(tmp_path_factory.mktemp("onnx"))
+    export_onnx(trained["model"])
+    return trained
 
 
 def test_onnx_predicts_what_torch_predicts(exported):
