@@ -6,7 +6,8 @@
 2. Domain-expert training with 1 and 2 DDP processes (torchrun, gloo): steps/s and samples/s
    as the Hugging Face Trainer reports them.
 
-Every run is a real subprocess. Prints a table and writes JSON.
+Every run is a real subprocess; ``--runtime`` says where classify runs the encoder (``onnx``,
+the default, exports the model first; ``torch``). Prints a table and writes JSON.
 
     python benchmarks/scale_out.py --n 20000 --train-n 2000
 """
@@ -30,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from classify_scale import NO_LLM, parquet_file, small_model  # noqa: E402
+from classify_scale import NO_LLM, RUNTIME, parquet_file, small_model  # noqa: E402
 from throughput import cpu_name  # noqa: E402
 
 CLI = [sys.executable, "-m", "dualexpert.cli"]
@@ -91,7 +92,7 @@ def timed(cmd: list[str], env: dict, marker: str | None = None) -> tuple[float, 
 def classify_runs(work: Path, n: int, env: dict) -> dict:
     model = small_model(work, tiny=False)
     data = parquet_file(work, n)
-    base = [*CLI, "classify", str(model), str(data), *NO_LLM, "--chunk-size", "256"]
+    base = [*CLI, "classify", str(model), str(data), *NO_LLM, "--chunk-size", "256", *RUNTIME]
     rows = {}
     out = work / f"local-{n}.jsonl"
     out.unlink(missing_ok=True)
@@ -151,11 +152,19 @@ def main() -> None:
     ap.add_argument("--train-n", type=int, default=2_000)
     ap.add_argument("--parts", default="classify,ddp")
     ap.add_argument("--work", type=Path, default=None)
+    ap.add_argument(
+        "--runtime",
+        choices=("onnx", "torch"),
+        default="onnx",
+        help="where classify runs the encoder (onnx: the model is exported first)",
+    )
+    ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
+    RUNTIME[1] = args.runtime
     work = args.work or Path(tempfile.mkdtemp(prefix="scale-out-"))
     work.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    res: dict = json.loads(OUT.read_text()) if OUT.exists() else {}
+    res: dict = json.loads(args.out.read_text()) if args.out.exists() else {}
     if "classify" in args.parts:
         res["classify"] = {"n": args.n, "rows": classify_runs(work, args.n, env)}
     if "ddp" in args.parts:
@@ -164,9 +173,10 @@ def main() -> None:
         "date": str(date.today()),
         "machine": f"{cpu_name()}, {os.cpu_count()} cores, {platform.machine()}",
         "command": " ".join(sys.argv),
+        "runtime": args.runtime,
     }
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps(res, indent=1))
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(res, indent=1))
     if "classify" in res:
         print(f"\n| classify, {res['classify']['n']:,} products | seconds | products/s | "
               "vs local | peak worker RSS |\n|---|---|---|---|---|")  # fmt: skip

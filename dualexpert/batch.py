@@ -36,6 +36,7 @@ from .journal import (
     Journal,
     add_usage,
     chunks,
+    ramped_chunks,
     release_freed_memory,
     usage_totals,
 )
@@ -128,11 +129,12 @@ def classified_chunks(
     overlapped: while the LLM answers one chunk's routed products (waiting on the network or
     the local model), the domain expert already runs over the next chunk, and its routed
     products queue for the same ``concurrency`` request slots, so no slot idles at a chunk's
-    end. At most two chunks are in memory."""
+    end. The first chunks are small (8 products, then doubling), so the first LLM requests go
+    out after a few products' domain-expert pass. At most two chunks are in memory."""
     llm_stage = ThreadPoolExecutor(max(1, concurrency))
     try:
         pending: list[dict | Future] | None = None  # the previous chunk, answers to come
-        for chunk in chunks(products, chunk_size):
+        for chunk in ramped_chunks(products, chunk_size):
             ctx = contextvars.copy_context()  # dspy.context settings reach the stage-2 threads
             items: list[dict | Future] = [
                 llm_stage.submit(ctx.copy().run, answer, program, x) if isinstance(x, tuple) else x

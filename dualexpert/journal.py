@@ -171,6 +171,17 @@ def chunks(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
+def ramped_chunks(items: Iterable[Any], size: int, first: int = 8) -> Iterator[list[Any]]:
+    """Like :func:`chunks`, but the first chunks are smaller (``first``, then doubling up to
+    ``size``): the first answers, and the first LLM requests of a classify run, come after a
+    few products' work instead of a whole chunk's."""
+    it = iter(items)
+    n = min(first, size)
+    while batch := list(islice(it, n)):
+        yield batch
+        n = min(2 * n, size)
+
+
 def usage_totals(tracker: Any) -> dict[str, int]:
     """LLM calls and tokens recorded by a DSPy usage tracker (``dspy.track_usage``)."""
     calls = sum(len(v) for v in tracker.usage_data.values())

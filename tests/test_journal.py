@@ -99,3 +99,13 @@ def test_chunks_are_lazy():
 
     it = chunks(endless(), 3)
     assert next(it) == [0, 1, 2] and next(it) == [3, 4, 5]
+
+
+def test_ramped_chunks_start_small_and_keep_every_item():
+    from dualexpert.journal import ramped_chunks
+
+    sizes = [len(c) for c in ramped_chunks(range(300), 64)]
+    assert sizes == [8, 16, 32, 64, 64, 64, 52]
+    assert [x for c in ramped_chunks(iter(range(300)), 64) for x in c] == list(range(300))
+    assert [len(c) for c in ramped_chunks(range(10), 3)] == [3, 3, 3, 1]
+    assert list(ramped_chunks([], 64)) == []
