@@ -514,7 +514,8 @@ class DomainExpert:
         self.taxonomy = Taxonomy.load(d / "taxonomy.json")
         if onnx:
             try:
-                self.onnx_ = OnnxEncoder(d, self.config.max_length)
+                digest = (meta.get("files") or {}).get("model.safetensors")
+                self.onnx_ = OnnxEncoder(d, self.config.max_length, weights_sha256=digest)
             except StaleExportError as e:
                 if runtime == "onnx":
                     raise

@@ -62,7 +62,13 @@ class OnnxEncoder:
     Loading checks the graph's SHA-256 and that it was exported from the folder's current
     weights (:class:`StaleExportError` otherwise: export again)."""
 
-    def __init__(self, folder: str | Path, max_length: int, threads: int | None = None):
+    def __init__(
+        self,
+        folder: str | Path,
+        max_length: int,
+        threads: int | None = None,
+        weights_sha256: str | None = None,
+    ):
         try:
             import onnxruntime as ort
         except ImportError:
@@ -89,7 +95,8 @@ class OnnxEncoder:
                 f"{sub / GRAPH} does not match {sub / INFO} (its SHA-256 differs): the file was "
                 "changed or half-written; export the model again"
             )
-        if info.get("weights_sha256") != weights_digest(d):
+        # the loader passes the weights' hash from the manifest it has read already
+        if info.get("weights_sha256") != (weights_sha256 or weights_digest(d)):
             raise StaleExportError(
                 f"{sub} was exported from other weights than {d / 'model.safetensors'}: "
                 f"export again (dualexpert export-onnx {d})"
