@@ -40,6 +40,11 @@ def _agg(values: list[float]) -> tuple[float, float | None]:
     return mean(values), T95.get(len(values) - 1, 2.0) * stdev(values) / math.sqrt(len(values))
 
 
+def _seed_suffix(seed: int) -> str:
+    """domain_expert.py names seed 42's result without a suffix, the others ``-s<seed>``."""
+    return "" if seed == 42 else f"-s{seed}"
+
+
 def seed_rows(files: list[str], row: str) -> list[dict[str, float]]:
     """``row`` of every seed in the ``runs`` of ``files`` (fusion.py / reranker.py results)."""
     out = []
@@ -196,6 +201,28 @@ def bigbasket() -> list[dict[str, Any]]:
             row("levers 2 + 3a + tau 0.5 (not the default: on MWPD it costs 1.3 points of mF1)",
                 seed_rows(syn, "fused, prior-adjusted tau 0.5"), ", ".join(syn), llm_calls=0.0,
                 note=note),
+        ]  # fmt: skip
+    ep4 = ["fusion-bigbasket@4ep-syn.json"]  # train's default epochs (4); the rows above: 2
+    if _load(ep4[0]):
+        fits = [f"bigbasket/domain_expert@4ep-syn{_seed_suffix(s)}.json" for s in (42, 43, 44)]
+        paired = []  # the default minus TF-IDF, seed by seed (both on that seed's split)
+        for run in _load(ep4[0])["runs"]:
+            base = from_report(f"bigbasket/tfidf_linear@2ep{_seed_suffix(run['seed'])}.json")
+            tuned = run["rows"]["fused, prior-adjusted tau 1"]
+            paired += [{c: 100 * (tuned[c] - base[0][c]) for c in ("lvl3 acc", "lvl3 mF1")}]
+        diff = "; ".join(
+            f"{c} {m:+.2f} ± {h:.2f}" for c in ("lvl3 acc", "lvl3 mF1")
+            for m, h in [_agg([p[c] for p in paired])]
+        )  # fmt: skip
+        rows += [
+            row("4 epochs: domain expert alone (encoder + synthetic)", seed_rows(ep4,
+                "domain expert alone (encoder)"), ep4[0], llm_calls=0.0),
+            row("4 epochs: levers 2 + 3a + tau 1, the domain tier `train` writes by default",
+                seed_rows(ep4, "fused, prior-adjusted tau 1"), ep4[0], llm_calls=0.0,
+                products_s=_speed(ep4, "fused_products_s"), train_min=_fit_minutes(fits),
+                note=f"minus TF-IDF on the same seed, points (paired, 3 seeds): {diff}"),
+            row("4 epochs: levers 2 + 3a + tau 0.5", seed_rows(ep4,
+                "fused, prior-adjusted tau 0.5"), ep4[0], llm_calls=0.0),
         ]  # fmt: skip
     rows += llm_rows("bigbasket", (
         ("domain_expert@2ep-syn", (42, 43, 44), "LLM pick alone",
