@@ -100,13 +100,15 @@ def _fit_minutes(names: list[str]) -> float | None:
 
 
 def llm_rows(
-    dataset: str, specs: tuple[tuple[str, tuple[int, ...], str, str], ...]
+    dataset: str,
+    specs: tuple[tuple[str, tuple[int, ...], str, str], ...],
+    strategy: str = "zero_shot",
 ) -> list[dict[str, Any]]:
     """Rows from disagreement.py results: ``(model tag, seeds, its row, label)`` each."""
-    zs = "disagreement/disagreement-{}-{}-s{}-k5-confidence-zero_shot.json"
+    name = "disagreement/disagreement-{}-{}-s{}-k5-confidence-" + strategy + ".json"
     rows = []
     for model, seeds, variant, label in specs:
-        found = [(s, n, d) for s in seeds if (d := _load(n := zs.format(dataset, model, s)))]
+        found = [(s, n, d) for s in seeds if (d := _load(n := name.format(dataset, model, s)))]
         if found:
             metas = [d["meta"] for *_, d in found]
             names = ", ".join(n for _, n, _ in found)
@@ -220,7 +222,8 @@ def bigbasket() -> list[dict[str, Any]]:
             row("4 epochs: levers 2 + 3a + tau 1, the domain tier `train` writes by default",
                 seed_rows(ep4, "fused, prior-adjusted tau 1"), ep4[0], llm_calls=0.0,
                 products_s=_speed(ep4, "fused_products_s"), train_min=_fit_minutes(fits),
-                note=f"minus TF-IDF on the same seed, points (paired, 3 seeds): {diff}"),
+                note=f"minus TF-IDF on the same seed, points (paired, 3 seeds): {diff}; train "
+                "min: three trainings side by side on 2 cores, one thread each"),
             row("4 epochs: levers 2 + 3a + tau 0.5", seed_rows(ep4,
                 "fused, prior-adjusted tau 0.5"), ep4[0], llm_calls=0.0),
         ]  # fmt: skip
@@ -230,6 +233,14 @@ def bigbasket() -> list[dict[str, Any]]:
         ("domain_expert@2ep-syn", (42, 43, 44), "fused with the LLM, w=0.25",
          "the default as shipped now: + local LLM zero_shot on p < 0.9, rank-fused at 0.25"),
     ))  # fmt: skip
+    # the same 100 routed products of seed 44's 4-epoch model, each of the paper's strategies
+    for strategy in ("zero_shot", "rank", "cot_rank"):
+        rows += llm_rows("bigbasket", (
+            ("domain_expert@4ep-syn", (44,), "LLM pick alone",
+             f"4 epochs: + LLM {strategy} on p < 0.9, its pick as is (the paper)"),
+            ("domain_expert@4ep-syn", (44,), "fused with the LLM, w=0.25",
+             f"4 epochs: + LLM {strategy} on p < 0.9, rank-fused at 0.25 (the default's way)"),
+        ), strategy)  # fmt: skip
     return rows
 
 
