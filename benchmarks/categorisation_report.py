@@ -127,6 +127,7 @@ def mwpd() -> list[dict[str, Any]]:
     default, syn = ["fusion-mwpd@4ep.json"], ["fusion-mwpd@4ep-syn.json"]
     no_p2 = ["fusion-mwpd-no_phase2@4ep.json"]
     syn_fits = [f"mwpd/domain_expert@4ep-syn{s}.json" for s in ("", "-s43", "-s44")]
+    no_p2_fits = ["mwpd/no_phase2@4ep.json", "mwpd/no_phase2@4ep-s43.json"]
     enc_speed, fused_speed = (
         _speed(default, "encoder_products_s"),
         _speed(default, "fused_products_s"),
@@ -136,18 +137,22 @@ def mwpd() -> list[dict[str, Any]]:
             "mwpd/tfidf_linear.json", llm_calls=0.0, products_s=_speed_of("mwpd/tfidf_linear.json"),
             train_min=_fit_minutes(["mwpd/tfidf_linear.json"])),
         row("domain expert alone (encoder, 4 epochs)", seed_rows(default,
-            "domain expert alone (encoder)"), default[0], llm_calls=0.0, products_s=enc_speed),
+            "domain expert alone (encoder)"), default[0], llm_calls=0.0, products_s=enc_speed,
+            train_min=_fit_minutes(["mwpd/domain_expert@4ep.json"])),
         row("lever 2: + lexical expert fused (shipped until session 16)", seed_rows(default,
             "fused, shipped (calibrated scale)"), default[0], llm_calls=0.0,
             products_s=fused_speed, train_min=_fit_minutes(["mwpd/domain_expert@4ep.json"])),
         row("lever 3a alone: encoder + synthetic products", seed_rows(syn,
-            "domain expert alone (encoder)"), syn[0], llm_calls=0.0),
+            "domain expert alone (encoder)"), syn[0], llm_calls=0.0, products_s=enc_speed,
+            train_min=_fit_minutes(syn_fits)),
         row("lever 2 + 3a: fused, + synthetic products, tau 0", seed_rows(syn,
-            "fused, shipped (calibrated scale)"), syn[0], llm_calls=0.0),
+            "fused, shipped (calibrated scale)"), syn[0], llm_calls=0.0, products_s=fused_speed,
+            train_min=_fit_minutes(syn_fits)),
         row("lever 2 + prior adjustment tau 1, no synthetic (phase-2-off models)", seed_rows(
-            no_p2, "fused, prior-adjusted tau 1"), no_p2[0], llm_calls=0.0),
+            no_p2, "fused, prior-adjusted tau 1"), no_p2[0], llm_calls=0.0,
+            products_s=fused_speed, train_min=_fit_minutes(no_p2_fits)),
         row("lever 5: phase 2 off, fused", seed_rows(no_p2, "fused, shipped (calibrated scale)"),
-            no_p2[0], llm_calls=0.0),
+            no_p2[0], llm_calls=0.0, products_s=fused_speed, train_min=_fit_minutes(no_p2_fits)),
         row("levers 2 + 3a + tau 1: the domain tier trained by default now", seed_rows(syn,
             "fused, prior-adjusted tau 1"), syn[0], llm_calls=0.0, products_s=fused_speed,
             train_min=_fit_minutes(syn_fits), note="+ 20 min of the LLM writing titles"),
@@ -194,15 +199,19 @@ def bigbasket() -> list[dict[str, Any]]:
         for s in seeds
         for r in from_report(f"bigbasket/tfidf_linear@2ep{'' if s == 42 else f'-s{s}'}.json")
     )
+    fits2 = [f"bigbasket/domain_expert@2ep-syn{_seed_suffix(s)}.json" for s in seeds]
+    cost = {"products_s": _speed(syn, "fused_products_s"), "train_min": _fit_minutes(fits2)}
     if syn:
         rows += [
             row("lever 2 + 3a: + synthetic products, tau 0", seed_rows(syn,
-                "fused, shipped (calibrated scale)"), ", ".join(syn), llm_calls=0.0, note=note),
+                "fused, shipped (calibrated scale)"), ", ".join(syn), llm_calls=0.0, note=note,
+                **cost),
             row("levers 2 + 3a + tau 1: the domain tier trained by default now", seed_rows(
-                syn, "fused, prior-adjusted tau 1"), ", ".join(syn), llm_calls=0.0, note=note),
+                syn, "fused, prior-adjusted tau 1"), ", ".join(syn), llm_calls=0.0, note=note,
+                **cost),
             row("levers 2 + 3a + tau 0.5 (not the default: on MWPD it costs 1.3 points of mF1)",
                 seed_rows(syn, "fused, prior-adjusted tau 0.5"), ", ".join(syn), llm_calls=0.0,
-                note=note),
+                note=note, **cost),
         ]  # fmt: skip
     ep4 = ["fusion-bigbasket@4ep-syn.json"]  # train's default epochs (4); the rows above: 2
     if _load(ep4[0]):
@@ -218,14 +227,16 @@ def bigbasket() -> list[dict[str, Any]]:
         )  # fmt: skip
         rows += [
             row("4 epochs: domain expert alone (encoder + synthetic)", seed_rows(ep4,
-                "domain expert alone (encoder)"), ep4[0], llm_calls=0.0),
+                "domain expert alone (encoder)"), ep4[0], llm_calls=0.0,
+                products_s=_speed(ep4, "encoder_products_s"), train_min=_fit_minutes(fits)),
             row("4 epochs: levers 2 + 3a + tau 1, the domain tier `train` writes by default",
                 seed_rows(ep4, "fused, prior-adjusted tau 1"), ep4[0], llm_calls=0.0,
                 products_s=_speed(ep4, "fused_products_s"), train_min=_fit_minutes(fits),
                 note=f"minus TF-IDF on the same seed, points (paired, 3 seeds): {diff}; train "
                 "min: three trainings side by side on 2 cores, one thread each"),
             row("4 epochs: levers 2 + 3a + tau 0.5", seed_rows(ep4,
-                "fused, prior-adjusted tau 0.5"), ep4[0], llm_calls=0.0),
+                "fused, prior-adjusted tau 0.5"), ep4[0], llm_calls=0.0,
+                products_s=_speed(ep4, "fused_products_s"), train_min=_fit_minutes(fits)),
         ]  # fmt: skip
     rows += llm_rows("bigbasket", (
         ("domain_expert@2ep-syn", (42, 43, 44), "LLM pick alone",
