@@ -197,7 +197,7 @@ def bigbasket() -> list[dict[str, Any]]:
     note = f"seeds {seeds}; TF-IDF on the same seeds: " + ", ".join(
         f"{r['lvl3 acc']:.4f} acc / {r['lvl3 mF1']:.4f} mF1"
         for s in seeds
-        for r in from_report(f"bigbasket/tfidf_linear@2ep{'' if s == 42 else f'-s{s}'}.json")
+        for r in from_report(f"bigbasket/tfidf_linear@2ep{_seed_suffix(s)}.json")
     )
     fits2 = [f"bigbasket/domain_expert@2ep-syn{_seed_suffix(s)}.json" for s in seeds]
     cost = {"products_s": _speed(syn, "fused_products_s"), "train_min": _fit_minutes(fits2)}
