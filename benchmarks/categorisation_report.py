@@ -123,6 +123,22 @@ def llm_rows(
     return rows
 
 
+def strategy_rows(dataset: str, model: str, seed: int, prefix: str) -> list[dict[str, Any]]:
+    """The paper's three prompt strategies on the same routed products of one model: its
+    domain tier alone, then each strategy's pick as is and rank-fused at 0.25."""
+    alone = "domain expert, shipped (fused), no LLM"
+    base = llm_rows(dataset, ((model, (seed,), alone, f"{prefix}: the domain tier alone"),))
+    rows = [r | {"llm_calls": 0.0, "note": f"seed {seed}; the same products"} for r in base]
+    for strategy in ("zero_shot", "rank", "cot_rank"):
+        rows += llm_rows(dataset, (
+            (model, (seed,), "LLM pick alone",
+             f"{prefix}: + LLM {strategy} on p < 0.9, its pick as is (the paper)"),
+            (model, (seed,), "fused with the LLM, w=0.25",
+             f"{prefix}: + LLM {strategy} on p < 0.9, rank-fused at 0.25 (the default's way)"),
+        ), strategy)  # fmt: skip
+    return rows
+
+
 def mwpd() -> list[dict[str, Any]]:
     default, syn = ["fusion-mwpd@4ep.json"], ["fusion-mwpd@4ep-syn.json"]
     no_p2 = ["fusion-mwpd-no_phase2@4ep.json"]
@@ -168,6 +184,7 @@ def mwpd() -> list[dict[str, Any]]:
         ("domain_expert@4ep-syn", (42, 43), "fused with the LLM, w=0.25",
          "the default as shipped now: + local LLM zero_shot on p < 0.9, rank-fused at 0.25"),
     ))  # fmt: skip
+    rows += strategy_rows("mwpd", "domain_expert@4ep-syn", 42, "seed 42 (session 22's model)")
     return rows
 
 
@@ -244,14 +261,7 @@ def bigbasket() -> list[dict[str, Any]]:
         ("domain_expert@2ep-syn", (42, 43, 44), "fused with the LLM, w=0.25",
          "the default as shipped now: + local LLM zero_shot on p < 0.9, rank-fused at 0.25"),
     ))  # fmt: skip
-    # the same 100 routed products of seed 44's 4-epoch model, each of the paper's strategies
-    for strategy in ("zero_shot", "rank", "cot_rank"):
-        rows += llm_rows("bigbasket", (
-            ("domain_expert@4ep-syn", (44,), "LLM pick alone",
-             f"4 epochs: + LLM {strategy} on p < 0.9, its pick as is (the paper)"),
-            ("domain_expert@4ep-syn", (44,), "fused with the LLM, w=0.25",
-             f"4 epochs: + LLM {strategy} on p < 0.9, rank-fused at 0.25 (the default's way)"),
-        ), strategy)  # fmt: skip
+    rows += strategy_rows("bigbasket", "domain_expert@4ep-syn", 44, "4 epochs")
     return rows
 
 
