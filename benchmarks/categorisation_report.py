@@ -103,8 +103,13 @@ def llm_rows(
     dataset: str,
     specs: tuple[tuple[str, tuple[int, ...], str, str], ...],
     strategy: str = "zero_shot",
+    base_speed: float | None = None,
 ) -> list[dict[str, Any]]:
-    """Rows from disagreement.py results: ``(model tag, seeds, its row, label)`` each."""
+    """Rows from disagreement.py results: ``(model tag, seeds, its row, label)`` each.
+
+    With ``base_speed`` (the domain tier's products/s) and the LLM calls timed, products/s is
+    that of the whole system: every routed product (not only the asked ones) at the measured
+    seconds a call, one call at a time."""
     name = "disagreement/disagreement-{}-{}-s{}-k5-confidence-" + strategy + ".json"
     rows = []
     for model, seeds, variant, label in specs:
@@ -113,9 +118,14 @@ def llm_rows(
             metas = [d["meta"] for *_, d in found]
             names = ", ".join(n for _, n, _ in found)
             asked = ", ".join(f"{m['asked']} of {m['routed']}" for m in metas)
+            calls = mean(m["llm_calls_per_product_all_routed"] for m in metas)
+            secs = [m["llm_seconds_per_asked"] for m in metas if m.get("llm_seconds_per_asked")]
+            speed = None
+            if base_speed and len(secs) == len(metas):
+                speed = 1 / (1 / base_speed + calls * mean(secs))
             rows.append(
                 row(label, [d["rows"][variant] for *_, d in found], names,
-                    llm_calls=mean(m["llm_calls_per_product_all_routed"] for m in metas),
+                    llm_calls=calls, products_s=speed,
                     note=f"seed{'s' * (len(found) > 1)} {', '.join(str(s) for s, *_ in found)}; "
                     f"the LLM asked about {asked} routed products, the rest keep the domain "
                     "tier's answer")
@@ -123,20 +133,24 @@ def llm_rows(
     return rows
 
 
-def strategy_rows(dataset: str, model: str, seed: int, prefix: str) -> list[dict[str, Any]]:
+def strategy_rows(
+    dataset: str, model: str, seed: int, prefix: str, base_speed: float | None, fit: str
+) -> list[dict[str, Any]]:
     """The paper's three prompt strategies on the same routed products of one model: its
     domain tier alone, then each strategy's pick as is and rank-fused at 0.25."""
     alone = "domain expert, shipped (fused), no LLM"
     base = llm_rows(dataset, ((model, (seed,), alone, f"{prefix}: the domain tier alone"),))
-    rows = [r | {"llm_calls": 0.0, "note": f"seed {seed}; the same products"} for r in base]
+    note = f"seed {seed}; the same products"
+    cost = {"products_s": base_speed, "train_min": _fit_minutes([fit])}
+    rows = [r | cost | {"llm_calls": 0.0, "note": note} for r in base]
     for strategy in ("zero_shot", "rank", "cot_rank"):
         rows += llm_rows(dataset, (
             (model, (seed,), "LLM pick alone",
              f"{prefix}: + LLM {strategy} on p < 0.9, its pick as is (the paper)"),
             (model, (seed,), "fused with the LLM, w=0.25",
              f"{prefix}: + LLM {strategy} on p < 0.9, rank-fused at 0.25 (the default's way)"),
-        ), strategy)  # fmt: skip
-    return rows
+        ), strategy, base_speed)  # fmt: skip
+    return [r | {"train_min": cost["train_min"]} for r in rows]
 
 
 def mwpd() -> list[dict[str, Any]]:
@@ -184,7 +198,14 @@ def mwpd() -> list[dict[str, Any]]:
         ("domain_expert@4ep-syn", (42, 43), "fused with the LLM, w=0.25",
          "the default as shipped now: + local LLM zero_shot on p < 0.9, rank-fused at 0.25"),
     ))  # fmt: skip
-    rows += strategy_rows("mwpd", "domain_expert@4ep-syn", 42, "seed 42 (session 22's model)")
+    rows += strategy_rows(
+        "mwpd",
+        "domain_expert@4ep-syn",
+        42,
+        "seed 42 (session 22's model)",
+        fused_speed,
+        "mwpd/domain_expert@4ep-syn-s42-session22.json",
+    )
     return rows
 
 
@@ -261,7 +282,9 @@ def bigbasket() -> list[dict[str, Any]]:
         ("domain_expert@2ep-syn", (42, 43, 44), "fused with the LLM, w=0.25",
          "the default as shipped now: + local LLM zero_shot on p < 0.9, rank-fused at 0.25"),
     ))  # fmt: skip
-    rows += strategy_rows("bigbasket", "domain_expert@4ep-syn", 44, "4 epochs")
+    bb_speed = _speed(["fusion-bigbasket@4ep-syn.json"], "fused_products_s")
+    rows += strategy_rows("bigbasket", "domain_expert@4ep-syn", 44, "4 epochs", bb_speed,
+                          "bigbasket/domain_expert@4ep-syn-s44.json")  # fmt: skip
     return rows
 
 

@@ -74,20 +74,29 @@ def ask_llm(
     with dspy.context(lm=lm), open(out, "a") as f:
         for n, i in enumerate(todo, 1):
             shown = [expert.taxonomy.represent(expert.classes_[j], "descriptive") for j in top[i]]
+            t1 = time.perf_counter()
             g = general(product=test[i].text(), candidates=shown)
+            took = round(time.perf_counter() - t1, 3)
             if strategy == "score":
                 logp = [float(x) for x in (g.llm_logprobs or [0.0] * len(shown))]
             else:  # a fallback keeps the domain expert's order
                 rank = {c: r for r, c in enumerate(g.ranking)}
                 logp = [-float(rank.get(c, len(shown))) for c in range(len(shown))]
             done[test[i].id] = logp
-            rec = {"id": test[i].id, "logp": logp, "fallback": bool(g.fallback)}
+            rec = {"id": test[i].id, "logp": logp, "fallback": bool(g.fallback), "seconds": took}
             f.write(json.dumps(rec) + "\n")
             f.flush()
             if n % 10 == 0 or n == len(todo):
                 secs = time.perf_counter() - t0
                 print(f"  LLM {n}/{len(todo)} ({secs:.0f} s, {secs / n:.1f} s each)", flush=True)
     return done
+
+
+def seconds_per_call(cache: Path) -> float | None:
+    """The mean seconds of the LLM calls timed in ``cache`` (older caches have none)."""
+    recs = [json.loads(line) for line in cache.read_text().splitlines() if line.strip()]
+    secs = [r["seconds"] for r in recs if r.get("seconds") is not None]
+    return sum(secs) / len(secs) if secs else None
 
 
 def pick(fused, top, answers, asked, ids, expert, w: float | None) -> np.ndarray:
@@ -242,6 +251,7 @@ def main() -> None:
         "llm_position_bias": bias.tolist(),
         "llm_calls_per_product": calls,
         "llm_calls_per_product_all_routed": len(routed) / len(test),
+        "llm_seconds_per_asked": seconds_per_call(cache),
     }
     res = args.out / f"disagreement-{tag}.json"
     res.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
