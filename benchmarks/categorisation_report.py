@@ -288,6 +288,11 @@ def bigbasket() -> list[dict[str, Any]]:
     return rows
 
 
+def _speed_cell(v: float | None) -> str:
+    """Products/s: whole numbers, two decimals below 10 (an LLM tier's rate)."""
+    return "–" if not v else f"{v:.0f}" if v >= 10 else f"{v:.2f}"
+
+
 def _cell(r: dict[str, Any], c: str) -> str:
     v, half = r[c], r[f"{c} ±"]
     if isinstance(v, float) and math.isnan(v):
@@ -301,7 +306,7 @@ def _table(rows: list[dict[str, Any]]) -> str:
     for r in rows:
         extra = [
             f"{r['llm_calls']:.3f}" if r.get("llm_calls") is not None else "–",
-            f"{r['products_s']:.0f}" if r.get("products_s") else "–",
+            _speed_cell(r.get("products_s")),
             f"{r['train_min']:.0f}" if r.get("train_min") else "–",
             r.get("note", ""),
         ]
