@@ -140,9 +140,12 @@ def strategy_rows(
     domain tier alone, then each strategy's pick as is and rank-fused at 0.25."""
     alone = "domain expert, shipped (fused), no LLM"
     base = llm_rows(dataset, ((model, (seed,), alone, f"{prefix}: the domain tier alone"),))
-    note = f"seed {seed}; the same products"
-    cost = {"products_s": base_speed, "train_min": _fit_minutes([fit])}
-    rows = [r | cost | {"llm_calls": 0.0, "note": note} for r in base]
+    alone_cells = {
+        "products_s": base_speed,
+        "llm_calls": 0.0,
+        "note": f"seed {seed}; the same products",
+    }
+    rows = [r | alone_cells for r in base]
     for strategy in ("zero_shot", "rank", "cot_rank"):
         rows += llm_rows(dataset, (
             (model, (seed,), "LLM pick alone",
@@ -150,7 +153,8 @@ def strategy_rows(
             (model, (seed,), "fused with the LLM, w=0.25",
              f"{prefix}: + LLM {strategy} on p < 0.9, rank-fused at 0.25 (the default's way)"),
         ), strategy, base_speed)  # fmt: skip
-    return [r | {"train_min": cost["train_min"]} for r in rows]
+    fit_min = _fit_minutes([fit])
+    return [r | {"train_min": fit_min} for r in rows]
 
 
 def mwpd() -> list[dict[str, Any]]:
