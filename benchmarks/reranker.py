@@ -13,6 +13,12 @@ Prints a table (means with 95% intervals over seeds) and writes JSON.
 
     python benchmarks/reranker.py --fit --seed 42
     python benchmarks/reranker.py --seeds 42 43 44
+
+With LLM rationales (the second paper's auxiliary target; same seed, data and settings):
+
+    python benchmarks/reranker.py --write-rationales runs/reranker-rationales.jsonl --limit 1200
+    python benchmarks/reranker.py --fit --seed 42 --rationales runs/reranker-rationales.jsonl \
+        --rtag @rat
 """
 
 from __future__ import annotations
@@ -44,16 +50,63 @@ SETTINGS = [  # (K, threshold, w); w None = the reranker's pick alone
 ]  # fmt: skip
 
 
-def fit(args) -> None:
+def training_set(args):
+    """The training products and the taxonomy the reranker of ``--seed`` is trained on."""
     train, _ = load_dataset(args.dataset, args.seed if args.dataset == "bigbasket" else 0)
     expert = DomainExpert.load(domain_folder(args, args.seed)) if args.taxonomy_from else None
     from dualexpert.taxonomy import Taxonomy
 
     tax = expert.taxonomy if expert else Taxonomy.from_paths([p.category for p in train])
+    return train, tax
+
+
+def write_rationales(args) -> None:
+    """LLM rationales for the first ``--limit`` of the products the reranker trains on
+    (hardest first), resumable."""
+    import json
+
+    import dspy
+
+    from dualexpert.adapters import BriefChatAdapter
+    from dualexpert.lm import configure_lm
+    from dualexpert.reranker.rationales import rationale_requests, write_category_rationales
+
+    train, tax = training_set(args)
+    reqs = rationale_requests(CategoryReranker(negatives=args.negatives), train, tax)
+    reqs = reqs[: args.limit]
+    configure_lm(args.llm, None, parallel=args.parallel)
+    dspy.configure(adapter=BriefChatAdapter())
+    done = {"n": 0}
+
+    def progress(n: int) -> None:
+        done["n"] += n
+        if done["n"] % 50 == 0:
+            print(f"  {done['n']}/{len(reqs)}", flush=True)
+
+    totals = write_category_rationales(
+        reqs, args.write_rationales, progress=progress, parallel=args.parallel
+    )
+    totals["products_per_s"] = totals["written"] / max(totals["seconds"], 1e-9)
+    print(json.dumps(totals))
+
+
+def fit(args) -> None:
+    train, tax = training_set(args)
     out = reranker_folder(args, args.seed)
     t0 = time.perf_counter()
-    rr = CategoryReranker(seed=args.seed, epochs=args.epochs, negatives=args.negatives)
-    rr.fit(train, tax, output_dir=str(out) + ".checkpoints", resume=True)
+    rationales = None
+    if args.rationales:
+        from dualexpert.relevance import load_rationales
+
+        rationales = load_rationales(args.rationales)
+    rr = CategoryReranker(
+        seed=args.seed,
+        epochs=args.epochs,
+        negatives=args.negatives,
+        aux="decoder" if rationales else "none",
+        lam=args.lam,
+    )
+    rr.fit(train, tax, rationales, output_dir=str(out) + ".checkpoints", resume=True)
     rr.save(out)
     minutes = (time.perf_counter() - t0) / 60
     (out / "fit_minutes.txt").write_text(f"{minutes:.1f}\n")
@@ -158,7 +211,27 @@ def main() -> None:
                     help="evaluate every reranker with this seed's domain expert")  # fmt: skip
     ap.add_argument("--rtag", default="", help="the rerankers' tag")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--rationales",
+        type=Path,
+        default=None,
+        help="with --fit: LLM rationales (from --write-rationales) for the decoder",
+    )
+    ap.add_argument("--lam", type=float, default=0.1, help="with --rationales: L_aux weight")
+    ap.add_argument(
+        "--write-rationales",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write LLM rationales for the reranker of --seed's products",
+    )
+    ap.add_argument("--limit", type=int, default=None, help="with --write-rationales")
+    ap.add_argument("--llm", default=None, help="with --write-rationales (default: local)")
+    ap.add_argument("--parallel", type=int, default=16, help="with --write-rationales")
     args = ap.parse_args()
+    if args.write_rationales:
+        write_rationales(args)
+        return
     if args.fit:
         fit(args)
         return

@@ -1,6 +1,7 @@
 """DSPy Signature classes (prompts only): categorisation, category summaries, relevance."""
 
 from .categorisation import (
+    ExplainCategory,
     RankCategories,
     SelectCategory,
     SummariseCategory,
@@ -9,6 +10,7 @@ from .categorisation import (
 from .relevance import JudgeRelevance, WriteRationale
 
 __all__ = [
+    "ExplainCategory",
     "JudgeRelevance",
     "RankCategories",
     "SelectCategory",

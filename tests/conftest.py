@@ -19,6 +19,17 @@ SHARED = Path(os.environ.get("DUALEXPERT_SHARED_DATA", ROOT.parent / "shared" / 
 DEMO = ROOT / "dualexpert" / "demo" / "catalogue.csv"
 
 
+@pytest.fixture(autouse=True)
+def _restore_dspy_settings():
+    """CLI commands configure DSPy globally (their process ends there); in one pytest process
+    that would leak an adapter or LM into the tests that run after them."""
+    import dspy
+
+    before = {k: dspy.settings.get(k) for k in ("lm", "adapter")}
+    yield
+    dspy.configure(**before)
+
+
 @pytest.fixture
 def shared_data() -> Path:
     if not SHARED.is_dir():

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import dspy
 from dspy.utils.usage_tracker import track_usage
@@ -25,6 +25,13 @@ from ..journal import USAGE_KEYS, Journal, add_usage, read_records, usage_totals
 from ..signatures import WriteRationale
 from ..text import trim_to_sentence
 from .data import RelevancePair
+
+
+class _Keyed(Protocol):
+    id: str
+
+
+T = TypeVar("T", bound=_Keyed)
 
 # Two short worked examples anchor the length and style (small local models otherwise restate the
 # whole title); they sit in the static prompt prefix, which llama.cpp reuses between calls.
@@ -94,29 +101,56 @@ def write_rationales(
     arrives, so a kill loses at most the pairs in flight, and DSPy's cache answers those again).
     Returns totals: pairs written, skipped (already done), failed, LLM calls, tokens, seconds.
     """
+    program = program or RationaleWriter()
+
+    def check(pr: RelevancePair) -> None:
+        if pr.label is None:
+            raise ValueError(f"pair {pr.id}: field 'relevance' is needed to write a rationale")
+
+    def answer(pr: RelevancePair) -> dict[str, Any] | None:
+        rationale = program(query=pr.query, title=pr.title, label=pr.label).rationale
+        row = {"id": pr.id, "query": pr.query, "title": pr.title, "label": pr.label}
+        return {**row, "rationale": rationale} if rationale else None
+
+    return journalled(pairs, out, answer, check, progress, parallel)
+
+
+def journalled(
+    items: Iterable[T],
+    out: str | Path,
+    answer: Callable[[T], dict[str, Any] | None],
+    check: Callable[[T], None] | None = None,
+    progress: Callable[[int], None] | None = None,
+    parallel: int = 1,
+) -> dict[str, Any]:
+    """Run ``answer`` (one LLM program call) on each item not yet in ``out`` and append its
+    row (a dict with the item's ``id``; None: an empty answer, counted as failed) as it arrives.
+
+    ``check`` runs in the calling thread before an item is asked; what it raises stops the run
+    (bad input the user must fix). An exception from ``answer`` is one failed item, not a
+    stopped run. Returns totals: written, skipped, failed, LLM usage and seconds.
+    """
     if parallel < 1:
         raise ValueError(f"parallel must be at least 1, got {parallel}")
-    program = program or RationaleWriter()
     journal = Journal(out)
     done = journal.done()
     totals: dict[str, Any] = {"written": 0, "skipped": 0, "failed": 0}
     usage = dict.fromkeys(USAGE_KEYS, 0)
     t0 = time.perf_counter()
 
-    def ask(pr: RelevancePair) -> tuple[str | None, str, dict[str, int]]:
+    def ask(item: T) -> tuple[dict[str, Any] | None, str, dict[str, int]]:
         try:
             with track_usage() as tracker:
-                rationale = program(query=pr.query, title=pr.title, label=pr.label).rationale
-            return rationale, "empty rationale", usage_totals(tracker)
+                row = answer(item)
+            return row, "empty rationale", usage_totals(tracker)
         except Exception as e:  # one bad LLM answer must not stop a long run
             return None, f"{type(e).__name__}: {e}", {}
 
-    def record(pr: RelevancePair, answer: tuple[str | None, str, dict[str, int]]) -> None:
-        rationale, err, used = answer
+    def record(answered: tuple[dict[str, Any] | None, str, dict[str, int]]) -> None:
+        row, err, used = answered
         add_usage(usage, used)
-        if rationale:
-            row = {"id": pr.id, "query": pr.query, "title": pr.title, "label": pr.label}
-            totals["written"] += write([{**row, "rationale": rationale}])
+        if row:
+            totals["written"] += write([row])
         else:
             totals["failed"] += 1
             totals.setdefault("last_error", err)
@@ -124,29 +158,27 @@ def write_rationales(
             progress(1)
 
     with journal.open() as write, ThreadPoolExecutor(parallel) as pool:
-        running: dict[Future, RelevancePair] = {}
+        running: set[Future] = set()
         try:
-            for pr in pairs:
-                if pr.id in done:
+            for item in items:
+                if item.id in done:
                     totals["skipped"] += 1
                     if progress:
                         progress(1)
                     continue
-                if pr.label is None:
-                    raise ValueError(
-                        f"pair {pr.id}: field 'relevance' is needed to write a rationale"
-                    )
+                if check:
+                    check(item)
                 # each thread sees this thread's DSPy context (LM, adapter)
                 ctx = contextvars.copy_context()
-                running[pool.submit(ctx.run, ask, pr)] = pr
+                running.add(pool.submit(ctx.run, ask, item))
                 while len(running) >= 2 * parallel:  # a bounded queue ahead of the threads
-                    finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                    finished, running = wait(running, return_when=FIRST_COMPLETED)
                     for f in finished:
-                        record(running.pop(f), f.result())
+                        record(f.result())
             while running:
-                finished, _ = wait(running, return_when=FIRST_COMPLETED)
+                finished, running = wait(running, return_when=FIRST_COMPLETED)
                 for f in finished:
-                    record(running.pop(f), f.result())
+                    record(f.result())
         finally:
             for f in running:
                 f.cancel()

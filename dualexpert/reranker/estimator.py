@@ -125,8 +125,17 @@ class CategoryReranker:
 
         cfg = self.config
         pairs = self.training_pairs(products, taxonomy)
-        if cfg.aux != "none" and not rationales:
-            raise ValueError(f"aux={cfg.aux!r} needs rationales (pair id -> text)")
+        if cfg.aux != "none":
+            if not rationales:
+                raise ValueError(f"aux={cfg.aux!r} needs rationales (pair id -> text)")
+            covered = sum(p.id in rationales for p in pairs)
+            if not covered:
+                raise ValueError(
+                    f"none of the {len(rationales)} rationales is keyed by a training pair's id "
+                    "(product id#category id): were they written for these products and this "
+                    "reranker's settings (dualexpert.reranker.rationales.rationale_requests)?"
+                )
+            log.info("%d of %d training pairs have a rationale", covered, len(pairs))
         self.distiller_ = RelevanceDistiller(
             encoder=cfg.encoder,
             aux=cfg.aux,
