@@ -72,7 +72,8 @@ def write_rationales(args) -> None:
     from dualexpert.reranker.rationales import rationale_requests, write_category_rationales
 
     train, tax = training_set(args)
-    reqs = rationale_requests(CategoryReranker(negatives=args.negatives), train, tax)
+    rr = CategoryReranker(negatives=args.negatives, max_products=args.max_products)
+    reqs = rationale_requests(rr, train, tax)
     reqs = reqs[: args.limit]
     configure_lm(args.llm, None, parallel=args.parallel)
     dspy.configure(adapter=BriefChatAdapter())
@@ -105,6 +106,7 @@ def fit(args) -> None:
         negatives=args.negatives,
         aux="decoder" if rationales else "none",
         lam=args.lam,
+        max_products=args.max_products,
     )
     rr.fit(train, tax, rationales, output_dir=str(out) + ".checkpoints", resume=True)
     rr.save(out)
@@ -204,6 +206,12 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[42, 43, 44])
     ap.add_argument("--epochs", type=int, default=1)
     ap.add_argument("--negatives", type=int, default=4)
+    ap.add_argument(
+        "--max-products",
+        type=int,
+        default=3000,
+        help="train on the hardest N products (the reranker's default)",
+    )
     ap.add_argument("--taxonomy-from", action="store_true",
                     help="take the taxonomy from the domain expert of --seed")  # fmt: skip
     ap.add_argument("--tag", default="@4ep", help="the domain experts' tag")
