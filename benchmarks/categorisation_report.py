@@ -133,6 +133,33 @@ def llm_rows(
     return rows
 
 
+def rationale_rows(dataset: str, size: int = 800) -> list[dict[str, Any]]:
+    """Lever 1's rationale variant (reranker.py ``--rtag @<size>`` and ``@<size>rat``): the same
+    reranker, trained on the ``size`` hardest products by seed, without and with LLM rationales,
+    over one domain tier; and that domain tier alone, on the same products."""
+    variant = "dual, reranker K=5, p<0.9, fused w=1"
+    rows = []
+    for rtag, label in (("", "without rationales"), ("rat", "with LLM rationales (aux decoder)")):
+        name = f"reranker-{dataset}@{size}{rtag}.json"
+        data = _load(name)
+        if data is None:
+            continue
+        runs = data["runs"]
+        if not rows:
+            rows.append(row(
+                f"domain tier of the next two rows (seed {runs[0]['domain_seed']})",
+                [runs[0]["rows"]["domain expert, shipped (encoder + lexical)"]], name,
+                llm_calls=0.0))  # fmt: skip
+        fits = [r["fit_minutes"] for r in runs if r.get("fit_minutes")]
+        rows.append(row(
+            f"lever 1, reranker on its {size} hardest products, {label}; p < 0.9, K=5, w=1",
+            [r["rows"][variant] for r in runs], name, llm_calls=0.0,
+            train_min=mean(fits) if fits else None,
+            note=f"reranker seeds {', '.join(str(r['seed']) for r in runs)}"
+            + ("; + the LLM's time writing the rationales" if rtag else "")))  # fmt: skip
+    return rows
+
+
 def strategy_rows(
     dataset: str, model: str, seed: int, prefix: str, base_speed: float | None, fit: str
 ) -> list[dict[str, Any]]:
@@ -202,6 +229,7 @@ def mwpd() -> list[dict[str, Any]]:
         ("domain_expert@4ep-syn", (42, 43), "fused with the LLM, w=0.25",
          "the default as shipped now: + local LLM zero_shot on p < 0.9, rank-fused at 0.25"),
     ))  # fmt: skip
+    rows += rationale_rows("mwpd")
     rows += strategy_rows(
         "mwpd",
         "domain_expert@4ep-syn",

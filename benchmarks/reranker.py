@@ -16,9 +16,12 @@ Prints a table (means with 95% intervals over seeds) and writes JSON.
 
 With LLM rationales (the second paper's auxiliary target; same seed, data and settings):
 
-    python benchmarks/reranker.py --write-rationales runs/reranker-rationales.jsonl --limit 1200
-    python benchmarks/reranker.py --fit --seed 42 --rationales runs/reranker-rationales.jsonl \
-        --rtag @rat
+    python benchmarks/reranker.py --write-rationales runs/reranker-rationales.jsonl \
+        --max-products 800
+    python benchmarks/reranker.py --fit --seed 42 --max-products 800 --rtag @800
+    python benchmarks/reranker.py --fit --seed 42 --max-products 800 --rtag @800rat \
+        --rationales runs/reranker-rationales.jsonl
+    python benchmarks/reranker.py --seeds 42 43 44 --domain-seed 42 --tag @4ep-syn --rtag @800rat
 """
 
 from __future__ import annotations
@@ -61,8 +64,8 @@ def training_set(args):
 
 
 def write_rationales(args) -> None:
-    """LLM rationales for the first ``--limit`` of the products the reranker trains on
-    (hardest first), resumable."""
+    """LLM rationales for the products the reranker of ``--max-products`` trains on (the
+    hardest, in catalogue order; ``--limit``: the first N of them), resumable."""
     import json
 
     import dspy
@@ -92,6 +95,11 @@ def write_rationales(args) -> None:
 
 
 def fit(args) -> None:
+    import logging
+
+    # the reranker logs how many of its pairs have a rationale
+    logging.basicConfig(format="%(name)s: %(message)s")
+    logging.getLogger("dualexpert.reranker").setLevel(logging.INFO)
     train, tax = training_set(args)
     out = reranker_folder(args, args.seed)
     t0 = time.perf_counter()
@@ -146,7 +154,8 @@ def run_seed(args, seed: int, test, counts) -> dict:
     rr = CategoryReranker.load(reranker_folder(args, seed))
     p_enc = expert.encoder_proba(test)
     m = expert.lexical_margins([p.text() for p in test])
-    proba = expert.fuse(p_enc, m, expert.fusion_scale())
+    # the domain tier as shipped: fused, then prior-adjusted by the model's saved tau
+    proba = expert.adjust_for_prior(expert.fuse(p_enc, m, expert.fusion_scale()))
     kmax = max(k for k, _, _ in SETTINGS)
     need = np.where(proba.max(axis=1) < max(t for _, t, _ in SETTINGS))[0]
     top = np.argsort(-proba, axis=1)[:, :kmax]

@@ -103,8 +103,9 @@ class CategoryRationaleWriter(dspy.Module):
 def rationale_requests(
     reranker: CategoryReranker, products: Sequence[Product], taxonomy: Taxonomy
 ) -> list[RationaleRequest]:
-    """The products the reranker trains on (its ``training_pairs``, hardest first), each with
-    its near-misses, as rationale requests."""
+    """The products the reranker trains on (its ``training_pairs``: the ``max_products``
+    hardest, in catalogue order), each with its near-misses, as rationale requests. Build them
+    with the reranker's own settings, so the ids match the pairs it will train on."""
     out: list[RationaleRequest] = []
     for pr in reranker.training_pairs(products, taxonomy):
         if pr.label == 1:
