@@ -114,6 +114,7 @@ def fit(args) -> None:
         negatives=args.negatives,
         aux="decoder" if rationales else "none",
         lam=args.lam,
+        decoder_warmup=not args.no_warmup,
         max_products=args.max_products,
     )
     rr.fit(train, tax, rationales, output_dir=str(out) + ".checkpoints", resume=True)
@@ -235,6 +236,11 @@ def main() -> None:
         help="with --fit: LLM rationales (from --write-rationales) for the decoder",
     )
     ap.add_argument("--lam", type=float, default=0.1, help="with --rationales: L_aux weight")
+    ap.add_argument(
+        "--no-warmup",
+        action="store_true",
+        help="with --rationales: no decoder-only warm-up (the encoder trains from step 1)",
+    )
     ap.add_argument(
         "--write-rationales",
         type=Path,

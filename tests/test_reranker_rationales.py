@@ -88,17 +88,28 @@ def test_rationales_are_written_resumed_and_conditioned_on_the_label(smollm, dem
 
 def test_reranker_trains_on_the_rationales_and_rejects_ones_for_other_pairs(demo, tmp_path):
     train, tax = demo
-    opts = dict(negatives=2, max_products=16, max_length=32, batch_size=8, epochs=2, seed=0)
+    opts = dict(
+        negatives=2,
+        max_products=16,
+        max_length=32,
+        batch_size=8,
+        epochs=2,
+        seed=0,
+        logging_steps=1,
+    )
     reqs = rationale_requests(CategoryReranker(**opts), train, tax)
 
-    def fitted(template: str) -> CategoryReranker:
+    def fitted(template: str, **extra) -> CategoryReranker:
         # hand-written stand-ins: this test is about keys and training, not the LLM's prose
         out = tmp_path / f"{len(template)}.jsonl"
         rows = [{"id": r.id, "rationale": template.format(r.category)} for r in reqs]
         out.write_text("".join(json.dumps(row) + "\n" for row in rows))
-        return CategoryReranker(aux="decoder", **opts).fit(
+        return CategoryReranker(aux="decoder", **opts, **extra).fit(
             train, tax, rationales=load_rationales(out), progress=False
         )
+
+    def phases(rr: CategoryReranker) -> set:
+        return {h.get("phase") for h in rr.distiller_.log_history if "loss" in h}
 
     with pytest.raises(ValueError, match="none of the 1 rationales is keyed"):
         CategoryReranker(aux="decoder", **opts).fit(train, tax, rationales={"p#c": "x"})
@@ -111,3 +122,6 @@ def test_reranker_trains_on_the_rationales_and_rejects_ones_for_other_pairs(demo
     assert any(not np.allclose(x, y, atol=1e-6) for x, y in zip(sa, sb, strict=True))
     again = CategoryReranker.load(a.save(tmp_path / "rr"))
     np.testing.assert_allclose(again.score(texts, cands)[0], sa[0], atol=1e-5)
+    # the decoder-only warm-up is on by default and can be switched off
+    assert "decoder-warmup" in phases(a)
+    assert phases(fitted("It is a kind of {}.", decoder_warmup=False)) == {"joint"}

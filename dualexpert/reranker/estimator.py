@@ -48,6 +48,9 @@ class RerankerConfig(StrictConfig):
     # "embedding" is not offered: its targets need a rationale for every pair
     aux: Literal["decoder", "none"] = "none"
     lam: float = 0.1
+    # with aux: the first half of the first epoch trains the decoder alone (the relevance
+    # distiller's warm-up); at one epoch that halves the encoder's training
+    decoder_warmup: bool = True
     epochs: int = 1
     learning_rate: float = 5e-5
     head_lr_multiplier: float = 1.0
@@ -55,6 +58,7 @@ class RerankerConfig(StrictConfig):
     max_length: int = 64
     rationale_max_length: int = 64
     seed: int = 42
+    logging_steps: int = 20
 
 
 def pair_id(product_id: str, category_id: str) -> str:
@@ -140,6 +144,7 @@ class CategoryReranker:
             encoder=cfg.encoder,
             aux=cfg.aux,
             lam=cfg.lam,
+            decoder_warmup=cfg.decoder_warmup,
             epochs=cfg.epochs,
             learning_rate=cfg.learning_rate,
             head_lr_multiplier=cfg.head_lr_multiplier,
@@ -148,6 +153,7 @@ class CategoryReranker:
             rationale_max_length=cfg.rationale_max_length,
             prior="none",  # the relevance prior's features are for queries, not categories
             seed=cfg.seed,
+            logging_steps=cfg.logging_steps,
         )
         log.info("training the reranker on %d pairs", len(pairs))
         self.distiller_.fit(pairs, rationales, output_dir, resume, progress, partial=True)
