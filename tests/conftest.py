@@ -25,9 +25,11 @@ def _restore_dspy_settings():
     that would leak an adapter or LM into the tests that run after them."""
     import dspy
 
-    before = {k: dspy.settings.get(k) for k in ("lm", "adapter")}
+    keys = ("lm", "adapter")
+    before = {k: dspy.settings.get(k) for k in keys}
     yield
-    dspy.configure(**before)
+    if any(dspy.settings.get(k) is not before[k] for k in keys):
+        dspy.configure(**before)
 
 
 @pytest.fixture

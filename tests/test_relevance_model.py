@@ -70,6 +70,16 @@ def test_decoder_loss_and_ignore_cls(tok):
         assert seen["len"] == (n - 1 if ignore else n)
 
 
+def test_warmup_batch_without_any_rationale_backpropagates_nothing(tok):
+    # partial rationales: a decoder warm-up batch may hold no rationale at all
+    m = RationaleDistillModel(resolve_encoder("minilm"), aux="decoder")
+    enc, _ = _batch(tok)
+    out = m(**enc, labels=torch.tensor([1.0, 0.0]), aux_only=True)
+    assert out["loss"].item() == 0.0
+    out["loss"].backward()  # the Trainer's step; it raised before
+    assert all(p.grad is None or not p.grad.any() for p in m.parameters())
+
+
 def test_plain_cross_encoder_has_no_aux():
     m = RationaleDistillModel(resolve_encoder("minilm"), aux="none")
     assert m.decoder is None and m.transform is None

@@ -292,5 +292,9 @@ class RationaleDistillModel(nn.Module):
                 self.aux_scale.fill_(float(l_aux.detach().clamp(min=1e-8)))
             scaled = l_aux / self.aux_scale
         loss = scaled if aux_only else l_cls + self.lam * scaled
+        if not loss.requires_grad and torch.is_grad_enabled():
+            # a warm-up batch in which no pair has a rationale (partial rationales): nothing to
+            # learn, but the trainer still calls backward
+            loss = loss.detach().requires_grad_()
         result.update(loss=loss, loss_cls=l_cls.detach(), loss_aux=l_aux.detach())
         return result
