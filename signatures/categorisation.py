@@ -1,5 +1,5 @@
-"""Signatures of the general expert (paper 3.2, Figure 3), of the category summariser and of the
-writer of synthetic training products.
+"""Signatures of the general expert (paper 3.2, Figure 3), of the category summariser, of the
+writer of synthetic training products and of the reranker's rationale writer.
 
 The paper's CoT + rank strategy is ``dspy.ChainOfThought(RankCategories)``: DSPy adds the
 reasoning field itself. Candidates are shown as a numbered list; the answer is a candidate
