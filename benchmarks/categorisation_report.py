@@ -134,12 +134,17 @@ def llm_rows(
 
 
 def rationale_rows(dataset: str, size: int = 800) -> list[dict[str, Any]]:
-    """Lever 1's rationale variant (reranker.py ``--rtag @<size>`` and ``@<size>rat``): the same
-    reranker, trained on the ``size`` hardest products by seed, without and with LLM rationales,
-    over one domain tier; and that domain tier alone, on the same products."""
+    """Lever 1's rationale variant (reranker.py ``--rtag @<size>``, ``@<size>rat`` and
+    ``@<size>rat-nowarm``): the same reranker, trained on the ``size`` hardest products by seed,
+    without and with LLM rationales, over one domain tier; and that domain tier alone, on the
+    same products."""
     variant = "dual, reranker K=5, p<0.9, fused w=1"
     rows = []
-    for rtag, label in (("", "without rationales"), ("rat", "with LLM rationales (aux decoder)")):
+    for rtag, label in (
+        ("", "without rationales"),
+        ("rat", "with LLM rationales (aux decoder, warm-up)"),
+        ("rat-nowarm", "with LLM rationales (aux decoder, no warm-up)"),
+    ):
         name = f"reranker-{dataset}@{size}{rtag}.json"
         data = _load(name)
         if data is None:
@@ -147,7 +152,7 @@ def rationale_rows(dataset: str, size: int = 800) -> list[dict[str, Any]]:
         runs = data["runs"]
         if not rows:
             rows.append(row(
-                f"domain tier of the next two rows (seed {runs[0]['domain_seed']})",
+                f"domain tier of the next rows (seed {runs[0]['domain_seed']})",
                 [runs[0]["rows"]["domain expert, shipped (encoder + lexical)"]], name,
                 llm_calls=0.0))  # fmt: skip
         fits = [r["fit_minutes"] for r in runs if r.get("fit_minutes")]

@@ -43,7 +43,7 @@ from fusion import print_table as fusion_table  # noqa: E402
 from fusion import scores, write_results  # noqa: E402
 
 from dualexpert.domain import DomainExpert  # noqa: E402
-from dualexpert.reranker import CategoryReranker  # noqa: E402
+from dualexpert.reranker import CategoryReranker, RerankerConfig  # noqa: E402
 from dualexpert.reranker.estimator import log_softmax  # noqa: E402
 
 COLUMNS = ("avg wF1", "lvl3 acc", "lvl3 wF1", "lvl3 mF1", "head mF1", "tail mF1", "routed")
@@ -219,7 +219,7 @@ def main() -> None:
     ap.add_argument(
         "--max-products",
         type=int,
-        default=3000,
+        default=RerankerConfig().max_products,
         help="train on the hardest N products (the reranker's default)",
     )
     ap.add_argument("--taxonomy-from", action="store_true",
