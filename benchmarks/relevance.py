@@ -288,6 +288,7 @@ def run(args: argparse.Namespace) -> dict:
                 "query_auc": query_auc(te, prob),
                 "fit_seconds": fit_s,
                 "pairs_per_s": pps,
+                "correction_scale": model.correction_scale_,
             }
             print(key, seed, f"auc={runs[str(seed)]['roc_auc']:.4f}", f"{fit_s:.0f}s")
             _store(out, results)

@@ -6,6 +6,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "relevance.py"
 
 
@@ -86,8 +88,33 @@ def test_learning_curve_table_and_epochs(tmp_path, capsys):
                   "500": {"roc_auc": 0.60, "ci95": 0.01, "seeds": 3}}}  # fmt: skip
     curve.print_curve(pts)
     out = capsys.readouterr().out.splitlines()
-    assert out[0].split() == ["system", "250", "500"]
+    assert out[0].split() == ["roc_auc", "250", "500"]
     assert out[1].split() == ["prior", "0.6800±0.020", "-"]
     assert out[2].split() == ["ce", "0.5700", "0.6000±0.010"]  # one seed: no interval
+    pts["ce"]["500"]["query_auc"] = 0.55
+    curve.print_curve(pts, "query_auc")  # no interval; a cell without the metric is "-"
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in out] == [
+        ["query_auc", "250", "500"],
+        ["prior", "-", "-"],
+        ["ce", "-", "0.5500"],
+    ]
+    # --also: another run's rows fill only the cells the main folder lacks
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "results.json").write_text(json.dumps({
+        "setup": {"train": 500, "epochs": 3},
+        "ce": {"mean": {"roc_auc": 0.1}, "runs": {"0": {}}},
+        "distilled": {"mean": {"roc_auc": 0.61, "query_auc": 0.58}, "ci95": {"roc_auc": 0.02},
+                      "runs": {"0": {}, "1": {}}},
+    }))  # fmt: skip
+    extra = curve.parse_also([f"500={tmp_path / 'other'}"])
+    curve.add_cells(pts, "500", tmp_path / "other", curve.load(extra[500][0]))
+    assert pts["ce"]["500"]["roc_auc"] == 0.60  # kept
+    assert pts["distilled"]["500"] == {
+        "roc_auc": 0.61, "query_auc": 0.58, "ci95": 0.02, "seeds": 2, "epochs": 3,
+        "source": str(tmp_path / "other"),
+    }  # fmt: skip
+    with pytest.raises(SystemExit, match="SIZE=FOLDER"):
+        curve.parse_also([f"x={tmp_path}"])
     curve.plot(pts, tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 1000

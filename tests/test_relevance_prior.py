@@ -147,3 +147,55 @@ def test_knn_embedding_baseline_runs_and_ranks():
         p.category in [c.path for c in cands] for p, cands in zip(held[:40], top, strict=True)
     )
     assert hits >= 24  # far above chance on the demo catalogue
+
+
+def test_hold_out_takes_whole_queries_and_needs_enough_pairs(pairs):
+    from dualexpert.relevance.data import RelevancePair, split_by_query
+
+    many = [
+        RelevancePair(id=f"{q}-{k}", query=f"query {q}", title=f"title {q} {k}", label=k)
+        for q in range(150)
+        for k in (0, 1)
+    ]
+    # the train side of a split by query with the distiller's own seed still gives a hold-out
+    many, _ = split_by_query(many + [p.model_copy(update={"query": p.query + "!"}) for p in many],
+                             0.5, seed=3)  # fmt: skip
+    d = RelevanceDistiller(aux="none", correction_holdout=0.25, seed=3)
+    train, held = d._hold_out(many)
+    assert len(train) + len(held) == len(many) and len(held) >= 50
+    assert not {p.query for p in train} & {p.query for p in held}  # whole queries
+    assert {p.label for p in held} == {0, 1}
+    # 24 pairs cannot give 50 held-out ones: all of them train, the correction stays as trained
+    assert d._hold_out(pairs) == (pairs, [])
+    # no prior, nothing to scale
+    assert RelevanceDistiller(aux="none", prior="none")._hold_out(many) == (many, [])
+
+
+@pytest.mark.slow
+def test_correction_is_scaled_on_held_out_pairs_and_dropped_when_it_hurts(pairs, tmp_path):
+    import copy
+
+    d = RelevanceDistiller(aux="none", epochs=4, batch_size=8, learning_rate=1e-4, seed=0).fit(
+        pairs, progress=False
+    )
+    assert d.correction_scale_ == 1.0  # 24 pairs: nothing held out
+    texts = [(p.query, p.title) for p in pairs]
+    z = d.prior_.decision_function(pairs)
+    c = d.score_texts(texts) - z
+    # labels the correction agrees with: it is kept (scaled by a > 0) and exported scaled
+    agree = copy.deepcopy(d)
+    agree._scale_correction(pairs)
+    a = agree.correction_scale_
+    assert 0.0 < a <= 1.0
+    np.testing.assert_allclose(agree.score_texts(texts), z + a * c, atol=1e-4)
+    agree.save(tmp_path / "ce")
+    assert RelevanceDistiller.load(tmp_path / "ce").correction_scale_ == pytest.approx(a)
+    np.testing.assert_allclose(
+        RelevanceScorer(tmp_path / "ce").predict_proba(pairs), agree.predict_proba(pairs), atol=1e-5
+    )
+    # labels it contradicts (relevant where it lowers the prior's score): dropped, the prior alone
+    flipped = [p.model_copy(update={"label": int(ci < 0)}) for p, ci in zip(pairs, c, strict=True)]
+    assert {p.label for p in flipped} == {0, 1}
+    d._scale_correction(flipped)
+    assert d.correction_scale_ == 0.0
+    np.testing.assert_allclose(d.score_texts(texts), z, atol=1e-5)

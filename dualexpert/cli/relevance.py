@@ -112,6 +112,13 @@ def distill(
             "it in prior/)."
         ),
     ] = "cosine+lexical+overlap",
+    correction_holdout: Annotated[
+        float,
+        typer.Option(
+            help="With a prior: share of training queries held out to scale the correction "
+            "(0 keeps it as trained)."
+        ),
+    ] = 0.1,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 3,
     batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
@@ -146,13 +153,15 @@ def distill(
             decoder_warmup=warmup,
             ignore_cls=ignore_cls,
             prior=prior,
+            correction_holdout=correction_holdout,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
             seed=seed,
         ).fit(todo, rat, output_dir=out.with_name(f"{out.name}.checkpoints"), resume=resume)
     model.save(out)
-    console.print(f"exported CrossEncoder to {out} ({len(todo)} training pairs)")
+    scale = f", correction scaled by {model.correction_scale_:.2f}" if model.prior_ else ""
+    console.print(f"exported CrossEncoder to {out} ({len(todo)} training pairs{scale})")
 
 
 @relevance_app.command("evaluate")

@@ -96,15 +96,16 @@ def load_pairs(
     return out
 
 
-def _bucket(query: str, seed: int) -> float:
+def _bucket(query: str, seed: int | str) -> float:
     h = hashlib.sha256(f"{seed}:{query.strip().lower()}".encode()).digest()
     return int.from_bytes(h[:8], "big") / 2**64
 
 
 def split_by_query(
-    pairs: Sequence[RelevancePair], test_fraction: float = 0.2, seed: int = 0
+    pairs: Sequence[RelevancePair], test_fraction: float = 0.2, seed: int | str = 0
 ) -> tuple[list[RelevancePair], list[RelevancePair]]:
-    """Train/test split in which no query (case-insensitive) is on both sides."""
+    """Train/test split in which no query (case-insensitive) is on both sides. Splits with
+    different seeds are independent; the same seed cuts the same queries."""
     train, test = [], []
     for pr in pairs:
         (test if _bucket(pr.query, seed) < test_fraction else train).append(pr)

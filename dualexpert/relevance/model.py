@@ -197,6 +197,11 @@ def make_decoder(name_or_path: str, encoder_dim: int) -> RationaleDecoder:
     return BertStyleDecoder(name_or_path, encoder_dim)
 
 
+def output_layer(cross: nn.Module) -> nn.Linear:
+    """The cross-encoder's last one-output linear layer: the one that writes its logit."""
+    return [m for m in cross.modules() if isinstance(m, nn.Linear) and m.out_features == 1][-1]
+
+
 class RationaleDistillModel(nn.Module):
     """Cross-encoder + auxiliary rationale head; ``forward`` returns the losses."""
 
@@ -225,10 +230,9 @@ class RationaleDistillModel(nn.Module):
         self.aux_norm = aux_norm
         self.register_buffer("aux_scale", torch.zeros(()), persistent=False)
         if residual:  # the head starts at zero: the first logit is the prior's alone
-            head = [m for n, m in self.cross.named_modules()
-                    if isinstance(m, nn.Linear) and m.out_features == 1]  # fmt: skip
-            nn.init.zeros_(head[-1].weight)
-            nn.init.zeros_(head[-1].bias)
+            head = output_layer(self.cross)
+            nn.init.zeros_(head.weight)
+            nn.init.zeros_(head.bias)
         self.decoder: nn.Module | None = None
         self.transform: nn.Module | None = None
         if aux == "decoder":
