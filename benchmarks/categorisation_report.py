@@ -192,6 +192,8 @@ def strategy_rows(
 def mwpd() -> list[dict[str, Any]]:
     default, syn = ["fusion-mwpd@4ep.json"], ["fusion-mwpd@4ep-syn.json"]
     no_p2 = ["fusion-mwpd-no_phase2@4ep.json"]
+    len64 = ["fusion-mwpd@4ep-syn-len64.json"]
+    len64_fits = [f"mwpd/domain_expert@4ep-syn-len64{s}.json" for s in ("", "-s43")]
     syn_fits = [f"mwpd/domain_expert@4ep-syn{s}.json" for s in ("", "-s43", "-s44")]
     no_p2_fits = ["mwpd/no_phase2@4ep.json", "mwpd/no_phase2@4ep-s43.json"]
     enc_speed, fused_speed = (
@@ -222,6 +224,9 @@ def mwpd() -> list[dict[str, Any]]:
         row("levers 2 + 3a + tau 1: the domain tier trained by default now", seed_rows(syn,
             "fused, prior-adjusted tau 1"), syn[0], llm_calls=0.0, products_s=fused_speed,
             train_min=_fit_minutes(syn_fits), note="+ 20 min of the LLM writing titles"),
+        row("lever 5: the default tier reading 64 tokens instead of 32", seed_rows(len64,
+            "fused, prior-adjusted tau 1"), len64[0], llm_calls=0.0, train_min=_fit_minutes(
+            len64_fits), note="seeds 42, 43; fit minutes at one thread beside other jobs"),
         row("lever 1: + cross-encoder reranker on p < 0.9, K=5, w=1", seed_rows(
             ["reranker-mwpd.json"], "dual, reranker K=5, p<0.9, fused w=1"),
             "reranker-mwpd.json", llm_calls=0.0, note="routed products at ~2 products/s"),
