@@ -199,3 +199,21 @@ def test_correction_is_scaled_on_held_out_pairs_and_dropped_when_it_hurts(pairs,
     d._scale_correction(flipped)
     assert d.correction_scale_ == 0.0
     np.testing.assert_allclose(d.score_texts(texts), z, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_fit_trains_without_the_held_out_queries_then_refits_the_prior_on_all(pairs, monkeypatch):
+    import dualexpert.relevance.distill as distill
+
+    monkeypatch.setattr(distill, "MIN_HOLDOUT", 4)  # the 24-pair set as if it were large
+    d = RelevanceDistiller(aux="none", epochs=2, batch_size=4, seed=1, correction_holdout=0.4)
+    train, held = d._hold_out(pairs)
+    assert len(held) >= 4
+    d.fit(pairs, progress=False)
+    # the cross-encoder saw only the training queries: 2 epochs of ceil(len(train) / 4) steps
+    assert d.log_history[-1]["step"] == 2 * -(-len(train) // 4) < 2 * -(-len(pairs) // 4)
+    assert 0.0 <= d.correction_scale_ <= 1.0
+    # the shipped prior is the one fitted on every pair
+    full = RelevancePrior().fit(pairs)
+    np.testing.assert_allclose(d.prior_.decision_function(pairs), full.decision_function(pairs),
+                               atol=1e-6)  # fmt: skip
