@@ -289,6 +289,7 @@ def run(args: argparse.Namespace) -> dict:
                 "fit_seconds": fit_s,
                 "pairs_per_s": pps,
                 "correction_scale": model.correction_scale_,
+                **{f"holdout_{k}": v for k, v in model.holdout_.items()},
             }
             print(key, seed, f"auc={runs[str(seed)]['roc_auc']:.4f}", f"{fit_s:.0f}s")
             _store(out, results)

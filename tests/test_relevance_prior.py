@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from relevance_fixtures import write_pairs
+from sklearn.metrics import roc_auc_score
 
 from dualexpert.evaluation.baselines import BiEncoderCosine, LexicalRelevanceLR
 from dualexpert.models import resolve_encoder
@@ -28,8 +29,6 @@ def prior(pairs):
 
 
 def _auc(pairs, prob):
-    from sklearn.metrics import roc_auc_score
-
     return roc_auc_score([p.label for p in pairs], prob)
 
 
@@ -188,8 +187,15 @@ def test_correction_is_scaled_on_held_out_pairs_and_dropped_when_it_hurts(pairs,
     a = agree.correction_scale_
     assert 0.0 < a <= 1.0
     np.testing.assert_allclose(agree.score_texts(texts), z + a * c, atol=1e-4)
+    h = agree.holdout_  # what the held-out pairs measured, saved with the model
+    assert h["pairs"] == len(pairs) and h["queries"] == len({p.query.lower() for p in pairs})
+    assert h["log_loss"] <= min(h["log_loss_prior"], h["log_loss_unscaled"]) + 1e-9
+    y = [p.label for p in pairs]
+    assert h["roc_auc_prior"] == pytest.approx(roc_auc_score(y, z))
+    assert h["roc_auc"] == pytest.approx(roc_auc_score(y, z + a * c))
     agree.save(tmp_path / "ce")
-    assert RelevanceDistiller.load(tmp_path / "ce").correction_scale_ == pytest.approx(a)
+    loaded = RelevanceDistiller.load(tmp_path / "ce")
+    assert loaded.correction_scale_ == pytest.approx(a) and loaded.holdout_ == pytest.approx(h)
     np.testing.assert_allclose(
         RelevanceScorer(tmp_path / "ce").predict_proba(pairs), agree.predict_proba(pairs), atol=1e-5
     )

@@ -142,7 +142,10 @@ def test_embedding_variant_trains(data):
     assert d.model.transform is not None and all(np.isfinite(_losses(d)))
 
 
-def test_cli_distill_evaluate_predict(data, tmp_path):
+def test_cli_distill_evaluate_predict(data, tmp_path, monkeypatch):
+    import dualexpert.relevance.distill as distill
+
+    monkeypatch.setattr(distill, "MIN_HOLDOUT", 4)  # the 24-pair set holds out some queries
     folder, _, _ = data
     runner = CliRunner()
     out = tmp_path / "model"
@@ -161,10 +164,14 @@ def test_cli_distill_evaluate_predict(data, tmp_path):
             "2",
             "--batch-size",
             "8",
+            "--correction-holdout",
+            "0.4",
         ],
     )
     assert res.exit_code == 0, res.output
     assert (out / "config.json").exists()
+    # the user sees the scale and what the held-out queries measured
+    assert "correction scaled by" in res.output and "held-out queries (" in res.output
     assert (out / "prior" / "prior.json").is_file()  # the default: a correction of the prior
     res = runner.invoke(
         app,

@@ -162,6 +162,12 @@ def distill(
     model.save(out)
     scale = f", correction scaled by {model.correction_scale_:.2f}" if model.prior_ else ""
     console.print(f"exported CrossEncoder to {out} ({len(todo)} training pairs{scale})")
+    if h := model.holdout_:
+        console.print(
+            f"held-out queries ({h['queries']}, {h['pairs']} pairs): ROC-AUC prior "
+            f"{h['roc_auc_prior']:.4f}, model {h['roc_auc']:.4f} "
+            f"(unscaled {h['roc_auc_unscaled']:.4f})"
+        )
 
 
 @relevance_app.command("evaluate")

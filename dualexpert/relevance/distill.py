@@ -103,6 +103,9 @@ class RelevanceDistiller:
         self.tokenizer: Any = None
         self.prior_: Any = None  # the RelevancePrior the cross-encoder corrects, if any
         self.correction_scale_: float = 1.0  # a: the held-out queries' scale of the correction
+        # what the held-out queries measured (pairs, log-loss and ROC-AUC of the prior alone,
+        # of the unscaled and of the scaled model; before the prior was refitted on all pairs)
+        self.holdout_: dict[str, float] = {}
         self.log_history: list[dict[str, Any]] = []
 
     def fit(
@@ -226,7 +229,7 @@ class RelevanceDistiller:
         self.cross_ = self.model.cross
         if tmp is not None:
             tmp.cleanup()
-        self.correction_scale_ = 1.0
+        self.correction_scale_, self.holdout_ = 1.0, {}
         if held_out:
             self._scale_correction(held_out)
             # the prior then learns from every pair (a = 0 leaves exactly the full-data prior)
@@ -258,6 +261,7 @@ class RelevanceDistiller:
         the exported cross-encoder gives the scaled correction."""
         import torch
         from scipy.optimize import minimize_scalar
+        from sklearn.metrics import roc_auc_score
 
         from .model import output_layer
 
@@ -270,12 +274,23 @@ class RelevanceDistiller:
             return float(np.mean(np.logaddexp(0.0, t) - y * t))
 
         a = float(minimize_scalar(log_loss, bounds=(0.0, 1.0), method="bounded").x)
-        a = 0.0 if log_loss(0.0) <= log_loss(a) else a
+        # the bounded search stops short of the ends; 0 (the prior alone) wins ties
+        a = min((0.0, 1.0, a), key=log_loss)
         head = output_layer(self.cross_)
         with torch.no_grad():
             head.weight.mul_(a)
             head.bias.mul_(a)
         self.correction_scale_ = a
+        self.holdout_ = {
+            "pairs": len(held),
+            "queries": len({p.query.strip().lower() for p in held}),
+            "log_loss_prior": log_loss(0.0),
+            "log_loss_unscaled": log_loss(1.0),
+            "log_loss": log_loss(a),
+            "roc_auc_prior": float(roc_auc_score(y, z)),
+            "roc_auc_unscaled": float(roc_auc_score(y, z + c)),
+            "roc_auc": float(roc_auc_score(y, z + a * c)),
+        }
         logger.info(
             "correction scaled by %.3f on %d held-out pairs (log-loss %.4f -> %.4f)",
             a,
@@ -345,6 +360,7 @@ class RelevanceDistiller:
             FORMAT_VERSION,
             config=config,
             correction_scale=self.correction_scale_,
+            holdout=self.holdout_,
         ) as d:
             self.cross_.save_pretrained(d, safe_serialization=True)
             self.tokenizer.model_max_length = self.config.max_length
@@ -364,6 +380,7 @@ class RelevanceDistiller:
         self = cls(**{"prior": "none", **meta["config"]})  # folders from before the prior
         self.cross_ = AutoModelForSequenceClassification.from_pretrained(path).eval()
         self.correction_scale_ = float(meta.get("correction_scale", 1.0))
+        self.holdout_ = dict(meta.get("holdout", {}))
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if self.config.prior != "none":
             from .prior import RelevancePrior
