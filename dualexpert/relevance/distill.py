@@ -105,7 +105,7 @@ class RelevanceDistiller:
         self.correction_scale_: float = 1.0  # a: the held-out queries' scale of the correction
         # what the held-out queries measured (pairs, log-loss and ROC-AUC of the prior alone,
         # of the unscaled and of the scaled model; before the prior was refitted on all pairs)
-        self.holdout_: dict[str, float] = {}
+        self.holdout_: dict[str, float | int] = {}
         self.log_history: list[dict[str, Any]] = []
 
     def fit(
@@ -232,8 +232,9 @@ class RelevanceDistiller:
         self.correction_scale_, self.holdout_ = 1.0, {}
         if held_out:
             self._scale_correction(held_out)
-            # the prior then learns from every pair (a = 0 leaves exactly the full-data prior)
-            self.prior_ = RelevancePrior(prior_groups(cfg.prior), encoder=enc).fit(all_pairs)
+            # the prior then learns from every pair (a = 0 leaves exactly the full-data prior);
+            # refitted in place, so its bi-encoder is not loaded twice
+            self.prior_.fit(all_pairs)
         return self
 
     def _hold_out(
