@@ -169,6 +169,18 @@ def parser() -> argparse.ArgumentParser:
         "--head-lr-mult", type=float, default=None, help="override the head's learning-rate ratio"
     )
     ap.add_argument(
+        "--combine",
+        choices=["stack", "residual"],
+        default=None,
+        help="override how the cross-encoder and the prior combine (default: distill's)",
+    )
+    ap.add_argument(
+        "--head-init",
+        choices=["zero", "normal"],
+        default=None,
+        help="override the residual head's initialisation",
+    )
+    ap.add_argument(
         "--lam",
         type=float,
         default=None,
@@ -254,6 +266,10 @@ def run(args: argparse.Namespace) -> dict:
     extra = {}
     if getattr(args, "head_lr_mult", None) is not None:
         extra["head_lr_multiplier"] = args.head_lr_mult
+    if getattr(args, "combine", None) is not None:
+        extra["combine"] = args.combine
+    if getattr(args, "head_init", None) is not None:
+        extra["head_init"] = args.head_init
     for name, kw in VARIANTS.items():
         if name not in args.systems:
             continue

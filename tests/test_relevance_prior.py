@@ -100,6 +100,32 @@ def test_residual_model_starts_at_the_prior():
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in head)
 
 
+def test_residual_head_init_decides_whether_the_encoder_learns_from_the_first_step():
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_encoder("minilm"))
+    enc = dict(tok(["drill", "hose"], ["DeWalt drill", "toilet seat"], padding=True,
+                   return_tensors="pt"))  # fmt: skip
+    prior, labels = torch.tensor([1.5, -2.0]), torch.tensor([0.0, 1.0])
+    grads = {}
+    for init in ("zero", "normal"):
+        torch.manual_seed(0)
+        m = RationaleDistillModel(
+            resolve_encoder("minilm"), aux="none", residual=True, head_init=init
+        ).eval()
+        out = m(**enc, prior_logit=prior, labels=labels)
+        correction = (out["logits"] - prior).abs().max().item()
+        out["loss"].backward()
+        grads[init] = sum(p.grad.abs().sum().item() for p in m.encoder_parameters()
+                          if p.grad is not None)  # fmt: skip
+        # "normal": a small random head, so the start is the prior within a few hundredths
+        assert correction == 0.0 if init == "zero" else 0.0 < correction < 0.2
+    assert grads["zero"] == 0.0  # a zero head passes no gradient back to the encoder
+    assert grads["normal"] > 0.0
+    with pytest.raises(ValueError, match="head_init"):
+        RationaleDistillModel(resolve_encoder("minilm"), aux="none", head_init="xavier")
+
+
 @pytest.mark.slow
 def test_residual_distiller_learns_exports_and_scores_the_same(pairs, tmp_path):
     d = RelevanceDistiller(
@@ -208,18 +234,79 @@ def test_correction_is_scaled_on_held_out_pairs_and_dropped_when_it_hurts(pairs,
 
 
 @pytest.mark.slow
-def test_fit_trains_without_the_held_out_queries_then_refits_the_prior_on_all(pairs, monkeypatch):
+@pytest.mark.parametrize("combine", ["residual", "stack"])
+def test_fit_trains_without_the_held_out_queries_then_refits_the_prior_on_all(
+    pairs, monkeypatch, combine
+):
     import dualexpert.relevance.distill as distill
 
     monkeypatch.setattr(distill, "MIN_HOLDOUT", 4)  # the 24-pair set as if it were large
-    d = RelevanceDistiller(aux="none", epochs=2, batch_size=4, seed=1, correction_holdout=0.4)
+    d = RelevanceDistiller(aux="none", epochs=2, batch_size=4, seed=1, correction_holdout=0.4,
+                           combine=combine)  # fmt: skip
     train, held = d._hold_out(pairs)
     assert len(held) >= 4
     d.fit(pairs, progress=False)
+    assert d.combine_ == combine
     # the cross-encoder saw only the training queries: 2 epochs of ceil(len(train) / 4) steps
     assert d.log_history[-1]["step"] == 2 * -(-len(train) // 4) < 2 * -(-len(pairs) // 4)
-    assert 0.0 <= d.correction_scale_ <= 1.0
-    # the shipped prior is the one fitted on every pair
-    full = RelevancePrior().fit(pairs)
-    np.testing.assert_allclose(d.prior_.decision_function(pairs), full.decision_function(pairs),
-                               atol=1e-6)  # fmt: skip
+    # the shipped prior is the one fitted on every pair (stacked: with its weight and the bias)
+    full = RelevancePrior().fit(pairs).decision_function(pairs)
+    if combine == "residual":
+        assert 0.0 <= d.correction_scale_ <= 1.0
+    else:
+        h = d.holdout_
+        assert h["cross_weight"] == d.correction_scale_ >= 0.0 and h["prior_weight"] >= 0.0
+        full = h["prior_weight"] * full + h["bias"]
+    np.testing.assert_allclose(d.prior_.decision_function(pairs), full, atol=1e-6)
+
+
+def test_stack_falls_back_to_the_residual_when_too_few_pairs_are_held_out(pairs):
+    d = RelevanceDistiller(aux="none", epochs=1, batch_size=8, seed=0)
+    assert d.config.combine == "stack"
+    d.fit(pairs[:12], progress=False)  # nothing can be held out
+    assert d.combine_ == "residual" and d.holdout_ == {}
+
+
+@pytest.mark.slow
+def test_stack_weighs_the_cross_encoder_against_the_prior_and_drops_it_when_it_hurts(
+    pairs, prior, tmp_path
+):
+    import copy
+
+    from scipy.special import expit
+    from sentence_transformers import CrossEncoder
+
+    # a cross-encoder trained alone, as "stack" trains it; then weighed on (here) the same pairs
+    plain = RelevanceDistiller(aux="none", prior="none", epochs=4, batch_size=8,
+                               learning_rate=1e-4, seed=0).fit(pairs, progress=False)  # fmt: skip
+    texts = [(p.query, p.title) for p in pairs]
+    c, z = plain._cross_logits(texts), prior.decision_function(pairs)
+    agree = copy.deepcopy(plain)
+    agree.prior_, agree.combine_ = copy.deepcopy(prior), "stack"
+    b0, b1 = agree._stack(pairs)
+    h, y = agree.holdout_, [p.label for p in pairs]
+    b2 = agree.correction_scale_
+    assert b2 == h["cross_weight"] > 0.0 and (b0, b1) == (h["bias"], h["prior_weight"])
+    assert h["log_loss"] <= h["log_loss_prior"] + 1e-9
+    assert h["roc_auc_cross"] == pytest.approx(roc_auc_score(y, c))
+    assert h["roc_auc"] == pytest.approx(roc_auc_score(y, b0 + b1 * z + b2 * c))
+    # the weight is folded into the exported head: plain CrossEncoder gives b2 * its logit
+    np.testing.assert_allclose(agree._cross_logits(texts), b2 * c, atol=1e-4)
+    agree.prior_.coef_, agree.prior_.intercept_ = b1 * prior.coef_, b1 * prior.intercept_ + b0
+    agree.save(tmp_path / "ce")
+    loaded = RelevanceDistiller.load(tmp_path / "ce")
+    assert loaded.combine_ == "stack" and loaded.holdout_ == pytest.approx(h)
+    prob = agree.predict_proba(pairs)
+    np.testing.assert_allclose(prob, expit(b0 + b1 * z + b2 * c), atol=1e-4)
+    np.testing.assert_allclose(RelevanceScorer(tmp_path / "ce").predict_proba(pairs), prob,
+                               atol=1e-5)  # fmt: skip
+    st = CrossEncoder(str(tmp_path / "ce"), device="cpu").predict(texts, convert_to_numpy=True)
+    np.testing.assert_allclose(st, expit(b2 * c), atol=1e-4)
+    # labels the cross-encoder contradicts: its weight is 0
+    flipped = [p.model_copy(update={"label": int(ci < np.median(c))})
+               for p, ci in zip(pairs, c, strict=True)]  # fmt: skip
+    against = copy.deepcopy(plain)
+    against.prior_, against.combine_ = copy.deepcopy(prior), "stack"
+    against._stack(flipped)
+    assert against.correction_scale_ == 0.0
+    np.testing.assert_allclose(against._cross_logits(texts), 0.0, atol=1e-6)

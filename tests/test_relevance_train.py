@@ -170,8 +170,10 @@ def test_cli_distill_evaluate_predict(data, tmp_path, monkeypatch):
     )
     assert res.exit_code == 0, res.output
     assert (out / "config.json").exists()
-    # the user sees the scale and what the held-out queries measured
-    assert "correction scaled by" in res.output and "held-out queries (" in res.output
+    # the user sees the cross-encoder's weight and what the held-out queries measured
+    said = " ".join(res.output.split())  # the console wraps long lines
+    assert "stack: cross-encoder weighed" in said and "held-out queries (" in said
+    assert "cross-encoder alone" in said
     assert (out / "prior" / "prior.json").is_file()  # the default: a correction of the prior
     res = runner.invoke(
         app,

@@ -107,16 +107,22 @@ def distill(
     prior: Annotated[
         str,
         typer.Option(
-            help="none (plain), or train the cross-encoder as a correction of a logistic "
-            "regression on feature groups joined by '+': cosine, lexical, overlap (saved with "
-            "it in prior/)."
+            help="none (plain), or combine the cross-encoder with a logistic regression on "
+            "feature groups joined by '+': cosine, lexical, overlap (saved with it in prior/)."
         ),
     ] = "cosine+lexical+overlap",
+    combine: Annotated[
+        str,
+        typer.Option(
+            help="With a prior: stack (the cross-encoder learns alone; held-out queries weigh "
+            "it against the prior) or residual (it learns a correction of the prior)."
+        ),
+    ] = "stack",
     correction_holdout: Annotated[
         float,
         typer.Option(
-            help="With a prior: share of training queries held out to scale the correction "
-            "(0 keeps it as trained)."
+            help="With a prior: share of training queries held out to weigh the cross-encoder "
+            "(0: stack falls back to residual, kept as trained)."
         ),
     ] = 0.1,
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 3,
@@ -153,6 +159,7 @@ def distill(
             decoder_warmup=warmup,
             ignore_cls=ignore_cls,
             prior=prior,
+            combine=combine,
             correction_holdout=correction_holdout,
             epochs=epochs,
             batch_size=batch_size,
@@ -160,13 +167,17 @@ def distill(
             seed=seed,
         ).fit(todo, rat, output_dir=out.with_name(f"{out.name}.checkpoints"), resume=resume)
     model.save(out)
-    scale = f", correction scaled by {model.correction_scale_:.2f}" if model.prior_ else ""
+    scale = ""
+    if model.prior_ is not None:
+        what = "correction" if model.combine_ == "residual" else "cross-encoder"
+        scale = f", {model.combine_}: {what} weighed {model.correction_scale_:.2f}"
     console.print(f"exported CrossEncoder to {out} ({len(todo)} training pairs{scale})")
     if h := model.holdout_:
+        alone = (f"unscaled {h['roc_auc_unscaled']:.4f}" if model.combine_ == "residual"
+                 else f"cross-encoder alone {h['roc_auc_cross']:.4f}")  # fmt: skip
         console.print(
             f"held-out queries ({h['queries']}, {h['pairs']} pairs): ROC-AUC prior "
-            f"{h['roc_auc_prior']:.4f}, model {h['roc_auc']:.4f} "
-            f"(unscaled {h['roc_auc_unscaled']:.4f})"
+            f"{h['roc_auc_prior']:.4f}, model {h['roc_auc']:.4f} ({alone})"
         )
 
 

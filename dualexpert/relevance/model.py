@@ -15,7 +15,10 @@ training an auxiliary head learns the LLM's rationale from the encoder's token s
 
 With ``residual=True`` the cross-encoder's logit is added to a fixed prior logit per pair (the
 ``prior_logit`` input, from :class:`~dualexpert.relevance.prior.RelevancePrior`) and its head
-starts at zero, so training starts from the prior's ranking and learns a correction.
+starts at zero (``head_init="zero"``), so training starts from the prior's ranking and learns a
+correction; ``head_init="normal"`` keeps the encoder's random initialisation of the head (a
+correction of a few hundredths of a logit at the start), so the encoder gets a gradient from
+the first step.
 
 Only ``self.cross`` (an ``AutoModelForSequenceClassification``) is exported; it loads with
 ``sentence_transformers.CrossEncoder``.
@@ -215,6 +218,7 @@ class RationaleDistillModel(nn.Module):
         lam: float = 0.1,
         residual: bool = False,
         aux_norm: bool = False,
+        head_init: str = "zero",
     ) -> None:
         super().__init__()
         from transformers import AutoModelForSequenceClassification
@@ -229,7 +233,9 @@ class RationaleDistillModel(nn.Module):
         # regression near 0.003)
         self.aux_norm = aux_norm
         self.register_buffer("aux_scale", torch.zeros(()), persistent=False)
-        if residual:  # the head starts at zero: the first logit is the prior's alone
+        if head_init not in ("zero", "normal"):
+            raise ValueError(f"head_init must be zero or normal, not {head_init!r}")
+        if residual and head_init == "zero":  # the first logit is the prior's alone
             head = output_layer(self.cross)
             nn.init.zeros_(head.weight)
             nn.init.zeros_(head.bias)
