@@ -269,23 +269,31 @@ def test_stack_falls_back_to_the_residual_when_too_few_pairs_are_held_out(pairs)
 
 @pytest.mark.slow
 def test_stack_weighs_the_cross_encoder_against_the_prior_and_drops_it_when_it_hurts(
-    pairs, prior, tmp_path
+    pairs, prior, tmp_path, monkeypatch
 ):
     import copy
 
     from scipy.special import expit
     from sentence_transformers import CrossEncoder
 
+    import dualexpert.relevance.distill as distill
+
     # a cross-encoder trained alone, as "stack" trains it; then weighed on (here) the same pairs
     plain = RelevanceDistiller(aux="none", prior="none", epochs=4, batch_size=8,
                                learning_rate=1e-4, seed=0).fit(pairs, progress=False)  # fmt: skip
     texts = [(p.query, p.title) for p in pairs]
     c, z = plain._cross_logits(texts), prior.decision_function(pairs)
+    # the ridge shrinks the cross-encoder's weight: with 24 held-out pairs, to nothing here
+    shrunk = copy.deepcopy(plain)
+    shrunk.prior_, shrunk.combine_ = copy.deepcopy(prior), "stack"
+    shrunk._stack(pairs)
+    monkeypatch.setattr(distill, "STACK_RIDGE", 0.0)
     agree = copy.deepcopy(plain)
     agree.prior_, agree.combine_ = copy.deepcopy(prior), "stack"
     b0, b1 = agree._stack(pairs)
     h, y = agree.holdout_, [p.label for p in pairs]
     b2 = agree.correction_scale_
+    assert 0.0 <= shrunk.correction_scale_ < b2
     assert b2 == h["cross_weight"] > 0.0 and (b0, b1) == (h["bias"], h["prior_weight"])
     assert h["log_loss"] <= h["log_loss_prior"] + 1e-9
     assert h["roc_auc_cross"] == pytest.approx(roc_auc_score(y, c))
