@@ -72,11 +72,11 @@ class DistillConfig(StrictConfig):
     #   training), scaled after training on the held-out queries.
     # With fewer than MIN_HOLDOUT held-out pairs, "stack" falls back to "residual".
     combine: Literal["stack", "residual"] = "stack"
-    # with a prior: the share of training queries held out to scale the trained correction by
-    # a in [0, 1] (log-loss of prior + a * correction on them; the prior is then refitted on
-    # all pairs), so the model does no worse than its prior on unseen queries (at 2K pairs and
-    # 3 epochs the unscaled correction lost 1.5 points of ROC-AUC to the prior, BENCHMARKS);
-    # 0 keeps the correction as trained
+    # with a prior: the share of training queries held out to weigh the cross-encoder (stack:
+    # b0, b1, b2 above; residual: the correction times the a in [0, 1] that minimises their
+    # log-loss), so the model does no worse than its prior on unseen queries (at 2K pairs and
+    # 3 epochs the unscaled residual lost 1.5 points of ROC-AUC to the prior, BENCHMARKS); the
+    # prior is then refitted on all pairs. 0: nothing held out, the residual kept as trained
     correction_holdout: float = 0.1
     batch_size: int = 32
     max_length: int = 64

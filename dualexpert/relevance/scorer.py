@@ -20,9 +20,10 @@ class RelevanceScorer:
     """Load an exported relevance model and score (query, title) pairs.
 
     Any sentence-transformers ``CrossEncoder`` folder with one output works, including those
-    written by :meth:`RelevanceDistiller.save`. A folder with a ``prior/`` (a residual model)
-    scores ``sigmoid(prior logit + cross-encoder logit)``; plain ``CrossEncoder`` on such a
-    folder gives only the correction.
+    written by :meth:`RelevanceDistiller.save`. A folder with a ``prior/`` (a stacked or
+    residual model, the stacking weights folded into both parts) scores
+    ``sigmoid(prior logit + cross-encoder logit)``; plain ``CrossEncoder`` on such a folder
+    gives only the cross-encoder's weighted part.
     """
 
     def __init__(self, path: str | Path, batch_size: int = 64, device: str = "cpu") -> None:
