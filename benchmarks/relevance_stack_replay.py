@@ -3,8 +3,8 @@
 A ``relevance.py --combine stack`` run keeps each seed's trained cross-encoder in
 ``OUT/ckpt/cross_encoder+prior-s<seed>``. This script rebuilds that run's split and held-out
 queries, fits the prior on the training side (it is not refitted on all pairs here), and calls
-``RelevanceDistiller._stack`` with ``STACK_RIDGE`` set to each value, so the weights are chosen
-by the library's own code. It prints test ROC-AUC per seed and ridge and writes
+``RelevanceDistiller._stack`` with each ridge strength, so the weights are chosen by the
+library's own code. It prints test ROC-AUC per seed and ridge and writes
 ``OUT/stack_replay.json``.
 
     python benchmarks/relevance_stack_replay.py --train-size 1000 --seeds 0 1 2 \
@@ -29,9 +29,9 @@ def main() -> None:
     from sklearn.metrics import roc_auc_score
     from transformers import AutoTokenizer
 
-    import dualexpert.relevance.distill as distill
     from dualexpert.models import resolve_encoder
     from dualexpert.relevance.data import split_by_query
+    from dualexpert.relevance.distill import RelevanceDistiller
     from dualexpert.relevance.model import RationaleDistillModel
     from dualexpert.relevance.prior import RelevancePrior
 
@@ -48,7 +48,7 @@ def main() -> None:
         model = RationaleDistillModel(enc, aux="none")
         load_model(model, str(ckpts[-1] / "model.safetensors"))
         fit, held = split_by_query(tr, 0.1, seed=f"holdout-{seed}")  # as distill holds out
-        base = distill.RelevanceDistiller(encoder=args.encoder, seed=seed)
+        base = RelevanceDistiller(encoder=args.encoder, seed=seed)
         base.cross_, base.tokenizer = model.cross.eval(), AutoTokenizer.from_pretrained(enc)
         base.prior_, base.combine_ = RelevancePrior(encoder=args.encoder).fit(fit), "stack"
         row = {
@@ -57,9 +57,8 @@ def main() -> None:
         }
         for ridge in args.ridges:
             d = copy.deepcopy(base)
-            distill.STACK_RIDGE = ridge
-            b0, b1 = d._stack(held)
-            d.prior_.coef_, d.prior_.intercept_ = b1 * d.prior_.coef_, b1 * d.prior_.intercept_ + b0
+            b0, b1 = d._stack(held, ridge=ridge)
+            d.prior_.rescale(b1, b0)
             row[f"ridge{ridge:g}"] = float(roc_auc_score(y, d.predict_logits(te)))
             row[f"ridge{ridge:g}_weight"] = d.correction_scale_
         out[str(seed)] = row

@@ -269,14 +269,12 @@ def test_stack_falls_back_to_the_residual_when_too_few_pairs_are_held_out(pairs)
 
 @pytest.mark.slow
 def test_stack_weighs_the_cross_encoder_against_the_prior_and_drops_it_when_it_hurts(
-    pairs, prior, tmp_path, monkeypatch
+    pairs, prior, tmp_path
 ):
     import copy
 
     from scipy.special import expit
     from sentence_transformers import CrossEncoder
-
-    import dualexpert.relevance.distill as distill
 
     # a cross-encoder trained alone, as "stack" trains it; then weighed on (here) the same pairs
     plain = RelevanceDistiller(aux="none", prior="none", epochs=4, batch_size=8,
@@ -287,10 +285,9 @@ def test_stack_weighs_the_cross_encoder_against_the_prior_and_drops_it_when_it_h
     shrunk = copy.deepcopy(plain)
     shrunk.prior_, shrunk.combine_ = copy.deepcopy(prior), "stack"
     shrunk._stack(pairs)
-    monkeypatch.setattr(distill, "STACK_RIDGE", 0.0)
     agree = copy.deepcopy(plain)
     agree.prior_, agree.combine_ = copy.deepcopy(prior), "stack"
-    b0, b1 = agree._stack(pairs)
+    b0, b1 = agree._stack(pairs, ridge=0.0)
     h, y = agree.holdout_, [p.label for p in pairs]
     b2 = agree.correction_scale_
     assert 0.0 <= shrunk.correction_scale_ < b2
@@ -300,7 +297,8 @@ def test_stack_weighs_the_cross_encoder_against_the_prior_and_drops_it_when_it_h
     assert h["roc_auc"] == pytest.approx(roc_auc_score(y, b0 + b1 * z + b2 * c))
     # the weight is folded into the exported head: plain CrossEncoder gives b2 * its logit
     np.testing.assert_allclose(agree._cross_logits(texts), b2 * c, atol=1e-4)
-    agree.prior_.coef_, agree.prior_.intercept_ = b1 * prior.coef_, b1 * prior.intercept_ + b0
+    agree.prior_.rescale(b1, b0)
+    np.testing.assert_allclose(agree.prior_.decision_function(pairs), b1 * z + b0, atol=1e-6)
     agree.save(tmp_path / "ce")
     loaded = RelevanceDistiller.load(tmp_path / "ce")
     assert loaded.combine_ == "stack" and loaded.holdout_ == pytest.approx(h)

@@ -123,8 +123,9 @@ class RelevanceDistiller:
         # with a prior: "residual" (the cross-encoder corrects it) or "stack" (weighed together)
         self.combine_: str = "none"
         self.correction_scale_: float = 1.0  # the held-out queries' weight of the cross-encoder
-        # what the held-out queries measured (pairs, log-loss and ROC-AUC of the prior alone,
-        # of the unscaled and of the scaled model; before the prior was refitted on all pairs)
+        # what the held-out queries measured (pairs, log-loss and ROC-AUC of the prior alone and
+        # of the model; residual: also the unscaled model's; stack: the cross-encoder alone's
+        # ROC-AUC and the weights; before the prior was refitted on all pairs)
         self.holdout_: dict[str, float | int] = {}
         self.log_history: list[dict[str, Any]] = []
 
@@ -265,8 +266,7 @@ class RelevanceDistiller:
             # refitted in place, so its bi-encoder is not loaded twice
             self.prior_.fit(all_pairs)
             if not residual:  # its stacking weight and the bias, folded into the regression
-                self.prior_.coef_ = b1 * self.prior_.coef_
-                self.prior_.intercept_ = b1 * self.prior_.intercept_ + b0
+                self.prior_.rescale(b1, b0)
         return self
 
     def _hold_out(
@@ -332,11 +332,13 @@ class RelevanceDistiller:
             log_loss(a),
         )
 
-    def _stack(self, held: Sequence[RelevancePair]) -> tuple[float, float]:
+    def _stack(
+        self, held: Sequence[RelevancePair], ridge: float | None = None
+    ) -> tuple[float, float]:
         """Fit ``b0 + b1 * prior + b2 * cross-encoder`` (``b1, b2 >= 0``) by log-loss on the
-        held-out pairs, ``b2`` shrunk by a ridge penalty (``STACK_RIDGE``). ``b2`` is folded
-        into the head's last layer (the exported cross-encoder gives ``b2 * logit``). Returns
-        ``(b0, b1)`` for the prior, which is refitted first."""
+        held-out pairs, ``b2`` shrunk by a ridge penalty (``ridge``, default ``STACK_RIDGE``).
+        ``b2`` is folded into the head's last layer (the exported cross-encoder gives
+        ``b2 * logit``). Returns ``(b0, b1)`` for the prior, which is refitted first."""
         import torch
         from scipy.optimize import minimize
         from scipy.special import expit
@@ -349,16 +351,15 @@ class RelevanceDistiller:
         y = np.array([p.label for p in held], dtype=np.float64)
         sd = float(c.std()) or 1.0
         X = np.column_stack([np.ones_like(z), z, c / sd])  # the weight of a standardised logit
-        ridge = np.array([0.0, 0.0, STACK_RIDGE / len(y)])
-
-        def loss(b: np.ndarray) -> tuple[float, np.ndarray]:
-            t = X @ b
-            value = np.mean(np.logaddexp(0.0, t) - y * t) + ridge @ b**2
-            return float(value), X.T @ (expit(t) - y) / len(y) + 2 * ridge * b
+        pen = np.array([0.0, 0.0, (STACK_RIDGE if ridge is None else ridge) / len(y)])
 
         def log_loss(b: np.ndarray) -> float:
             t = X @ b
             return float(np.mean(np.logaddexp(0.0, t) - y * t))
+
+        def loss(b: np.ndarray) -> tuple[float, np.ndarray]:
+            grad = X.T @ (expit(X @ b) - y) / len(y) + 2 * pen * b
+            return log_loss(b) + float(pen @ b**2), grad
 
         bounds = [(None, None), (0.0, None), (0.0, None)]
         b = minimize(loss, np.array([0.0, 1.0, 0.0]), jac=True, bounds=bounds, method="L-BFGS-B").x

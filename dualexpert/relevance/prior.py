@@ -180,6 +180,15 @@ class RelevancePrior:
         self.train_decision_ = X @ self.coef_ + self.intercept_
         return self
 
+    def rescale(self, weight: float, bias: float = 0.0) -> RelevancePrior:
+        """Fold an affine map into the regression: the logit becomes ``weight * logit + bias``
+        (a stacking weight fitted on held-out pairs, saved with the prior)."""
+        if self.coef_ is None:
+            raise RuntimeError("fit or load the RelevancePrior first")
+        self.coef_ = weight * self.coef_
+        self.intercept_ = weight * self.intercept_ + bias
+        return self
+
     def decision_function(self, pairs: Sequence[Any]) -> np.ndarray:
         """The prior's logit for each pair."""
         if self.coef_ is None:
