@@ -181,6 +181,19 @@ def parser() -> argparse.ArgumentParser:
         help="override the residual head's initialisation",
     )
     ap.add_argument(
+        "--warm-start",
+        choices=["prior", "none"],
+        default=None,
+        help="override the stacked cross-encoder's warm start (default: distill's)",
+    )
+    ap.add_argument(
+        "--unlabelled",
+        choices=["recombined", "train"],
+        default="recombined",
+        help="the warm start's unlabelled pairs: the training sample recombined (distill's "
+        "default) or pairs of the whole training side of the split, labels dropped",
+    )
+    ap.add_argument(
         "--lam",
         type=float,
         default=None,
@@ -270,6 +283,14 @@ def run(args: argparse.Namespace) -> dict:
         extra["combine"] = args.combine
     if getattr(args, "head_init", None) is not None:
         extra["head_init"] = args.head_init
+    if getattr(args, "warm_start", None) is not None:
+        extra["warm_start"] = args.warm_start
+    unlabelled = None
+    if getattr(args, "unlabelled", "recombined") == "train":
+        from dualexpert.relevance import load_pairs, sample_pairs, split_by_query
+
+        side = split_by_query(load_pairs(args.data, threshold=args.threshold), 0.2, seed=0)[0]
+        unlabelled = sample_pairs(side, len(side), seed=7)  # a seeded order; labels unused
     for name, kw in VARIANTS.items():
         if name not in args.systems:
             continue
@@ -292,15 +313,27 @@ def run(args: argparse.Namespace) -> dict:
             t0 = time.perf_counter()
             model = RelevanceDistiller(
                 encoder=args.encoder, epochs=args.epochs, seed=seed, **kw, **extra
-            ).fit(tr, rat, output_dir=out / "ckpt" / f"{key}-s{seed}", progress=False)
+            ).fit(
+                tr,
+                rat,
+                output_dir=out / "ckpt" / f"{key}-s{seed}",
+                progress=False,
+                unlabelled=unlabelled,
+            )
             fit_s = time.perf_counter() - t0
             t0 = time.perf_counter()
             prob = model.predict_proba(te)
             pps = len(te) / (time.perf_counter() - t0)
             if seed == seeds[0]:
                 model.save(out / "models" / key)
+            alone = {}
+            if model.combine_ == "stack":  # the stacked cross-encoder alone, on the test pairs
+                c = model._cross_logits([(p.query, p.title) for p in te])
+                alone = {"cross_roc_auc": binary_report(y, 1 / (1 + np.exp(-c)))["roc_auc"]}
             runs[str(seed)] = {
                 **binary_report(y, prob),
+                **alone,
+                **{f"warm_start_{k}": v for k, v in model.warm_start_.items()},
                 "query_auc": query_auc(te, prob),
                 "fit_seconds": fit_s,
                 "pairs_per_s": pps,

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 
 from ..estimator import StrictConfig, load_manifest, saved_folder
 from .data import RelevancePair, split_by_query
@@ -21,6 +22,7 @@ from .data import RelevancePair, split_by_query
 logger = logging.getLogger(__name__)
 FORMAT, FORMAT_VERSION = "relevance-cross-encoder", 2
 PRIOR = "prior"  # subfolder of a saved model whose cross-encoder corrects a RelevancePrior
+WARM = "warm-start"  # subfolder of the checkpoint folder: the warm start's own checkpoints
 
 
 RESIDUAL_HEAD_LR = 30.0  # the head's relative learning rate when it corrects a prior
@@ -79,6 +81,13 @@ class DistillConfig(StrictConfig):
     # 3 epochs the unscaled residual lost 1.5 points of ROC-AUC to the prior, BENCHMARKS); the
     # prior is then refitted on all pairs. 0: nothing held out, the residual kept as trained
     correction_holdout: float = 0.1
+    # stack: before it learns from the labels, the cross-encoder learns to reproduce the prior's
+    # probabilities on unlabelled pairs (soft targets; the pairs given to fit, else the training
+    # pairs' queries and titles recombined), so it starts from a model that already ranks.
+    # "none": a new head on the encoder's weights
+    warm_start: Literal["prior", "none"] = "prior"
+    warm_start_pairs: int = Field(8000, ge=1)
+    warm_start_epochs: int = Field(1, ge=1)
     batch_size: int = 32
     max_length: int = 64
     rationale_max_length: int = 64
@@ -127,6 +136,7 @@ class RelevanceDistiller:
         # of the model; residual: also the unscaled model's; stack: the cross-encoder alone's
         # ROC-AUC and the weights; before the prior was refitted on all pairs)
         self.holdout_: dict[str, float | int] = {}
+        self.warm_start_: dict[str, Any] = {}  # the warm start's pairs, source and seconds
         self.log_history: list[dict[str, Any]] = []
 
     def fit(
@@ -137,6 +147,7 @@ class RelevanceDistiller:
         resume: bool = False,
         progress: bool = True,
         partial: bool = False,
+        unlabelled: Sequence[Any] | None = None,
     ) -> RelevanceDistiller:
         """Train the cross-encoder (with the decoder or embedding head when ``aux`` asks).
 
@@ -148,6 +159,8 @@ class RelevanceDistiller:
             progress: show the Trainer's progress bar.
             partial: allow pairs without a rationale (they add no decoder loss); otherwise
                 every pair needs one unless ``aux="none"``.
+            unlabelled: pairs (``query`` and ``title``; labels ignored) for the warm start
+                (``warm_start="prior"``); None: the training pairs recombined.
 
         Returns:
             ``self``, fitted.
@@ -157,7 +170,7 @@ class RelevanceDistiller:
         from ..training import transformers_verbosity
 
         with transformers_verbosity(hf_logging.ERROR):
-            return self._fit(pairs, rationales, output_dir, resume, progress, partial)
+            return self._fit(pairs, rationales, output_dir, resume, progress, partial, unlabelled)
 
     def _fit(
         self,
@@ -167,15 +180,13 @@ class RelevanceDistiller:
         resume: bool,
         progress: bool,
         partial: bool = False,
+        unlabelled: Sequence[Any] | None = None,
     ) -> RelevanceDistiller:
         from transformers import AutoTokenizer, set_seed
 
         from ..models import resolve_decoder, resolve_encoder
-        from ..phased_trainer import TimedCheckpoints
-        from ..training import resume_point, run_fingerprint, training_args, world_size
-        from .model import PrefixLMDecoder, RationaleDistillModel, load_decoder_tokenizer
+        from .model import RationaleDistillModel, load_decoder_tokenizer
         from .prior import RelevancePrior, prior_groups
-        from .trainer import DistillTrainer, PairCollator, PairDataset
 
         cfg = self.config
         set_seed(cfg.seed)
@@ -216,41 +227,28 @@ class RelevanceDistiller:
             aux_norm=cfg.aux_norm,
             head_init=cfg.head_init,
         )
-        steps_per_epoch = -(-len(rows) // (cfg.batch_size * world_size()))
-        total = steps_per_epoch * cfg.epochs
-        frozen = 0.0
-        if cfg.aux != "none" and cfg.decoder_warmup:
-            frozen = cfg.frozen_fraction * steps_per_epoch / total
-        enc_warm = cfg.encoder_warmup_fraction if frozen else cfg.head_warmup_fraction
         tmp = None
         if output_dir is None:
             tmp = tempfile.TemporaryDirectory(prefix="dualexpert-distill-")
             output_dir = tmp.name
-        args = training_args(
+        self.warm_start_ = {}
+        if self.combine_ == "stack" and cfg.warm_start == "prior":
+            warm = self._warm_start(pairs, unlabelled, Path(output_dir) / WARM, resume, progress)
+            self.model.cross.load_state_dict(warm.state_dict())
+        frozen = 0.0
+        if cfg.aux != "none" and cfg.decoder_warmup:
+            frozen = cfg.frozen_fraction / cfg.epochs
+        trainer = self._train(
+            self.model,
+            rows,
             output_dir,
-            cfg,
+            cfg.model_dump(exclude={"save_steps", "save_minutes", "logging_steps"}),
+            resume,
             progress,
-            save_total_limit=1,
-            max_grad_norm=1.0,
-        )
-        trainer = DistillTrainer(
-            model=self.model,
-            args=args,
-            train_dataset=PairDataset(rows),
-            data_collator=PairCollator(
-                self.tokenizer, cfg.max_length, rtok, cfg.rationale_max_length
-            ),
-            schedule_fractions=(frozen, enc_warm, cfg.head_warmup_fraction),
-            decoder_weight_decay=cfg.decoder_weight_decay,
-            aux_lr=cfg.decoder_lr
-            or (PREFIX_BRIDGE_LR if isinstance(self.model.decoder, PrefixLMDecoder) else None),
+            rtok=rtok,
+            frozen=frozen,
             head_lr_multiplier=cfg.head_lr_multiplier or (RESIDUAL_HEAD_LR if residual else 1.0),
-            callbacks=[TimedCheckpoints(cfg.save_minutes)] if not cfg.save_steps else None,
         )
-        learned = cfg.model_dump(exclude={"save_steps", "save_minutes", "logging_steps"})
-        data = ((r["query"], r["title"], r["label"], r["rationale"]) for r in rows)
-        ckpt = resume_point(output_dir, run_fingerprint(learned, [], data), resume)
-        trainer.train(resume_from_checkpoint=ckpt)
         self.log_history = list(trainer.state.log_history)
         self.model.eval()
         self.cross_ = self.model.cross
@@ -268,6 +266,100 @@ class RelevanceDistiller:
             if not residual:  # its stacking weight and the bias, folded into the regression
                 self.prior_.rescale(b1, b0)
         return self
+
+    def _train(
+        self,
+        model: Any,
+        rows: list[dict[str, Any]],
+        output_dir: str | Path,
+        learned: dict[str, Any],
+        resume: bool,
+        progress: bool,
+        rtok: Any = None,
+        frozen: float = 0.0,
+        head_lr_multiplier: float = 1.0,
+        epochs: int | None = None,
+    ) -> Any:
+        """Run the Trainer on ``rows`` (checkpoints in ``output_dir``, resumed when they belong
+        to the same run: ``learned`` settings and data) and return it."""
+        from ..phased_trainer import TimedCheckpoints
+        from ..training import resume_point, run_fingerprint, training_args
+        from .model import PrefixLMDecoder
+        from .trainer import DistillTrainer, PairCollator, PairDataset
+
+        cfg = self.config
+        extra = {"num_train_epochs": epochs} if epochs else {}
+        args = training_args(
+            output_dir, cfg, progress, save_total_limit=1, max_grad_norm=1.0, **extra
+        )
+        enc_warm = cfg.encoder_warmup_fraction if frozen else cfg.head_warmup_fraction
+        trainer = DistillTrainer(
+            model=model,
+            args=args,
+            train_dataset=PairDataset(rows),
+            data_collator=PairCollator(
+                self.tokenizer, cfg.max_length, rtok, cfg.rationale_max_length
+            ),
+            schedule_fractions=(frozen, enc_warm, cfg.head_warmup_fraction),
+            decoder_weight_decay=cfg.decoder_weight_decay,
+            aux_lr=cfg.decoder_lr
+            or (PREFIX_BRIDGE_LR if isinstance(model.decoder, PrefixLMDecoder) else None),
+            head_lr_multiplier=head_lr_multiplier,
+            callbacks=[TimedCheckpoints(cfg.save_minutes)] if not cfg.save_steps else None,
+        )
+        data = ((r["query"], r["title"], r["label"], r.get("rationale")) for r in rows)
+        ckpt = resume_point(output_dir, run_fingerprint(learned, [], data), resume)
+        trainer.train(resume_from_checkpoint=ckpt)
+        return trainer
+
+    def _warm_start(
+        self,
+        pairs: Sequence[RelevancePair],
+        unlabelled: Sequence[Any] | None,
+        output_dir: Path,
+        resume: bool,
+        progress: bool,
+    ) -> Any:
+        """A cross-encoder trained to give the prior's probabilities (soft targets) on
+        unlabelled pairs: ``unlabelled`` (first ``warm_start_pairs`` distinct ones), else the
+        training pairs recombined (:func:`recombined_pairs`)."""
+        import time
+
+        from scipy.special import expit
+
+        from ..models import resolve_encoder
+        from .model import RationaleDistillModel
+        from .warm_start import recombined_pairs, unique_texts
+
+        cfg, t0 = self.config, time.perf_counter()
+        n = cfg.warm_start_pairs
+        if unlabelled is not None:
+            texts, source = unique_texts(unlabelled)[:n], "given"
+        else:
+            texts = recombined_pairs(pairs, n, self.prior_._bi_encoder(), seed=cfg.seed)
+            source = "recombined"
+        if not texts:
+            raise ValueError("warm start: no unlabelled pair has both a query and a title")
+        z = self.prior_.decision_function(texts)
+        rows = [
+            {"query": q, "title": t, "label": float(y)}
+            for (q, t), y in zip(texts, expit(z), strict=True)
+        ]
+        model = RationaleDistillModel(resolve_encoder(cfg.encoder), aux="none")
+        learned = {
+            "warm_start": cfg.model_dump(exclude={"save_steps", "save_minutes", "logging_steps"}),
+        }
+        epochs = cfg.warm_start_epochs
+        self._train(model, rows, output_dir, learned, resume, progress, epochs=epochs)
+        self.warm_start_ = {
+            "pairs": len(rows),
+            "source": source,
+            "mean_target": float(np.mean([r["label"] for r in rows])),
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+        logger.info("warm start: %d %s pairs with the prior's probabilities as targets (%.0f s)",
+                    len(rows), source, self.warm_start_["seconds"])  # fmt: skip
+        return model.cross
 
     def _hold_out(
         self, pairs: Sequence[RelevancePair]
@@ -459,6 +551,7 @@ class RelevanceDistiller:
             combine=self.combine_,
             correction_scale=self.correction_scale_,
             holdout=self.holdout_,
+            warm_start=self.warm_start_,
         ) as d:
             self.cross_.save_pretrained(d, safe_serialization=True)
             self.tokenizer.model_max_length = self.config.max_length
@@ -481,6 +574,7 @@ class RelevanceDistiller:
         default = "residual" if self.config.prior != "none" else "none"
         self.combine_ = str(meta.get("combine", default))  # folders from before stacking
         self.holdout_ = dict(meta.get("holdout", {}))
+        self.warm_start_ = dict(meta.get("warm_start", {}))
         self.tokenizer = AutoTokenizer.from_pretrained(path)
         if self.config.prior != "none":
             from .prior import RelevancePrior
