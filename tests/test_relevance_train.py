@@ -166,6 +166,10 @@ def test_cli_distill_evaluate_predict(data, tmp_path, monkeypatch):
             "8",
             "--correction-holdout",
             "0.4",
+            "--unlabelled",
+            str(folder / "pairs.csv"),
+            "--warm-start-pairs",
+            "20",
         ],
     )
     assert res.exit_code == 0, res.output
@@ -174,6 +178,7 @@ def test_cli_distill_evaluate_predict(data, tmp_path, monkeypatch):
     said = " ".join(res.output.split())  # the console wraps long lines
     assert "stack: cross-encoder weighed" in said and "held-out queries (" in said
     assert "cross-encoder alone" in said
+    assert "warm start: 20 given unlabelled pairs" in said
     assert (out / "prior" / "prior.json").is_file()  # the default: a correction of the prior
     res = runner.invoke(
         app,

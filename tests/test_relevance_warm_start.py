@@ -85,9 +85,7 @@ def test_warm_start_learns_the_prior_then_the_stack_records_it(pairs, tmp_path, 
     np.testing.assert_allclose(again.predict_proba(pairs), d.predict_proba(pairs), atol=1e-5)
 
 
-def test_warm_start_uses_the_given_unlabelled_pairs_and_can_be_switched_off(
-    pairs, monkeypatch
-):
+def test_warm_start_uses_the_given_unlabelled_pairs_and_can_be_switched_off(pairs, monkeypatch):
     import dualexpert.relevance.distill as distill
 
     monkeypatch.setattr(distill, "MIN_HOLDOUT", 4)

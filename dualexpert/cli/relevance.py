@@ -118,6 +118,25 @@ def distill(
             "it against the prior) or residual (it learns a correction of the prior)."
         ),
     ] = "stack",
+    warm_start: Annotated[
+        str,
+        typer.Option(
+            help="With --combine stack: prior (the cross-encoder first learns the prior's "
+            "probabilities on unlabelled pairs, then the labels) or none."
+        ),
+    ] = "prior",
+    unlabelled_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--unlabelled",
+            help="Unlabelled pairs for the warm start (CSV/JSONL/Parquet, query and title; "
+            "e.g. a search log; keep evaluation queries out). Default: the training pairs' "
+            "queries with their nearest titles.",
+        ),
+    ] = None,
+    warm_start_pairs: Annotated[
+        int, typer.Option(help="Unlabelled pairs the warm start learns from (at most).")
+    ] = 8000,
     correction_holdout: Annotated[
         float,
         typer.Option(
@@ -143,6 +162,12 @@ def distill(
 
     todo = _pairs(pairs, split, test_fraction, 0, sample, threshold)
     rat = load_rationales(rationales_file) if rationales_file else None
+    unlabelled = None
+    if unlabelled_file is not None:
+        from ..relevance.data import load_pairs
+
+        with user_errors():
+            unlabelled = load_pairs(unlabelled_file, threshold=threshold)
     if aux != "none":
         if rat is None:
             fail(f"--aux {aux} needs --rationales")
@@ -160,18 +185,29 @@ def distill(
             ignore_cls=ignore_cls,
             prior=prior,
             combine=combine,
+            warm_start=warm_start,
+            warm_start_pairs=warm_start_pairs,
             correction_holdout=correction_holdout,
             epochs=epochs,
             batch_size=batch_size,
             learning_rate=learning_rate,
             seed=seed,
-        ).fit(todo, rat, output_dir=out.with_name(f"{out.name}.checkpoints"), resume=resume)
+        ).fit(
+            todo,
+            rat,
+            output_dir=out.with_name(f"{out.name}.checkpoints"),
+            resume=resume,
+            unlabelled=unlabelled,
+        )
     model.save(out)
     scale = ""
     if model.prior_ is not None:
         what = "correction" if model.combine_ == "residual" else "cross-encoder"
         scale = f", {model.combine_}: {what} weighed {model.correction_scale_:.2f}"
     console.print(f"exported CrossEncoder to {out} ({len(todo)} training pairs{scale})")
+    if w := model.warm_start_:
+        n, src, sec = w["pairs"], w["source"], w["seconds"]
+        console.print(f"warm start: {n} {src} unlabelled pairs ({sec:.0f} s)")
     if h := model.holdout_:
         alone = (f"unscaled {h['roc_auc_unscaled']:.4f}" if model.combine_ == "residual"
                  else f"cross-encoder alone {h['roc_auc_cross']:.4f}")  # fmt: skip
