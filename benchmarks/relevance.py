@@ -134,7 +134,7 @@ def _summarise(entry: dict) -> None:
     from dualexpert.evaluation.metrics import mean_ci
 
     runs = list(entry["runs"].values())
-    keys = [k for k in runs[0] if k != "n"]
+    keys = [k for k, v in runs[0].items() if k != "n" and isinstance(v, int | float)]
     stats = {k: mean_ci([r[k] for r in runs if k in r]) for k in keys}
     entry["mean"] = {k: v[0] for k, v in stats.items()}
     entry["ci95"] = {k: v[1] for k, v in stats.items()}

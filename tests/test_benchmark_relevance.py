@@ -58,6 +58,16 @@ def test_summaries_cover_every_saved_seed(tmp_path):
     assert saved["ci95"]["roc_auc"] > 0 and saved["interval"] == "t over 3 seeds"
 
 
+def test_summaries_skip_text_fields(tmp_path):
+    # a run records what its warm start learned from ("recombined"): kept, not averaged
+    bench = _bench()
+    run = {"roc_auc": 0.6, "warm_start_source": "recombined", "warm_start_pairs": 8000}
+    bench._store(tmp_path, {"ce": {"runs": {"0": run}}})
+    saved = json.loads((tmp_path / "results.json").read_text())["ce"]
+    assert saved["runs"]["0"] == run and saved["mean"]["warm_start_pairs"] == 8000
+    assert "warm_start_source" not in saved["mean"]
+
+
 def test_query_auc_orders_within_queries_only():
     from dualexpert.relevance import RelevancePair
 
