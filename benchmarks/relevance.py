@@ -327,7 +327,9 @@ def run(args: argparse.Namespace) -> dict:
             if seed == seeds[0]:
                 model.save(out / "models" / key)
             alone = {}
-            if model.combine_ == "stack":  # the stacked cross-encoder alone, on the test pairs
+            # the stacked cross-encoder alone, on the test pairs (its weight is folded into its
+            # head: with weight 0 it scores nothing)
+            if model.combine_ == "stack" and model.correction_scale_ > 0:
                 c = model._cross_logits([(p.query, p.title) for p in te])
                 alone = {"cross_roc_auc": binary_report(y, 1 / (1 + np.exp(-c)))["roc_auc"]}
             runs[str(seed)] = {

@@ -13,7 +13,7 @@ from scipy.stats import spearmanr
 from dualexpert.relevance import load_pairs
 from dualexpert.relevance.distill import WARM, RelevanceDistiller
 from dualexpert.relevance.prior import RelevancePrior
-from dualexpert.relevance.warm_start import recombined_pairs, unique_texts
+from dualexpert.relevance.warm_start import given_pairs, recombined_pairs, unique_texts
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +50,15 @@ def test_recombined_pairs_keep_the_real_ones_then_add_each_querys_nearest_titles
     assert set(out[4:]) == {(f"q{i}", f"t{(i + 1) % 4}") for i in range(4)}
     assert len(recombined_pairs(real, 3, _Encoder(vec))) == 3
     assert len(recombined_pairs(real, 100, _Encoder(vec))) == 16  # every query x title
+
+
+def test_given_pairs_are_a_seeded_sample_not_the_first_rows():
+    log = [_pair(f"q{i // 10}", f"t{i}") for i in range(1000)]  # sorted by query
+    got = given_pairs(log, 50, seed=3)
+    assert len(set(got)) == 50 and got == given_pairs(log, 50, seed=3)
+    assert len({q for q, _ in got}) > 30  # many queries, not the first five
+    assert got == sorted(got, key=lambda t: int(t[1][1:]))  # in file order
+    assert given_pairs(log[:20], 50) == unique_texts(log[:20])
 
 
 def test_warm_start_learns_the_prior_then_the_stack_records_it(pairs, tmp_path, monkeypatch):

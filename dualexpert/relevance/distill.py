@@ -322,20 +322,20 @@ class RelevanceDistiller:
         progress: bool,
     ) -> Any:
         """A cross-encoder trained to give the prior's probabilities (soft targets) on
-        unlabelled pairs: ``unlabelled`` (first ``warm_start_pairs`` distinct ones), else the
-        training pairs recombined (:func:`recombined_pairs`)."""
+        unlabelled pairs: a seeded sample of ``warm_start_pairs`` distinct ``unlabelled`` ones,
+        else the training pairs recombined (:mod:`.warm_start`)."""
         import time
 
         from scipy.special import expit
 
         from ..models import resolve_encoder
         from .model import RationaleDistillModel
-        from .warm_start import recombined_pairs, unique_texts
+        from .warm_start import given_pairs, recombined_pairs
 
         cfg, t0 = self.config, time.perf_counter()
         n = cfg.warm_start_pairs
         if unlabelled is not None:
-            texts, source = unique_texts(unlabelled)[:n], "given"
+            texts, source = given_pairs(unlabelled, n, seed=cfg.seed), "given"
         else:
             texts = recombined_pairs(pairs, n, self.prior_._bi_encoder(), seed=cfg.seed)
             source = "recombined"

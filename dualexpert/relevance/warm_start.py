@@ -27,6 +27,16 @@ def unique_texts(pairs: Sequence[Any]) -> list[TextPair]:
     return [t for t in seen if t[0] and t[1]]
 
 
+def given_pairs(pairs: Sequence[Any], n: int, seed: int = 0) -> list[TextPair]:
+    """At most ``n`` distinct text pairs of the user's unlabelled ``pairs``: a seeded random
+    sample, in file order (a log sorted by query would give few queries if cut at ``n``)."""
+    texts = unique_texts(pairs)
+    if len(texts) <= n:
+        return texts
+    keep = np.sort(np.random.default_rng(seed).choice(len(texts), size=n, replace=False))
+    return [texts[i] for i in keep]
+
+
 def recombined_pairs(pairs: Sequence[Any], n: int, encoder: Any, seed: int = 0) -> list[TextPair]:
     """Up to ``n`` text pairs from the labelled ``pairs`` alone: every real pair, then each
     query with its nearest titles (``encoder``: a sentence-transformers model), nearest first,
