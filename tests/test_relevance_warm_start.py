@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 from relevance_fixtures import write_pairs
 from scipy.stats import spearmanr
+from transformers import AutoTokenizer
 
+from dualexpert.models import resolve_encoder
 from dualexpert.relevance import load_pairs
 from dualexpert.relevance.distill import WARM, RelevanceDistiller
 from dualexpert.relevance.prior import RelevancePrior
@@ -71,9 +73,7 @@ def test_warm_start_learns_the_prior_then_the_stack_records_it(pairs, tmp_path, 
     train, _ = d._hold_out(pairs)
     prior = RelevancePrior().fit(train)
     d.prior_ = prior
-    d.tokenizer = __import__("transformers").AutoTokenizer.from_pretrained(
-        __import__("dualexpert.models", fromlist=["x"]).resolve_encoder("minilm")
-    )
+    d.tokenizer = AutoTokenizer.from_pretrained(resolve_encoder("minilm"))
     cross = d._warm_start(train, None, tmp_path / "w", resume=False, progress=False)
     assert d.warm_start_["source"] == "recombined" and d.warm_start_["pairs"] == 40
     # the warm-started cross-encoder orders the recombined pairs as the prior does
