@@ -287,10 +287,10 @@ def run(args: argparse.Namespace) -> dict:
         extra["warm_start"] = args.warm_start
     unlabelled = None
     if getattr(args, "unlabelled", "recombined") == "train":
-        from dualexpert.relevance import load_pairs, sample_pairs, split_by_query
+        from dualexpert.relevance import load_pairs, split_by_query
 
-        side = split_by_query(load_pairs(args.data, threshold=args.threshold), 0.2, seed=0)[0]
-        unlabelled = sample_pairs(side, len(side), seed=7)  # a seeded order; labels unused
+        # labels unused; distill samples warm_start_pairs of them
+        unlabelled = split_by_query(load_pairs(args.data, threshold=args.threshold), 0.2, seed=0)[0]
     for name, kw in VARIANTS.items():
         if name not in args.systems:
             continue

@@ -9,14 +9,12 @@ the titles nearest to it by the prior's bi-encoder, as a retrieval stage would h
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
-TextPair = tuple[str, str]
+from .prior import TextPair
 
 
 def unique_texts(pairs: Sequence[Any]) -> list[TextPair]:
@@ -40,18 +38,24 @@ def given_pairs(pairs: Sequence[Any], n: int, seed: int = 0) -> list[TextPair]:
 def recombined_pairs(pairs: Sequence[Any], n: int, encoder: Any, seed: int = 0) -> list[TextPair]:
     """Up to ``n`` text pairs from the labelled ``pairs`` alone: every real pair, then each
     query with its nearest titles (``encoder``: a sentence-transformers model), nearest first,
-    round-robin over the queries so that each gets its share; a seeded order of queries."""
+    round-robin over the queries so that each gets its share; a seeded order of queries. With
+    ``n`` or more real pairs, a seeded sample of them (:func:`given_pairs`)."""
     real = unique_texts(pairs)
+    if len(real) >= n:
+        return given_pairs(pairs, n, seed)
     queries = list(dict.fromkeys(q for q, _ in real))
     titles = list(dict.fromkeys(t for _, t in real))
     out = dict.fromkeys(real)
-    if len(out) >= n or len(titles) < 2:
-        return list(out)[:n]
+    if len(titles) < 2:
+        return list(out)
     kw = {"batch_size": 64, "normalize_embeddings": True, "convert_to_numpy": True}
     qe, te = encoder.encode(queries, **kw), encoder.encode(titles, **kw)
     per_query = min(len(titles), -(-n // len(queries)) + 1)
-    sims = qe @ te.T
-    nearest = np.argsort(-sims, axis=1, kind="stable")[:, :per_query]
+    sims = qe @ te.T  # fewer than n real pairs, so at most n x n
+    top = np.argpartition(-sims, per_query - 1, axis=1)[:, :per_query]
+    nearest = np.take_along_axis(
+        top, np.argsort(-np.take_along_axis(sims, top, axis=1), axis=1, kind="stable"), axis=1
+    )
     order = np.random.default_rng(seed).permutation(len(queries))
     for rank in range(per_query):
         for qi in order:
