@@ -86,6 +86,12 @@ def ranked_expert(train, test, k, args, overrides, extra=()):
         seed=args.seed,
         **overrides,
     )
+    if args.teacher:
+        cfg.update(
+            teacher=str(args.teacher),
+            teacher_weight=args.teacher_weight,
+            teacher_temperature=args.teacher_temperature,
+        )
     expert = DomainExpert(**cfg)
     run_dir = ROOT / "runs" / f"{args.dataset}-{args.system_name}{args.tag}-s{args.seed}"
     if not args.resume:
@@ -140,6 +146,9 @@ def run_system(name, train, test, args, extra=()):
             "max_length": args.max_length,
             "lr": args.lr,
             "seed": args.seed,
+            "teacher": str(args.teacher) if args.teacher else None,
+            "teacher_weight": args.teacher_weight if args.teacher else None,
+            "teacher_temperature": args.teacher_temperature if args.teacher else None,
         }
         if name in ABLATIONS
         else {"seed": args.seed},  # the split's seed
@@ -214,6 +223,9 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="resume interrupted encoder runs")
     ap.add_argument("--tag", default="", help="suffix of the result files, e.g. @1ep")
     ap.add_argument("--synthetic", help="synthetic products (dualexpert synthesize) to add")
+    ap.add_argument("--teacher", type=Path, help="a saved domain expert to distil from")
+    ap.add_argument("--teacher-weight", type=float, default=0.5)
+    ap.add_argument("--teacher-temperature", type=float, default=2.0)
     ap.add_argument(
         "--write-train",
         type=Path,

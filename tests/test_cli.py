@@ -139,3 +139,16 @@ def test_train_predict_evaluate(tmp_path, demo_catalogue):
     b5 = json.loads(rep5.read_text())
     assert b5["speed"]["batch_size"] == 5 and report["speed"]["batch_size"] == 32
     assert abs(b5["lvl3"]["accuracy"] - report["lvl3"]["accuracy"]) <= 0.01
+
+    # --teacher: a student distilled from the model above; the teacher is recorded in the
+    # student's manifest, its targets sit in the checkpoints; a missing teacher is a usage error
+    student = tmp_path / "student"
+    args = ["train", str(demo_catalogue), "--out", str(student), "--epochs", "1",
+            "--batch-size", "16", "--no-synthesize", "--teacher-weight", "0.7"]  # fmt: skip
+    res = runner.invoke(app, [*args, "--teacher", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and "nothing" in res.output
+    res = runner.invoke(app, [*args, "--teacher", str(model)])
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((student / "dualexpert.json").read_text())["config"]
+    assert cfg["teacher"] == str(model) and cfg["teacher_weight"] == 0.7
+    assert (tmp_path / "student.checkpoints" / "teacher-targets.npz").is_file()

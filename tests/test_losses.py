@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from dualexpert.data import Product
-from dualexpert.domain import BootstrapLoss, FocalLoss, TwoPhaseLoss, class_weights
+from dualexpert.domain import (
+    BootstrapLoss,
+    FocalLoss,
+    TeacherLoss,
+    TwoPhaseLoss,
+    class_weights,
+)
 from dualexpert.domain.augment import MASK, augment, mask_path
 from dualexpert.taxonomy import Taxonomy
 
@@ -56,6 +62,47 @@ def test_losses_have_gradients():
     logits = LOGITS.clone().requires_grad_(True)
     TwoPhaseLoss(FocalLoss(2.0), BootstrapLoss(0.9), 0)(logits, torch.tensor([2]), 5).backward()
     assert logits.grad is not None and logits.grad.abs().sum() > 0
+
+
+def test_teacher_loss_by_hand():
+    """weight 0 is the label loss alone; weight 1 is T^2 times the cross-entropy between the
+    teacher's sparse distribution and the student's softened one; in between, the mix."""
+    y = torch.tensor([1])
+    base = TwoPhaseLoss(FocalLoss(2.0), BootstrapLoss(0.9), gate_step=10)
+    idx, p = torch.tensor([[0, 2]]), torch.tensor([[0.75, 0.25]])  # teacher: classes 0 and 2
+    t = 2.0
+    q = torch.softmax(LOGITS / t, -1)[0]  # the student at temperature 2
+    soft = -(0.75 * math.log(q[0]) + 0.25 * math.log(q[2])) * t * t
+    hard = FocalLoss(2.0)(LOGITS, y).item()
+    assert TeacherLoss(base, 0.0, t)(LOGITS, y, 0, idx, p).item() == pytest.approx(hard, rel=1e-5)
+    assert TeacherLoss(base, 1.0, t)(LOGITS, y, 0, idx, p).item() == pytest.approx(soft, rel=1e-5)
+    mixed = TeacherLoss(base, 0.3, t)(LOGITS, y, 0, idx, p).item()
+    assert mixed == pytest.approx(0.7 * hard + 0.3 * soft, rel=1e-5)
+    assert TeacherLoss(base, 0.3, t).phase(10) == 2  # the label loss keeps its schedule
+    with pytest.raises(ValueError, match="weight"):
+        TeacherLoss(base, 1.5)
+    with pytest.raises(ValueError, match="temperature"):
+        TeacherLoss(base, 0.5, 0.0)
+
+
+def test_teacher_loss_pulls_the_student_to_the_teacher():
+    """Gradient steps on the soft term alone move the student's distribution to the teacher's:
+    its KL divergence from the teacher falls to near 0."""
+    logits = LOGITS.clone().requires_grad_(True)
+    idx, p = torch.tensor([[0, 1, 2]]), torch.tensor([[0.1, 0.2, 0.7]])
+    loss = TeacherLoss(TwoPhaseLoss(None, None, 0), weight=1.0, temperature=1.0)
+    opt = torch.optim.SGD([logits], lr=1.0)
+
+    def kl() -> float:
+        q = torch.softmax(logits.detach(), -1)[0]
+        return float((p[0] * (p[0] / q).log()).sum())
+
+    before = kl()
+    for _ in range(200):
+        opt.zero_grad()
+        loss(logits, torch.tensor([0]), 0, idx, p).backward()
+        opt.step()
+    assert before > 0.3 and kl() < 1e-3
 
 
 def test_class_weights():

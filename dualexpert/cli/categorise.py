@@ -105,6 +105,21 @@ def train(
             "default general expert of this model) on the hardest training products."
         ),
     ] = False,
+    teacher: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="A saved domain expert (e.g. --encoder mpnet, trained on the same file) whose "
+            "softened predictions this model also learns (knowledge distillation).",
+        ),
+    ] = None,
+    teacher_weight: Annotated[
+        float, typer.Option(min=0, max=1, help="The teacher's share of the loss.")
+    ] = 0.5,
+    teacher_temperature: Annotated[
+        float, typer.Option(min=0.01, help="Softening of the teacher's distribution.")
+    ] = 2.0,
 ) -> None:
     """Fine-tune the domain expert (encoder + lexical expert), then, with --reranker, its
     cross-encoder reranker. Re-running with the same --out resumes from checkpoints (kept
@@ -164,6 +179,9 @@ def train(
         gate=gate,
         internal_nodes=internal_nodes,
         prior_adjustment=prior_adjustment,
+        teacher=str(teacher) if teacher else None,
+        teacher_weight=teacher_weight,
+        teacher_temperature=teacher_temperature,
     )
     extra = []
     if synthetic and (synthetic.is_file() or not synthesize):

@@ -9,7 +9,7 @@ from typing import Any
 from .augment import augment, mask_path
 from .expert import Candidate, DomainExpert, DomainExpertConfig
 
-_LOSSES = ("BootstrapLoss", "FocalLoss", "TwoPhaseLoss", "class_weights")
+_LOSSES = ("BootstrapLoss", "FocalLoss", "TeacherLoss", "TwoPhaseLoss", "class_weights")
 
 
 def __getattr__(name: str) -> Any:
@@ -26,6 +26,7 @@ __all__ = [
     "DomainExpert",
     "DomainExpertConfig",
     "FocalLoss",
+    "TeacherLoss",
     "TwoPhaseLoss",
     "augment",
     "class_weights",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import shutil
 import tempfile
 from collections import Counter
@@ -44,6 +45,10 @@ if TYPE_CHECKING:  # torch and transformers load on first use: runtime="onnx" ne
 
 ProductLike = Product | str | dict
 log = logging.getLogger(__name__)
+#: classes of the teacher's distribution kept per training text (the rest of its mass, tiny,
+#: is dropped): memory stays linear in the products whatever the size of the taxonomy
+TEACHER_TOP_K = 32
+TEACHER_CACHE = "teacher-targets.npz"
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,12 @@ class DomainExpertConfig(StrictConfig):
     # products filed at an internal category (not a leaf): "class" makes each such category a
     # class of its own; "reject" refuses them (every label must then be a leaf)
     internal_nodes: Literal["class", "reject"] = "class"
+    # knowledge distillation: a saved DomainExpert (e.g. one on mpnet, trained on the same
+    # products) whose encoder's softened distribution the student learns beside the labels
+    # (losses.TeacherLoss); None: the labels alone
+    teacher: str | None = None
+    teacher_weight: float = Field(0.5, ge=0, le=1)
+    teacher_temperature: float = Field(2.0, gt=0)
     extra: dict[str, Any] = {}
 
 
@@ -192,7 +203,7 @@ class DomainExpert:
         from transformers import AutoModel, AutoTokenizer
 
         from ..phased_trainer import TimedCheckpoints
-        from .losses import BootstrapLoss, FocalLoss, TwoPhaseLoss, class_weights
+        from .losses import BootstrapLoss, FocalLoss, TeacherLoss, TwoPhaseLoss, class_weights
         from .model import EncoderClassifier
         from .trainer import TextLabelDataset, TokenizingCollator, TwoPhaseTrainer
 
@@ -221,7 +232,8 @@ class DomainExpert:
             output_dir = tmp
         learned = cfg.model_dump(exclude=INFERENCE_ONLY)
         rows = ((p.id, p.text(), p.category) for p in prods)
-        ckpt = resume_point(output_dir, run_fingerprint(learned, self.classes_, rows), resume)
+        fingerprint = run_fingerprint(learned, self.classes_, rows)
+        ckpt = resume_point(output_dir, fingerprint, resume)
         self.lexical_ = None
         if cfg.lexical:
             self.lexical_ = self._fit_lexical(prods, labels, output_dir if resume else None)
@@ -248,11 +260,16 @@ class DomainExpert:
         alpha = class_weights(
             [counts.get(i, 0) for i in range(len(self.classes_))], cfg.alpha_power
         )
-        loss_fn = TwoPhaseLoss(
+        loss_fn: TwoPhaseLoss | TeacherLoss = TwoPhaseLoss(
             FocalLoss(cfg.gamma, alpha) if cfg.focal else None,
             BootstrapLoss(cfg.beta) if cfg.bootstrap else None,
             gate,
         )
+        targets = None
+        if cfg.teacher is not None:
+            cache = Path(output_dir) / TEACHER_CACHE if resume else None
+            targets = self._teacher_targets([p.text() for p in prods], cache, fingerprint)
+            loss_fn = TeacherLoss(loss_fn, cfg.teacher_weight, cfg.teacher_temperature)
         args = training_args(
             output_dir,
             cfg,
@@ -263,7 +280,7 @@ class DomainExpert:
         trainer = TwoPhaseTrainer(
             model=self.model,
             args=args,
-            train_dataset=TextLabelDataset([p.text() for p in prods], labels),
+            train_dataset=TextLabelDataset([p.text() for p in prods], labels, targets),
             data_collator=TokenizingCollator(self.tokenizer, cfg.max_length),
             loss_fn=loss_fn,
             head_lr_multiplier=cfg.head_lr_multiplier,
@@ -279,6 +296,50 @@ class DomainExpert:
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
         return self
+
+    def _teacher_targets(
+        self, texts: list[str], cache: Path | None, fingerprint: str
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The teacher's top classes for each text and their probabilities at
+        ``teacher_temperature`` (renormalised over the top :data:`TEACHER_TOP_K`). A killed run
+        finds them in ``cache`` (written for the same run's fingerprint) instead of scoring the
+        texts again."""
+        cfg = self.config
+        assert cfg.teacher is not None
+        if cache is not None and cache.is_file():
+            with np.load(cache, allow_pickle=False) as z:
+                if str(z["fingerprint"]) == fingerprint and len(z["idx"]) == len(texts):
+                    log.info("reusing the teacher's targets in %s", cache)
+                    return z["idx"], z["p"]
+        teacher = DomainExpert.load(cfg.teacher, runtime="torch")
+        where = {c: i for i, c in enumerate(teacher.classes_)}
+        missing = [c for c in self.classes_ if c not in where]
+        if missing:
+            raise ValueError(
+                f"teacher {cfg.teacher}: {len(missing)} classes of these products are not "
+                f"among its classes (e.g. {missing[0]!r}); train it on the same products and "
+                "taxonomy"
+            )
+        cols = [where[c] for c in self.classes_]  # its order may differ; extra classes dropped
+        k = min(TEACHER_TOP_K, len(self.classes_))
+        idx = np.zeros((len(texts), k), dtype=np.int64)
+        p = np.zeros((len(texts), k), dtype=np.float32)
+        log.info("scoring %d training texts with the teacher %s", len(texts), cfg.teacher)
+        for start in range(0, len(texts), 4096):  # a chunk's full distribution at a time
+            proba = teacher.encoder_proba(texts[start : start + 4096])[:, cols]
+            proba /= np.maximum(proba.sum(axis=1, keepdims=True), 1e-30)
+            top = np.argpartition(-proba, k - 1, axis=1)[:, :k]
+            z = np.log(np.maximum(np.take_along_axis(proba, top, 1), 1e-30).astype(np.float64))
+            z = z / cfg.teacher_temperature
+            z -= z.max(axis=1, keepdims=True)
+            e = np.exp(z)
+            idx[start : start + len(top)] = top
+            p[start : start + len(top)] = e / e.sum(axis=1, keepdims=True)
+        if cache is not None and is_main_process():
+            tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp.npz")
+            np.savez(tmp, idx=idx, p=p, fingerprint=np.array(fingerprint))
+            os.replace(tmp, cache)
+        return idx, p
 
     # ---- inference ----------------------------------------------------------------------
     def _check_fitted(self) -> None:

@@ -5,6 +5,9 @@
   soft-bootstrap term ``(1 - beta) sum_k q_k log q_k`` that lets the model disagree with a
   perceptually inconsistent label (Reed et al., 2014).
 * :class:`TwoPhaseLoss`, eq. 3: phase 1 until the global step ``gate_step``, phase 2 after.
+* :class:`TeacherLoss`: knowledge distillation (Hinton et al., 2015) on top of it: a share of the
+  loss is the cross-entropy between a teacher's softened distribution and the student's, at
+  temperature ``T`` and scaled by ``T**2``.
 
 ``q`` is the softmax over the leaf categories. All losses average over the batch.
 """
@@ -81,6 +84,41 @@ class TwoPhaseLoss(nn.Module):
         if self.focal is not None:
             return self.focal(logits, labels)
         return F.cross_entropy(logits.float(), labels)
+
+
+class TeacherLoss(nn.Module):
+    """``(1 - weight) * base + weight * T**2 * CE(teacher_T, student_T)``.
+
+    The teacher's distribution comes sparse: for each row the indices of its ``k`` most
+    probable classes and their probabilities at temperature ``T`` (renormalised over the ``k``;
+    the mass left outside is negligible at the default ``k``). ``base`` is the
+    :class:`TwoPhaseLoss`, so the focal-then-bootstrap schedule keeps running on the labels.
+    """
+
+    def __init__(self, base: TwoPhaseLoss, weight: float = 0.5, temperature: float = 2.0):
+        super().__init__()
+        if not 0.0 <= weight <= 1.0:
+            raise ValueError(f"weight must be in [0, 1], got {weight}")
+        if temperature <= 0:
+            raise ValueError(f"temperature must be above 0, got {temperature}")
+        self.base, self.weight, self.temperature = base, float(weight), float(temperature)
+
+    def phase(self, step: int) -> int:
+        return self.base.phase(step)
+
+    def forward(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        step: int,
+        teacher_idx: torch.Tensor,
+        teacher_p: torch.Tensor,
+    ) -> torch.Tensor:
+        hard = self.base(logits, labels, step)
+        t = self.temperature
+        logq = F.log_softmax(logits.float() / t, dim=-1).gather(1, teacher_idx)
+        soft = -(teacher_p.float() * logq).sum(-1).mean() * t * t
+        return (1.0 - self.weight) * hard + self.weight * soft
 
 
 def class_weights(counts: Sequence[int], power: float = 0.5) -> torch.Tensor:
