@@ -5,6 +5,11 @@
    largest stage-1 worker).
 2. Domain-expert training with 1 and 2 DDP processes (torchrun, gloo): steps/s and samples/s
    as the Hugging Face Trainer reports them.
+3. ``floor``: what Ray and Ray Data cost alone on this machine. The same job shape as
+   ``--engine ray`` with 2 workers (a local Ray started in the process, N rows streamed in, two
+   one-CPU actors, a zero-CPU actor stage, a one-task-at-a-time Parquet writer), but the
+   stage-1 actors only write records of the classify output's size: no model is loaded. Its wall
+   time, against the local path's whole classify run, is the least the Ray path can take here.
 
 Every run is a real subprocess; ``--runtime`` says where classify runs the encoder (``onnx``,
 the default, exports the model first; ``torch``). Prints a table and writes JSON.
@@ -47,6 +52,43 @@ FIT = textwrap.dedent(
     e.fit(prods, output_dir=sys.argv[2], progress=False)
     if int(os.environ.get("RANK", "0")) == 0:
         json.dump(e.train_log, open(sys.argv[2] + ".log.json", "w"))
+    """
+)
+
+FLOOR = textwrap.dedent(
+    """
+    import json, shutil, sys
+    import pyarrow as pa, pyarrow.parquet as pq, ray, ray.data
+
+    class Stage1:  # a record of the size and shape classify writes (~1.3 KB); no model
+        def __call__(self, b):
+            ids, titles = b.column("id").to_pylist(), b.column("title").to_pylist()
+            paths = [["Home & Garden", "Kitchen & Dining", f"Cookware {j}"] for j in range(5)]
+            cands = [{"id": " > ".join(q), "path": q, "probability": 0.19} for q in paths]
+            rec = [json.dumps({
+                "id": i, "title": t, "category": cands[0]["id"], "path": paths[0],
+                "routed": False, "route_reason": "domain expert confident: p=0.660 >= 0.0",
+                "decision": "domain", "fallback": False, "fallback_reason": "", "reason": "",
+                "ranking": [c["id"] for c in cands], "candidates": cands,
+                "llm_logprobs": None, "seconds": 0.0015,
+                "usage": {"llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0},
+            }) for i, t in zip(ids, titles)]
+            n = len(ids)
+            return pa.table({"id": ids, "category": [cands[0]["id"]] * n,
+                             "routed": [False] * n, "record": rec, "job": [""] * n})
+
+    class Stage2:
+        def __call__(self, b):
+            return b.drop_columns(["job"])
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    rows = pq.read_table(sys.argv[1], columns=["id", "title", "description"]).to_pylist()
+    ds = ray.data.from_items(rows)
+    ds = ds.map_batches(Stage1, batch_size=256, batch_format="pyarrow", concurrency=2, num_cpus=1)
+    ds = ds.map_batches(Stage2, batch_size=256, batch_format="pyarrow", concurrency=1, num_cpus=0)
+    shutil.rmtree(sys.argv[2], ignore_errors=True)
+    ds.write_parquet(sys.argv[2], ray_remote_args={"num_cpus": 0}, concurrency=1)
+    assert pq.read_table(sys.argv[2]).num_rows == len(rows)
     """
 )
 
@@ -118,6 +160,18 @@ def classify_runs(work: Path, n: int, env: dict) -> dict:
     return rows
 
 
+def floor_runs(work: Path, n: int, env: dict, runs: int = 3) -> dict:
+    data = parquet_file(work, n)
+    script = work / "floor.py"
+    script.write_text(FLOOR)
+    walls = []
+    for _ in range(runs):
+        wall, _ = timed([sys.executable, str(script), str(data), str(work / "floor-out")], env)
+        walls.append(wall)
+        print(f"  ray floor (no model): {wall:.1f} s", flush=True)
+    return {"n": n, "seconds": walls}
+
+
 def ddp_runs(work: Path, train_n: int, env: dict) -> dict:
     data = ROOT.parent / "shared" / "data" / "mwpd" / "train.jsonl"
     if not data.exists():
@@ -167,6 +221,8 @@ def main() -> None:
     res: dict = json.loads(args.out.read_text()) if args.out.exists() else {}
     if "classify" in args.parts:
         res["classify"] = {"n": args.n, "rows": classify_runs(work, args.n, env)}
+    if "floor" in args.parts:
+        res["floor"] = floor_runs(work, args.n, env)
     if "ddp" in args.parts:
         res["ddp"] = {"n": args.train_n, "rows": ddp_runs(work, args.train_n, env)}
     res["meta"] = {
@@ -184,6 +240,11 @@ def main() -> None:
             peak = f"{r['peak_worker_rss_mb']:.0f} MB" if r.get("peak_worker_rss_mb") else ""
             print(f"| {name} | {r['seconds']:.0f} | {r['products_s']:.0f} | "
                   f"{r['vs_local']:.2f}x | {peak} |")  # fmt: skip
+    if "floor" in res:
+        local = res.get("classify", {}).get("rows", {}).get("local (2 threads)", {})
+        for w in res["floor"]["seconds"]:
+            vs = f" ({w / local['seconds']:.2f}x the local classify)" if local else ""
+            print(f"Ray + Ray Data alone, {res['floor']['n']:,} rows, no model: {w:.1f} s{vs}")
     if "ddp" in res and "rows" in res["ddp"] and "skipped" not in res["ddp"]["rows"]:
         print(f"\n| DDP training, {res['ddp']['n']:,} MWPD products, 1 epoch | train s | "
               "steps/s | samples/s |\n|---|---|---|---|")  # fmt: skip

@@ -23,7 +23,7 @@ from pydantic import Field
 
 from ..data import Product, as_product
 from ..estimator import StrictConfig, load_manifest, saved_folder, verify_files
-from ..models import resolve_encoder
+from ..models import resolve_encoder, sha256_file
 from ..taxonomy import Taxonomy, UnknownCategoryError
 from ..threads import available_cpus, machine_cpus
 from ..training import (
@@ -231,6 +231,8 @@ class DomainExpert:
             tmp = tempfile.mkdtemp(prefix="dualexpert-train-")
             output_dir = tmp
         learned = cfg.model_dump(exclude=INFERENCE_ONLY)
+        if cfg.teacher is not None:  # a teacher retrained in the same folder is another run
+            learned["teacher_manifest"] = sha256_file(Path(cfg.teacher) / "dualexpert.json")
         rows = ((p.id, p.text(), p.category) for p in prods)
         fingerprint = run_fingerprint(learned, self.classes_, rows)
         ckpt = resume_point(output_dir, fingerprint, resume)
