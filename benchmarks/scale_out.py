@@ -82,7 +82,7 @@ FLOOR = textwrap.dedent(
             return b.drop_columns(["job"])
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    rows = pq.read_table(sys.argv[1], columns=["id", "title", "description"]).to_pylist()
+    rows = pq.read_table(sys.argv[1]).to_pylist()
     ds = ray.data.from_items(rows)
     ds = ds.map_batches(Stage1, batch_size=256, batch_format="pyarrow", concurrency=2, num_cpus=1)
     ds = ds.map_batches(Stage2, batch_size=256, batch_format="pyarrow", concurrency=1, num_cpus=0)
