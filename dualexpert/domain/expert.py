@@ -45,8 +45,8 @@ if TYPE_CHECKING:  # torch and transformers load on first use: runtime="onnx" ne
 
 ProductLike = Product | str | dict
 log = logging.getLogger(__name__)
-#: classes of the teacher's distribution kept per training text (the rest of its mass, tiny,
-#: is dropped): memory stays linear in the products whatever the size of the taxonomy
+#: classes of the teacher's distribution kept per training text (the rest of its mass is
+#: dropped): memory stays linear in the products whatever the size of the taxonomy
 TEACHER_TOP_K = 32
 TEACHER_CACHE = "teacher-targets.npz"
 

@@ -90,8 +90,8 @@ class TeacherLoss(nn.Module):
     """``(1 - weight) * base + weight * T**2 * CE(teacher_T, student_T)``.
 
     The teacher's distribution comes sparse: for each row the indices of its ``k`` most
-    probable classes and their probabilities at temperature ``T`` (renormalised over the ``k``;
-    the mass left outside is negligible at the default ``k``). ``base`` is the
+    probable classes and their probabilities at temperature ``T``, renormalised over the ``k``
+    (the mass outside them is dropped). ``base`` is the
     :class:`TwoPhaseLoss`, so the focal-then-bootstrap schedule keeps running on the labels.
     """
 
