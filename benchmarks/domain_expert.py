@@ -31,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from dualexpert.data import Product, load_catalogue  # noqa: E402
+from dualexpert.data import PRESETS, Product, load_catalogue  # noqa: E402
 from dualexpert.evaluation.baselines import KnnEmbeddingRanker, TfidfLinearRanker  # noqa: E402
 from dualexpert.evaluation.metrics import categorisation_report  # noqa: E402
 
@@ -47,12 +47,16 @@ ABLATIONS = {
 SYSTEMS = ["tfidf_linear", "knn_embed", *ABLATIONS]
 
 
-def load_dataset(name: str, seed: int = 0) -> tuple[list[Product], list[Product]]:
+def load_dataset(
+    name: str, seed: int = 0, context: bool = True
+) -> tuple[list[Product], list[Product]]:
+    """Train and test products; ``context=False`` reads MWPD without its breadcrumb and URL."""
     if name == "mwpd":
         d = SHARED / "mwpd"
+        cols = PRESETS["mwpd"] if context else PRESETS["mwpd"].model_copy(update={"context": []})
         return (
-            load_catalogue(d / "train.jsonl").products,
-            load_catalogue(d / "validation.jsonl").products,
+            load_catalogue(d / "train.jsonl", cols).products,
+            load_catalogue(d / "validation.jsonl", cols).products,
         )
     if name == "bigbasket":
         prods = load_catalogue(SHARED / "bigbasket" / "products.csv", on_error="skip").products
@@ -136,6 +140,7 @@ def run_system(name, train, test, args, extra=()):
         "n_train": len(train),
         "n_synthetic": len(extra),
         "synthetic": args.synthetic,
+        "context": args.context,
         "n_test": len(test),
         "date": str(date.today()),
         "machine": f"{platform.machine()} {os.cpu_count()} cores",
@@ -223,6 +228,12 @@ def main() -> None:
     ap.add_argument("--resume", action="store_true", help="resume interrupted encoder runs")
     ap.add_argument("--tag", default="", help="suffix of the result files, e.g. @1ep")
     ap.add_argument("--synthetic", help="synthetic products (dualexpert synthesize) to add")
+    ap.add_argument(
+        "--context",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="MWPD: read the breadcrumb and URL columns (sessions before 29 did not)",
+    )
     ap.add_argument("--teacher", type=Path, help="a saved domain expert to distil from")
     ap.add_argument("--teacher-weight", type=float, default=0.5)
     ap.add_argument("--teacher-temperature", type=float, default=2.0)
@@ -237,7 +248,7 @@ def main() -> None:
     if not args.table:
         if not SHARED.is_dir():
             raise SystemExit(f"shared data not found at {SHARED}")
-        train, test = load_dataset(args.dataset, args.seed)
+        train, test = load_dataset(args.dataset, args.seed, args.context)
         if args.write_train:
             with args.write_train.open("w", encoding="utf-8") as f:
                 for p in train:

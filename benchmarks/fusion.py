@@ -186,13 +186,21 @@ def main() -> None:
     ap.add_argument("--tag", default="@4ep")
     ap.add_argument("--system", default="domain_expert", help="the trained configuration")
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--context",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="MWPD: read the breadcrumb and URL columns (as the models were trained)",
+    )
     args = ap.parse_args()
     name = "" if args.system == "domain_expert" else f"-{args.system}"
     results = ROOT / "benchmarks" / "results"
     out = args.out or results / f"fusion-{args.dataset}{name}{args.tag}.json"
     runs = []
     for seed in args.seeds:
-        train, test = load_dataset(args.dataset, seed if args.dataset == "bigbasket" else 0)
+        train, test = load_dataset(
+            args.dataset, seed if args.dataset == "bigbasket" else 0, args.context
+        )
         counts = Counter(p.category for p in train)
         runs.append(run_seed(args, seed, train, test, counts))
         print(

@@ -22,6 +22,7 @@ _EXPORTS = {
     "Catalogue": "dualexpert.data",
     "RecordError": "dualexpert.data",
     "load_catalogue": "dualexpert.data",
+    "context_text": "dualexpert.data",
     "DomainExpert": "dualexpert.domain",
     "Candidate": "dualexpert.domain",
     "categorisation_report": "dualexpert.evaluation.metrics",

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -20,14 +21,56 @@ from .taxonomy import PATH_SEP
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
+CONTEXT_MAX_CHARS = 200
+_URL_HOST = re.compile(r"^[a-z][a-z0-9+.-]*://[^/?#]*", re.IGNORECASE)
+_WORD = re.compile(r"[^\W\d_]+")
+_WEB_WORDS = frozenset(
+    {"html", "htm", "shtml", "php", "asp", "aspx", "jsp", "cgi", "www", "http", "https"}
+)
+
+
+def context_text(*values: str) -> str:
+    """Other text about a product as plain words: a shop's breadcrumb, a URL, a brand.
+
+    A part that is a URL or a URL path (``|``-separated parts are taken one by one) keeps the
+    words of its path only: the scheme, host, numbers, ids with digits and file extensions go.
+    Words repeated across the parts are kept once (a breadcrumb often repeats its URL), and the
+    result is capped at :data:`CONTEXT_MAX_CHARS`.
+    """
+    words: list[str] = []
+    seen: set[str] = set()
+    for value in values:
+        for part in (value or "").split("|"):
+            part = part.strip()
+            if _URL_HOST.match(part) or part.startswith("/"):
+                tokens = [
+                    t
+                    for t in re.split(r"[^\w]+", _URL_HOST.sub("", part))
+                    if len(t) > 2 and _WORD.fullmatch(t) and t.lower() not in _WEB_WORDS
+                ]
+            else:
+                tokens = part.split()
+            for t in tokens:
+                if t.lower() not in seen:
+                    seen.add(t.lower())
+                    words.append(t)
+    return " ".join(words)[:CONTEXT_MAX_CHARS].strip()
+
+
 class Product(BaseModel):
-    """One catalogue item. ``category`` is the path from the root to the leaf, if labelled."""
+    """One catalogue item. ``category`` is the path from the root to the leaf, if labelled.
+
+    ``context`` is other text about the product that is neither its title nor its
+    description, such as the shop's own breadcrumb or the words of its URL (see
+    :func:`context_text`). Models read it between the title and the description.
+    """
 
     model_config = ConfigDict(frozen=True)
 
     id: str = ""
     title: str = Field(min_length=1)
     description: str = ""
+    context: str = ""
     category: tuple[str, ...] | None = None
 
     @field_validator("title")
@@ -45,10 +88,19 @@ class Product(BaseModel):
         return v
 
     def text(self, max_chars: int = 1000) -> str:
-        """Title and description as one model input."""
+        """Title, context and description as one model input.
+
+        Context words that the title already has are left out: an encoder reads the first few
+        dozen tokens only, and a URL often repeats the title.
+        """
+        parts = [self.title]
+        in_title = {w.lower() for w in _WORD.findall(self.title)}
+        context = " ".join(w for w in self.context.split() if w.lower() not in in_title)
+        if _WORD.search(context):
+            parts.append(context)
         if self.description and self.description.strip() != self.title.strip():
-            return f"{self.title} . {self.description}"[:max_chars]
-        return self.title[:max_chars]
+            parts.append(self.description)
+        return " . ".join(parts)[:max_chars]
 
 
 def as_product(x: Product | str | dict) -> Product:
@@ -74,8 +126,10 @@ class ColumnMap(BaseModel):
     """Which columns of a file hold which fields.
 
     Give either ``category`` (one column holding a path, split on ``separator``) or ``levels``
-    (one column per level, root first). Both may be empty for unlabelled catalogues. A
-    misspelt key is an error, not a silently ignored setting.
+    (one column per level, root first). Both may be empty for unlabelled catalogues.
+    ``context`` names columns of other text about the product (a breadcrumb, a URL, a
+    brand); a file without them reads as if they were empty. A misspelt key is an error, not
+    a silently ignored setting.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -86,11 +140,16 @@ class ColumnMap(BaseModel):
     category: str | None = None
     separator: str = ">"
     levels: list[str] = Field(default_factory=list)
+    context: list[str] = Field(default_factory=list)
 
 
 PRESETS: dict[str, ColumnMap] = {
     "mwpd": ColumnMap(
-        id="ID", title="Name", description="Description", levels=["lvl1", "lvl2", "lvl3"]
+        id="ID",
+        title="Name",
+        description="Description",
+        levels=["lvl1", "lvl2", "lvl3"],
+        context=["CategoryText", "URL"],
     ),
     "bigbasket": ColumnMap(
         id="index", title="product", levels=["category", "sub_category", "type"]
@@ -307,6 +366,7 @@ def parse_record(row: dict[str, Any], cmap: ColumnMap, file: str, line: int) -> 
         or str(line),
         "title": _cell(row, cmap.title, file, line, True),
         "description": _cell(row, cmap.description, file, line, False) if cmap.description else "",
+        "context": context_text(*(_cell(row, c, file, line, False) for c in cmap.context)),
         "category": category,
     }
     try:

@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from dualexpert.data import ColumnMap, RecordError, load_catalogue
+from dualexpert.data import ColumnMap, Product, RecordError, context_text, load_catalogue
 
 
 def test_demo_catalogue(demo_catalogue):
@@ -75,3 +75,64 @@ def test_bigbasket_real(shared_data):
     cat = load_catalogue(shared_data / "bigbasket" / "products.csv", on_error="skip")
     assert len(cat) > 27000
     assert len(set(cat.paths)) == 597
+
+
+def test_context_text_keeps_words_of_breadcrumbs_and_url_paths():
+    assert context_text("https://shop.example.com/Womens-Tops/p/AB12345.html") == "Womens Tops"
+    # parts split on "|", the host goes, words repeated across the parts are kept once
+    got = context_text(
+        "http://a.example.com/|http://a.example.com/new-nutritional-supplements/c/000001/",
+        "/antiques/index.php",
+        "Garden > Hoses",
+    )
+    assert got == "new nutritional supplements antiques index Garden > Hoses"
+    assert context_text("Shoes | shoes", "") == "Shoes"
+    assert len(context_text(" ".join(f"w{chr(97 + i % 26)}x{i}" for i in range(200)))) <= 200
+
+
+def test_context_columns_are_read_and_enter_the_text_between_title_and_description(tmp_path):
+    f = tmp_path / "c.jsonl"
+    rows = [
+        {
+            "ID": "1",
+            "Name": "Cleveland Browns Kids Sweatpants",
+            "Description": "Warm and soft.",
+            "CategoryText": "Bottoms > Kids",
+            "URL": "https://fan.example.com/cleveland-browns-kids-sweatpants/p-123",
+            "lvl1": "A",
+            "lvl2": "B",
+            "lvl3": "C",
+        },
+        # no breadcrumb or URL: reads as an empty context, not an error
+        {"ID": "2", "Name": "Locket", "Description": "", "lvl1": "A", "lvl2": "B", "lvl3": "C"},
+        {"ID": "3", "Name": "Cup", "URL": 7, "lvl1": "A", "lvl2": "B", "lvl3": "C"},
+    ]
+    f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    cat = load_catalogue(f, "mwpd", on_error="skip")
+    first, second = cat[0], cat[1]
+    assert first.context == "Bottoms > Kids cleveland browns sweatpants"
+    # context words the title already has are left out of the model input
+    assert first.text() == "Cleveland Browns Kids Sweatpants . Bottoms > . Warm and soft."
+    assert second.context == "" and second.text() == "Locket"
+    # a context cell that is not text is the record's error, naming its field
+    assert cat.skipped == 1 and cat.errors[0].line == 3 and cat.errors[0].field == "URL"
+    # without context columns in the map, the same file reads as before
+    plain = load_catalogue(f, ColumnMap(title="Name", description="Description"), "skip")
+    assert (
+        plain[0].context == ""
+        and plain[0].text() == "Cleveland Browns Kids Sweatpants . Warm and soft."
+    )
+
+
+def test_label_augmentation_twins_keep_the_context():
+    from dualexpert.domain.augment import augment
+    from dualexpert.taxonomy import Taxonomy
+
+    prods = [
+        Product(
+            id=str(i), title=f"item {i}", context="Garden > Hoses", category=("Garden", "Hoses")
+        )
+        for i in range(4)
+    ]
+    twins = augment(prods, Taxonomy.from_paths([p.category for p in prods]), ratio=1.0, per_leaf=0)
+    assert len(twins) == 4 and all(t.context == "Garden > Hoses" for t in twins)

@@ -179,3 +179,11 @@ def test_routed_rows_reach_the_llm_stage_as_on_the_local_path(ray_local, setup, 
     assert 0 < routed < len(held) and totals["routed"] == routed
     assert not any(v[3] for v in want.values())  # every routed product got the LLM's answer
     assert got == want
+
+
+def test_a_row_carries_every_product_field_into_the_actors():
+    from dualexpert.data import Product
+    from dualexpert.scale.ray_data import _product_fields
+
+    p = Product(id="7", title="Hose", description="Green", context="Garden", category=("G", "H"))
+    assert Product(**_product_fields(p.model_dump(mode="json"))) == p

@@ -57,6 +57,7 @@ def augment(
                 id=f"aug:{p.id}",
                 title=mask_path(names, rng, p_mask),
                 description=p.description,
+                context=p.context,
                 category=p.category,
             )
         )

@@ -154,6 +154,7 @@ def _product_fields(row: dict[str, Any]) -> dict[str, Any]:
         "id": str(row.get("id") or ""),
         "title": row["title"],
         "description": row.get("description") or "",
+        "context": row.get("context") or "",
         "category": tuple(cat) if cat else None,
     }
 
@@ -190,7 +191,8 @@ def classify_dataset(
     """Classify a Ray Dataset of products; returns a Dataset of records keyed by ``id``.
 
     Args:
-        ds: rows with ``title`` and optionally ``id``, ``description``, ``category`` (a list).
+        ds: rows with ``title`` and optionally ``id``, ``description``, ``context``,
+            ``category`` (a list).
         model: a saved domain expert folder, or a URI ``fsspec`` reads.
         strategy, representation, k, threshold, fusion_weight, summaries, program, general,
         llm_tier, prior_adjustment, runtime: as for
