@@ -298,15 +298,25 @@ def test_lexical_expert_alone(split, tmp_path):
         LexicalExpert(keep=0)
 
 
-def test_lexical_class_weight_auto_keeps_the_better_out_of_fold(split, tmp_path):
+def test_lexical_class_weight_auto_keeps_balanced_unless_it_costs_accuracy(
+    split, tmp_path, monkeypatch
+):
+    from dualexpert.domain import lexical
     from dualexpert.domain.lexical import LexicalExpert
 
     train, _ = split
     texts, labels = [p.text() for p in train], [" > ".join(p.category) for p in train]
     lex = LexicalExpert().fit(texts, labels)  # class_weight="auto" by default
     assert set(lex.selection_) == {"none", "balanced"}
-    best = max(lex.selection_, key=lex.selection_.get)
-    assert lex.class_weight == (None if best == "none" else "balanced")
+    sel = lex.selection_
+    balanced_ok = sel["balanced"] >= sel["none"] - lexical.BALANCED_TOLERANCE
+    assert lex.class_weight == ("balanced" if balanced_ok else None)
+    # a tolerance of 1 always keeps balanced, one of -1 never does
+    monkeypatch.setattr(lexical, "BALANCED_TOLERANCE", 1.0)
+    assert LexicalExpert().fit(texts, labels).class_weight == "balanced"
+    monkeypatch.setattr(lexical, "BALANCED_TOLERANCE", -1.0)
+    assert LexicalExpert().fit(texts, labels).class_weight is None
+    monkeypatch.undo()
     assert all(0 <= v <= 1 for v in lex.selection_.values())
     # the kept weighting's SVM is the one saved: the same as fitting it by name
     fixed = LexicalExpert(class_weight=lex.class_weight).fit(texts, labels)

@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 FORMAT = 1
 
 
+#: the out-of-fold accuracy ``class_weight="auto"`` gives up for the balanced weighting, which
+#: lifts macro F1: on MWPD with the breadcrumb and URL the two were 0.1 point apart and the
+#: unbalanced SVM cost the fused expert 3 points of macro F1; on BigBasket balanced loses 2.5
+#: points (BENCHMARKS.md, session 29)
+BALANCED_TOLERANCE = 0.005
+
+
 class LexicalExpert:
     """``fit(texts, labels)`` / ``decision_function(texts)`` / ``save`` / ``load``.
 
@@ -36,8 +43,9 @@ class LexicalExpert:
     ``class_weight="balanced"`` weighs each class by its inverse frequency, which lifts the
     tail: on MWPD it added 2.6 points of lvl3 macro F1 to the fused expert; on BigBasket it cost
     1.2 points of accuracy (BENCHMARKS.md). ``"auto"`` (the default) fits both out of fold on
-    the training data and keeps the one with the higher out-of-fold accuracy
-    (:attr:`selection_` holds both); ``None`` or ``"balanced"`` fix it.
+    the training data and keeps ``balanced`` unless it loses more than
+    :data:`BALANCED_TOLERANCE` of out-of-fold accuracy (:attr:`selection_` holds both);
+    ``None`` or ``"balanced"`` fix it.
     """
 
     def __init__(
@@ -119,19 +127,21 @@ class LexicalExpert:
         return self
 
     def _choose_class_weight(self, X: Any, y: np.ndarray) -> list:
-        """Fit both class weightings out of fold; keep the one with the higher out-of-fold
-        accuracy. Returns the kept one's folds (reused for calibration)."""
+        """Fit both class weightings out of fold; keep ``balanced`` unless it loses more than
+        :data:`BALANCED_TOLERANCE` of out-of-fold accuracy. Returns the kept one's folds
+        (reused for calibration)."""
         folds = max(self.calibrate_folds, 2)
-        best, best_parts = None, []
+        parts_of = {}
         for name, weight in (("none", None), ("balanced", "balanced")):
-            parts = self._out_of_fold(X, y, folds, weight)
+            parts_of[name] = parts = self._out_of_fold(X, y, folds, weight)
             hits = sum(
                 int(np.sum(np.asarray(classes)[m.argmax(axis=1)] == y[idx]))
                 for m, classes, idx in parts
             )
             self.selection_[name] = hits / len(y)
-            if best is None or self.selection_[name] > self.selection_[best]:
-                best, best_parts = name, parts
+        balanced_ok = self.selection_["balanced"] >= self.selection_["none"] - BALANCED_TOLERANCE
+        best = "balanced" if balanced_ok else "none"
+        best_parts = parts_of[best]
         self.class_weight = None if best == "none" else "balanced"
         log.info("lexical expert: class_weight=%s (out-of-fold accuracy %s)",
                  self.class_weight, self.selection_)  # fmt: skip
