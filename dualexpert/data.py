@@ -33,7 +33,8 @@ def context_text(*values: str) -> str:
     """Other text about a product as plain words: a shop's breadcrumb, a URL, a brand.
 
     A part that is a URL or a URL path (``|``-separated parts are taken one by one) keeps the
-    words of its path only: the scheme, host, numbers, ids with digits and file extensions go.
+    words of its path only: the scheme, host, words of one or two letters, anything with a
+    digit (ids, numbers) and web suffixes such as ``html`` or ``php`` go.
     Words repeated across the parts are kept once (a breadcrumb often repeats its URL), and the
     result is capped at :data:`CONTEXT_MAX_CHARS`.
     """

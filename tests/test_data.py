@@ -9,6 +9,11 @@ import pytest
 from dualexpert.data import ColumnMap, Product, RecordError, context_text, load_catalogue
 
 
+def _mwpd_row(id_: str, name: str, **fields: object) -> dict:
+    """One MWPD-shaped record labelled A > B > C, with any other fields given."""
+    return {"ID": id_, "Name": name, **fields, "lvl1": "A", "lvl2": "B", "lvl3": "C"}
+
+
 def test_demo_catalogue(demo_catalogue):
     cat = load_catalogue(demo_catalogue)
     assert len(cat) == 240 and cat.skipped == 0
@@ -17,17 +22,7 @@ def test_demo_catalogue(demo_catalogue):
 
 def test_jsonl_bad_record_names_file_line_field(tmp_path):
     f = tmp_path / "c.jsonl"
-    rows = [
-        {
-            "ID": "1",
-            "Name": "Silver charm",
-            "Description": "",
-            "lvl1": "A",
-            "lvl2": "B",
-            "lvl3": "C",
-        },
-        {"ID": "2", "Name": "   ", "Description": "x", "lvl1": "A", "lvl2": "B", "lvl3": "C"},
-    ]
+    rows = [_mwpd_row("1", "Silver charm", Description=""), _mwpd_row("2", "   ", Description="x")]
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
     with pytest.raises(RecordError) as ei:
         load_catalogue(f, "mwpd")
@@ -93,19 +88,16 @@ def test_context_text_keeps_words_of_breadcrumbs_and_url_paths():
 def test_context_columns_are_read_and_enter_the_text_between_title_and_description(tmp_path):
     f = tmp_path / "c.jsonl"
     rows = [
-        {
-            "ID": "1",
-            "Name": "Cleveland Browns Kids Sweatpants",
-            "Description": "Warm and soft.",
-            "CategoryText": "Bottoms > Kids",
-            "URL": "https://fan.example.com/cleveland-browns-kids-sweatpants/p-123",
-            "lvl1": "A",
-            "lvl2": "B",
-            "lvl3": "C",
-        },
+        _mwpd_row(
+            "1",
+            "Cleveland Browns Kids Sweatpants",
+            Description="Warm and soft.",
+            CategoryText="Bottoms > Kids",
+            URL="https://fan.example.com/cleveland-browns-kids-sweatpants/p-123",
+        ),
         # no breadcrumb or URL: reads as an empty context, not an error
-        {"ID": "2", "Name": "Locket", "Description": "", "lvl1": "A", "lvl2": "B", "lvl3": "C"},
-        {"ID": "3", "Name": "Cup", "URL": 7, "lvl1": "A", "lvl2": "B", "lvl3": "C"},
+        _mwpd_row("2", "Locket", Description=""),
+        _mwpd_row("3", "Cup", URL=7),
     ]
     f.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     cat = load_catalogue(f, "mwpd", on_error="skip")
