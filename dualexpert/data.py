@@ -95,10 +95,11 @@ class Product(BaseModel):
         dozen tokens only, and a URL often repeats the title.
         """
         parts = [self.title]
-        in_title = {w.lower() for w in _WORD.findall(self.title)}
-        context = " ".join(w for w in self.context.split() if w.lower() not in in_title)
-        if _WORD.search(context):
-            parts.append(context)
+        if self.context:
+            in_title = {w.lower() for w in _WORD.findall(self.title)}
+            context = " ".join(w for w in self.context.split() if w.lower() not in in_title)
+            if _WORD.search(context):
+                parts.append(context)
         if self.description and self.description.strip() != self.title.strip():
             parts.append(self.description)
         return " . ".join(parts)[:max_chars]
