@@ -160,7 +160,7 @@ def main() -> None:
     counts = Counter(p.category for p in train)
     p = expert.encoder_proba(test)
     m = expert.lexical_margins([x.text() for x in test])
-    fused = expert.fuse(p, m, expert.fusion_scale())
+    fused = expert.fused_proba(p, [x.text() for x in test])  # lexical (and neighbour) experts
     if expert.class_counts_ is None:  # saved before the model kept its class counts
         expert.class_counts_ = class_counts(expert, counts)
     fused = expert.adjust_for_prior(fused, args.prior_adjustment)  # as predict_proba does

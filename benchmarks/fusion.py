@@ -15,6 +15,11 @@ For each saved model (``runs/<dataset>-domain_expert<tag>-s<seed>/model``, train
   the fusion before this adjustment: a model trained with synthetic products ships the
   ``tau`` it was saved with (1 by default), i.e. its "tau 1" row.
 
+* the nearest-neighbour expert (``--neighbours``, the default): the real training products in a
+  FAISS index (``dualexpert.indexes.NeighbourIndex``, built once with the default settings and
+  given to every seed's model, as ``train`` builds it), alone and fused on top of the shipped
+  fusion at 0.5, 1 (shipped) and 2 times its calibrated scale, with the model's own ``tau``.
+
 ``--system`` reads another trained configuration (``runs/<dataset>-<system><tag>-s<seed>``,
 e.g. ``no_phase2``).
 
@@ -102,9 +107,15 @@ def class_counts(expert, counts: Counter) -> list[int]:
     return [by_id.get(k, 0) for k in expert.classes_]
 
 
-def run_seed(args, seed: int, train, test, counts) -> dict:
+def run_seed(args, seed: int, train, test, counts, neighbours=None) -> dict:
     folder = ROOT / "runs" / f"{args.dataset}-{args.system}{args.tag}-s{seed}" / "model"
     expert = DomainExpert.load(folder)
+    if args.neighbours and neighbours is None:
+        t0 = time.perf_counter()
+        expert.fit_neighbours(train)
+        print(f"neighbour index: {time.perf_counter() - t0:.0f} s", flush=True)
+    elif neighbours is not None:
+        expert.neighbours_ = neighbours
     if expert.lexical_ is None:
         raise SystemExit(f"{folder} has no lexical expert: retrain it with this version")
     texts = [p.text() for p in test]
@@ -148,14 +159,29 @@ def run_seed(args, seed: int, train, test, counts) -> dict:
     n = len(test)
     speed = {"encoder_products_s": n / t_enc, "lexical_products_s": n / t_lex}
     speed["fused_products_s"] = n / (t_enc + t_lex)
+    if expert.neighbours_ is not None:
+        t0 = time.perf_counter()
+        near = expert.neighbour_scores(texts)
+        t_near = time.perf_counter() - t0
+        e = np.exp(expert.neighbour_scale() * near)
+        alone = e / e.sum(axis=1, keepdims=True)
+        rows["neighbour expert alone"] = scores(expert, alone, test, counts)
+        for w in (0.5, 1.0, 2.0):
+            both = expert.fuse(shipped, near, w * expert.neighbour_scale())
+            name = "shipped: + neighbours" if w == 1 else f"+ neighbours at {w:g}x their scale"
+            rows[name] = scores(expert, expert.adjust_for_prior(both), test, counts)
+        speed["neighbour_products_s"] = n / t_near
+        speed["with_neighbours_products_s"] = n / (t_enc + t_lex + t_near)
     return {
         "seed": seed,
         "rows": rows,
         "cross_fit_w": chosen,
         "cross_fit_tau": taus,
         "shipped_scale": expert.fusion_scale(),
+        "neighbour_scale": expert.neighbour_scale() if expert.neighbours_ is not None else None,
+        "shipped_tau": expert.prior_adjustment_,
         "speed": speed,
-    }
+    }, expert.neighbours_
 
 
 def summarise(runs: list[dict]) -> dict[str, dict[str, list[float]]]:
@@ -192,17 +218,28 @@ def main() -> None:
         default=True,
         help="MWPD: read the breadcrumb and URL columns (as the models were trained)",
     )
+    ap.add_argument(
+        "--neighbours",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="add the nearest-neighbour expert's rows (its index built once, on the real "
+        "training products)",
+    )
     args = ap.parse_args()
     name = "" if args.system == "domain_expert" else f"-{args.system}"
     results = ROOT / "benchmarks" / "results"
     out = args.out or results / f"fusion-{args.dataset}{name}{args.tag}.json"
     runs = []
+    neighbours = None
     for seed in args.seeds:
         train, test = load_dataset(
             args.dataset, seed if args.dataset == "bigbasket" else 0, args.context
         )
         counts = Counter(p.category for p in train)
-        runs.append(run_seed(args, seed, train, test, counts))
+        if args.dataset == "bigbasket":  # another split each seed: another index
+            neighbours = None
+        run, neighbours = run_seed(args, seed, train, test, counts, neighbours)
+        runs.append(run)
         print(
             f"seed {seed}: cross-fitted w {runs[-1]['cross_fit_w']}, "
             f"tau {runs[-1]['cross_fit_tau']}",

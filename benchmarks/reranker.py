@@ -154,9 +154,8 @@ def run_seed(args, seed: int, test, counts) -> dict:
     expert = DomainExpert.load(domain_folder(args, domain_seed))
     rr = CategoryReranker.load(reranker_folder(args, seed))
     p_enc = expert.encoder_proba(test)
-    m = expert.lexical_margins([p.text() for p in test])
     # the domain tier as shipped: fused, then prior-adjusted by the model's saved tau
-    proba = expert.adjust_for_prior(expert.fuse(p_enc, m, expert.fusion_scale()))
+    proba = expert.adjust_for_prior(expert.fused_proba(p_enc, [p.text() for p in test]))
     kmax = max(k for k, _, _ in SETTINGS)
     need = np.where(proba.max(axis=1) < max(t for _, t, _ in SETTINGS))[0]
     top = np.argsort(-proba, axis=1)[:, :kmax]

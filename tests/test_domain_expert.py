@@ -183,6 +183,8 @@ def test_checkpoints_written_and_resume(fitted, split):
     assert again.train_log[-1]["step"] == expert.train_log[-1]["step"]
     assert (out / "lexical" / "lexical.json").is_file()  # reused, not refitted
     assert again.lexical_.temperature == expert.lexical_.temperature
+    assert (out / "neighbours" / "neighbours.json").is_file()  # reused too
+    assert again.neighbours_.temperature == expert.neighbours_.temperature
 
 
 def test_label_init_starts_as_nearest_label_classifier():
@@ -246,6 +248,8 @@ def test_lexical_expert_is_fused_saved_and_reloaded(fitted, split, tmp_path):
     assert expert.lexical_.temperature > 0 and expert.lexical_.temperature != 1.0  # calibrated
     assert expert.fusion_scale() == expert.config.lexical_weight * expert.lexical_.temperature
     want = expert.fuse(enc, margins, expert.fusion_scale())
+    near = expert.neighbour_scores([p.text() for p in test])
+    want = expert.fuse(want, near, expert.neighbour_scale())
     assert np.allclose(fused, want, atol=1e-6)
 
     expert.save(tmp_path / "m")
@@ -253,13 +257,69 @@ def test_lexical_expert_is_fused_saved_and_reloaded(fitted, split, tmp_path):
     back = DomainExpert.load(tmp_path / "m")
     assert np.allclose(back.predict_proba(test), fused, atol=1e-5)
 
-    shutil.rmtree(tmp_path / "m" / "lexical")  # as saved before the lexical expert existed
+    # as saved before the lexical expert and the neighbour index existed
+    for part in ("lexical", "neighbours"):
+        shutil.rmtree(tmp_path / "m" / part)
     manifest = json.loads((tmp_path / "m" / "dualexpert.json").read_text())
-    manifest["files"] = {k: v for k, v in manifest["files"].items() if "lexical" not in k}
+    manifest["files"] = {
+        k: v for k, v in manifest["files"].items() if not k.startswith(("lexical", "neighbours"))
+    }
     (tmp_path / "m" / "dualexpert.json").write_text(json.dumps(manifest))
     old = DomainExpert.load(tmp_path / "m")
     assert old.lexical_ is None and old.config.lexical is False
+    assert old.neighbours_ is None and old.config.neighbours is False
     assert np.allclose(old.predict_proba(test), enc, atol=1e-5)
+
+
+def _same_encoder(expert: DomainExpert, **config) -> DomainExpert:
+    """A DomainExpert sharing ``expert``'s trained parts, with ``config`` changed."""
+    other = DomainExpert(**{**expert.config.__dict__, **config, "extra": {}})
+    other.model, other.tokenizer = expert.model, expert.tokenizer
+    other.taxonomy, other.classes_ = expert.taxonomy, expert.classes_
+    other.lexical_, other.class_counts_ = expert.lexical_, expert.class_counts_
+    return other
+
+
+def test_neighbour_index_is_fused_saved_and_refitted(fitted, split, tmp_path):
+    """The neighbour index holds the real training products, ships in the model folder, has
+    its say in the fused distribution, and can be rebuilt on more labelled products without
+    retraining."""
+    expert, _ = fitted
+    train, test = split
+    index = expert.neighbours_
+    assert index is not None and len(index) == len(train)  # no augmentation twins
+    assert 1.0 < index.temperature < 199.0  # calibrated leave-one-out
+    texts = [p.text() for p in test]
+    near = expert.neighbour_scores(texts)
+    assert near.shape == (len(test), len(expert.classes_))
+    assert np.allclose(near.max(axis=1), 0.0) and (near <= 0).all()
+    # a training product's own class is its best neighbour class (cosine 1 to itself)
+    own = expert.neighbour_scores([train[0].text()])[0]
+    assert expert.classes_[int(own.argmax())] == expert.taxonomy.by_path(train[0].category).id
+    without = _same_encoder(expert, neighbours=False)
+    assert not np.allclose(without.predict_proba(test), expert.predict_proba(test), atol=1e-3)
+
+    # products labelled after training count at once: relabelled copies of a held-out product
+    # move it to their class
+    target = test[0]
+    other = next(c for c in expert.classes_ if c != expert.predict([target])[0])
+    path = list(expert.taxonomy.get(other).path)
+    new = [
+        {"id": f"new{i}", "title": target.title, "description": target.description,
+         "category": path}
+        for i in range(3)
+    ]  # fmt: skip
+    again = _same_encoder(expert).fit_neighbours([*train, *new])
+    assert len(again.neighbours_) == len(train) + 3
+    assert again.neighbour_scores([target.text()])[0].argmax() == expert.classes_.index(other)
+
+    expert.save(tmp_path / "m")
+    assert (tmp_path / "m" / "neighbours" / "index.faiss").is_file()
+    manifest = json.loads((tmp_path / "m" / "dualexpert.json").read_text())
+    assert "neighbours/index.faiss" in manifest["files"]  # hashed with the rest
+    back = DomainExpert.load(tmp_path / "m")
+    assert np.allclose(back.neighbour_scores(texts), near, atol=1e-5)
+    assert np.allclose(back.predict_proba(test), expert.predict_proba(test), atol=1e-5)
 
 
 def test_lexical_expert_alone(split, tmp_path):
@@ -347,9 +407,10 @@ def test_synthetic_products_train_but_stay_out_of_the_prior(split, tmp_path):
     assert counts == {expert.taxonomy.by_path(c).id: n for c, n in real.items()}
     assert expert.prior_adjustment_ == 1.0
 
-    fused = expert.predict_proba(test[:8], fuse=False)
-    fused = expert.fuse(fused, expert.lexical_margins([p.text() for p in test[:8]]),
-                        expert.fusion_scale())  # fmt: skip
+    fused = expert.fused_proba(
+        expert.predict_proba(test[:8], fuse=False), [p.text() for p in test[:8]]
+    )
+    assert len(expert.neighbours_) == len(train)  # the synthetic products are not neighbours
     got = expert.predict_proba(test[:8])
     assert np.allclose(got, expert.adjust_for_prior(fused), atol=1e-6)
     c = np.asarray(expert.class_counts_, dtype=float) + 1
@@ -380,7 +441,7 @@ def test_synthetic_products_train_but_stay_out_of_the_prior(split, tmp_path):
     old = DomainExpert.load(tmp_path / "m")
     assert old.class_counts_ is None and np.allclose(old.predict_proba(test[:8]), fused, atol=1e-5)
 
-    off = DomainExpert(**cfg, prior_adjustment=0, lexical=False)
+    off = DomainExpert(**cfg, prior_adjustment=0, lexical=False, neighbours=False)
     off.fit(train, synthetic=extra, progress=False)
     assert off.prior_adjustment_ == 0.0
     assert np.allclose(off.predict_proba(test[:8]), off.encoder_proba(test[:8]))

@@ -36,6 +36,12 @@ def test_onnx_predicts_what_torch_predicts(exported):
     # the encoder alone, then the shipped fused and prior-adjusted probabilities
     a, b = onnx_expert.encoder_proba(held), torch_expert.encoder_proba(held)
     assert np.abs(a - b).max() < 1e-5
+    # the neighbour index's encoder runs from the export too, with the same embeddings
+    assert onnx_expert.neighbours_ is not None and onnx_expert.neighbours_._embed_fn is not None
+    texts = [p.text() for p in held]
+    a, b = onnx_expert.neighbours_.embed(texts), torch_expert.neighbours_.embed(texts)
+    assert a.shape == b.shape and np.abs(a - b).max() < 1e-5
+    assert np.allclose(np.linalg.norm(a, axis=1), 1.0, atol=1e-5)
     a, b = onnx_expert.predict_proba(held), torch_expert.predict_proba(held)
     assert np.abs(a - b).max() < 1e-5
     top_a = onnx_expert.predict_topk(held, k=5)
@@ -86,6 +92,14 @@ def test_a_changed_or_stale_export_is_refused(exported, tmp_path, caplog):
     assert "exported from other weights" in caplog.text
     export_onnx(folder)
     assert DomainExpert.load(folder).onnx_ is not None
+    # an export made before the model had a neighbour index: refused, or torch with "auto"
+    info = json.loads((folder / "onnx" / "export.json").read_text())
+    (folder / "onnx" / "export.json").write_text(json.dumps({**info, "neighbours": None}))
+    with pytest.raises(StaleExportError, match="neighbour index"):
+        DomainExpert.load(folder, runtime="onnx")
+    auto = DomainExpert.load(folder)
+    assert auto.onnx_ is None and auto.neighbours_._embed_fn is None
+    export_onnx(folder)
     # a damaged graph is named, with the fix
     with (folder / "onnx" / "model.onnx").open("ab") as f:
         f.write(b"\0")

@@ -120,10 +120,18 @@ def train(
     teacher_temperature: Annotated[
         float, typer.Option(min=0.01, help="Softening of the teacher's distribution.")
     ] = 2.0,
+    neighbours: Annotated[
+        bool,
+        typer.Option(
+            help="Index the labelled products for the nearest-neighbour expert "
+            "(MODEL/neighbours/, fused into the predictions)."
+        ),
+    ] = True,
 ) -> None:
-    """Fine-tune the domain expert (encoder + lexical expert), then, with --reranker, its
-    cross-encoder reranker. Re-running with the same --out resumes from checkpoints (kept
-    beside the model, in OUT.checkpoints, and refused if another run wrote them)."""
+    """Fine-tune the domain expert (encoder + lexical expert + neighbour index), then, with
+    --reranker, its cross-encoder reranker. Re-running with the same --out resumes from
+    checkpoints (kept beside the model, in OUT.checkpoints, and refused if another run wrote
+    them)."""
     required = bool(synthesize)
     in_torchrun = "WORLD_SIZE" in os.environ  # every process would write the same file
     if synthesize and (synthetic or in_torchrun):
@@ -182,6 +190,7 @@ def train(
         teacher=str(teacher) if teacher else None,
         teacher_weight=teacher_weight,
         teacher_temperature=teacher_temperature,
+        neighbours=neighbours,
     )
     extra = []
     if synthetic and (synthetic.is_file() or not synthesize):

@@ -41,6 +41,7 @@ from .onnx_runtime import OnnxEncoder, StaleExportError, has_export
 if TYPE_CHECKING:  # torch and transformers load on first use: runtime="onnx" needs neither
     import torch
 
+    from ..indexes import NeighbourIndex
     from .model import EncoderClassifier
 
 ProductLike = Product | str | dict
@@ -102,6 +103,14 @@ class DomainExpertConfig(StrictConfig):
     # log p_encoder + lexical_weight * T * margin, T calibrated on the training data's folds
     lexical: bool = True
     lexical_weight: float = 1.0
+    # the nearest-neighbour expert (indexes.NeighbourIndex): the real labelled products in a
+    # FAISS index, embedded by an encoder not fine-tuned on the labels; fused as
+    # + neighbour_weight * T * (per class: cosine of its nearest product - the row's best)
+    neighbours: bool = True
+    neighbour_weight: float = Field(1.0, ge=0)
+    neighbour_encoder: str = "minilm"
+    neighbour_max_length: int = Field(64, ge=8)
+    neighbour_k: int = Field(50, ge=1)
     # post-hoc logit adjustment: the fused log-probabilities minus tau * log(the leaf's share of
     # the real training products); None: 1 when fit() was given synthetic products, else 0
     prior_adjustment: float | None = Field(default=None, ge=0)
@@ -134,6 +143,7 @@ class DomainExpert:
         self.onnx_: OnnxEncoder | None = None  # set by load(runtime="onnx")
         self.train_log: list[dict[str, Any]] = []
         self.lexical_: LexicalExpert | None = None
+        self.neighbours_: NeighbourIndex | None = None
         self.class_counts_: list[int] | None = None  # real labelled products per class
         self.prior_adjustment_ = self.config.prior_adjustment or 0.0
 
@@ -218,8 +228,9 @@ class DomainExpert:
             [p.category for p in prods if p.category is not None]
         )
         self.classes_ = self._classes(prods)
-        real = Counter(self._labels_for(prods))
-        self.class_counts_ = [real.get(i, 0) for i in range(len(self.classes_))]
+        real_counts = Counter(self._labels_for(prods))
+        self.class_counts_ = [real_counts.get(i, 0) for i in range(len(self.classes_))]
+        real = prods
         extra = [as_product(p) for p in synthetic]
         tau = cfg.prior_adjustment
         self.prior_adjustment_ = (1.0 if extra else 0.0) if tau is None else tau
@@ -239,6 +250,9 @@ class DomainExpert:
         self.lexical_ = None
         if cfg.lexical:
             self.lexical_ = self._fit_lexical(prods, labels, output_dir if resume else None)
+        self.neighbours_ = None
+        if cfg.neighbours:  # the real products only: synthetic ones cost it tail macro F1
+            self.neighbours_ = self._fit_neighbours(real, output_dir if resume else None)
         if cfg.label_augmentation:
             synth = augment(
                 prods, self.taxonomy, cfg.aug_ratio, cfg.aug_per_leaf, cfg.aug_p_mask, cfg.seed
@@ -365,19 +379,60 @@ class DomainExpert:
             lex.save(cached)
         return lex
 
-    def lexical_margins(self, texts: Sequence[str]) -> np.ndarray | None:
-        """The lexical expert's SVM margins in ``classes_`` order (None without one); a leaf
-        it never saw gets the lowest margin of the row."""
-        if self.lexical_ is None:
+    def _fit_neighbours(
+        self, prods: Sequence[Product], output_dir: str | Path | None
+    ) -> NeighbourIndex:
+        """Build the neighbour index, or reuse the one a killed run left in ``output_dir`` when
+        it holds the same number of products and the same classes."""
+        from ..indexes import NeighbourIndex
+
+        cached = Path(output_dir) / "neighbours" if output_dir is not None else None
+        ids = [self.classes_[i] for i in self._labels_for(prods)]
+        if cached is not None and (cached / "neighbours.json").is_file():
+            index = NeighbourIndex.load(cached)
+            if len(index) == len(prods) and index.classes_ == sorted(set(ids)):
+                log.info("reusing the neighbour index in %s", cached)
+                return index
+        cfg = self.config
+        index = NeighbourIndex(cfg.neighbour_encoder, cfg.neighbour_max_length, cfg.neighbour_k)
+        index.fit([p.text() for p in prods], ids)
+        if cached is not None and is_main_process():
+            index.save(cached)
+        return index
+
+    def fit_neighbours(self, products: Iterable[ProductLike]) -> DomainExpert:
+        """(Re)build the neighbour index of a fitted model from labelled ``products`` (e.g.
+        the training products plus newly labelled ones) without retraining the encoder; the
+        settings are the ``neighbour_*`` ones of the configuration."""
+        self._check_fitted()
+        self.neighbours_ = self._fit_neighbours([as_product(p) for p in products], None)
+        self.config.neighbours = True
+        return self
+
+    def neighbour_scores(self, texts: Sequence[str]) -> np.ndarray | None:
+        """The neighbour expert's scores in ``classes_`` order (None without one): 0 for the
+        class of the nearest labelled product, the cosine below it for the others."""
+        if self.neighbours_ is None:
             return None
-        raw = self.lexical_.decision_function(texts)
-        col = {c: i for i, c in enumerate(self.lexical_.classes_)}
+        return self._in_class_order(self.neighbours_.scores(texts), self.neighbours_.classes_)
+
+    def _in_class_order(self, raw: np.ndarray, classes: Sequence[str]) -> np.ndarray:
+        """An expert's ``raw`` scores over its own ``classes`` in ``classes_`` order; a class
+        it does not know gets the lowest score of the row."""
+        col = {c: i for i, c in enumerate(classes)}
         out = np.repeat(raw.min(axis=1, keepdims=True), len(self.classes_), axis=1)
         have = [(j, col[c]) for j, c in enumerate(self.classes_) if c in col]
         if have:
             mine, theirs = map(list, zip(*have, strict=True))
             out[:, mine] = raw[:, theirs]
         return out
+
+    def lexical_margins(self, texts: Sequence[str]) -> np.ndarray | None:
+        """The lexical expert's SVM margins in ``classes_`` order (None without one); a leaf
+        it never saw gets the lowest margin of the row."""
+        if self.lexical_ is None:
+            return None
+        return self._in_class_order(self.lexical_.decision_function(texts), self.lexical_.classes_)
 
     def fuse(self, proba: np.ndarray, margins: np.ndarray | None, weight: float) -> np.ndarray:
         """``softmax(log p + weight * margins)``: the two experts as one distribution."""
@@ -403,10 +458,16 @@ class DomainExpert:
         proba = self.encoder_proba(prods, batch_size)
         if not fuse:
             return proba
+        return self.adjust_for_prior(self.fused_proba(proba, [p.text() for p in prods]))
+
+    def fused_proba(self, proba: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+        """The encoder's probabilities ``proba`` of ``texts`` fused with the lexical and the
+        neighbour experts (those the model has), before the prior adjustment."""
         if self.lexical_ is not None:
-            margins = self.lexical_margins([p.text() for p in prods])
-            proba = self.fuse(proba, margins, self.fusion_scale())
-        return self.adjust_for_prior(proba)
+            proba = self.fuse(proba, self.lexical_margins(texts), self.fusion_scale())
+        if self.neighbours_ is not None:
+            proba = self.fuse(proba, self.neighbour_scores(texts), self.neighbour_scale())
+        return proba
 
     def adjust_for_prior(self, proba: np.ndarray, tau: float | None = None) -> np.ndarray:
         """``softmax(log proba - tau * log prior)``, the prior being each class's add-one
@@ -421,6 +482,12 @@ class DomainExpert:
         z -= z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
+
+    def neighbour_scale(self) -> float:
+        """The factor on the neighbour scores: ``neighbour_weight`` times the index's
+        calibrated temperature."""
+        temperature = self.neighbours_.temperature if self.neighbours_ is not None else 1.0
+        return self.config.neighbour_weight * temperature
 
     def fusion_scale(self) -> float:
         """The factor on the lexical margins: ``lexical_weight`` times the lexical expert's
@@ -533,6 +600,8 @@ class DomainExpert:
             self.taxonomy.save(d / "taxonomy.json")
             if self.lexical_ is not None:
                 self.lexical_.save(d / "lexical")
+            if self.neighbours_ is not None:
+                self.neighbours_.save(d / "neighbours")
         return Path(folder)
 
     @classmethod
@@ -556,7 +625,7 @@ class DomainExpert:
         onnx = runtime == "onnx" or (runtime == "auto" and has_export(d) and _has_onnxruntime())
         # the ONNX runtime reads neither the torch weights nor the export through the manifest
         # (the export checks its own graph's hash, and that it matches the weights' hash)
-        skip = ("model.safetensors", "onnx/") if onnx else ()
+        skip = ("model.safetensors", "onnx/", "neighbours/encoder/") if onnx else ()
         meta = _legacy_meta(d / "config.json") if not (d / "dualexpert.json").exists() else None
         if meta is None:
             meta = load_manifest(d, FORMAT, FORMAT_VERSION, REQUIRED, skip=skip)
@@ -575,24 +644,40 @@ class DomainExpert:
         else:
             self.prior_adjustment_ = float(meta.get("prior_adjustment", 0.0))
         self.taxonomy = Taxonomy.load(d / "taxonomy.json")
+        embed = None  # the neighbour index's encoder: its ONNX export, or torch when None
         if onnx:
             try:
-                digest = (meta.get("files") or {}).get("model.safetensors")
+                files = meta.get("files") or {}
+                digest = files.get("model.safetensors")
                 self.onnx_ = OnnxEncoder(d, self.config.max_length, weights_sha256=digest)
+                if (d / "neighbours").is_dir():
+                    theirs = files.get("neighbours/encoder/model.safetensors")
+                    embed = self.onnx_.embedder(self.config.eval_batch_size, theirs).embed
             except StaleExportError as e:
                 if runtime == "onnx":
                     raise
                 log.warning("%s; predicting on torch", e)
-                onnx = False
+                self.onnx_, onnx = None, False
         if not onnx:
-            if skip:  # the weights were not checked above
+            if skip:  # the weights (the encoder's, the neighbour index's) were not checked above
                 files = meta.get("files") or {}
-                verify_files(d, {"files": {k: files[k] for k in files if k == "model.safetensors"}})
+                unread = {
+                    k: v
+                    for k, v in files.items()
+                    if k.startswith(skip) and not k.startswith("onnx/")
+                }
+                verify_files(d, {"files": unread})
             self.model, self.tokenizer = _torch_model(d, meta, len(self.classes_), self.config)
         if (d / "lexical").is_dir():
             self.lexical_ = LexicalExpert.load(d / "lexical")
         else:  # saved without one (or before it existed)
             self.config.lexical = False
+        if (d / "neighbours").is_dir():
+            from ..indexes import NeighbourIndex
+
+            self.neighbours_ = NeighbourIndex.load(d / "neighbours", embed=embed)
+        else:  # saved without one (or before it existed)
+            self.config.neighbours = False
         return self
 
 
@@ -637,6 +722,12 @@ INFERENCE_ONLY = {
     "prior_adjustment",
     "quantize",
     "lexical_weight",
+    # the neighbour index is built beside the encoder's training, not by it
+    "neighbours",
+    "neighbour_weight",
+    "neighbour_encoder",
+    "neighbour_max_length",
+    "neighbour_k",
     "save_steps",
     "save_minutes",
     "logging_steps",

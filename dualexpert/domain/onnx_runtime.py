@@ -4,10 +4,13 @@ A saved model folder predicts on torch by default. :func:`.onnx_export.export_on
 ``dualexpert export-onnx MODEL``) adds ``onnx/`` to it: the encoder and its head as one ONNX graph
 (``model.onnx``, token ids in, logits out), the tokenizer as the ``tokenizers`` library reads it
 (``tokenizer.json``) and ``export.json`` (the graph's SHA-256, and the SHA-256 of the weights it
-was exported from). ``DomainExpert.load(folder, runtime="onnx")`` then predicts with
-:class:`OnnxEncoder`: the same probabilities (float32 rounding apart) after a start-up of a
-fraction of a second instead of the seconds importing torch and transformers takes, which is
-what a short ``classify`` job or a freshly started worker pays.
+was exported from). A model with a neighbour index (``neighbours/``) also gets its encoder as
+``neighbours.onnx`` (token ids in, unit-length mean-pooled embeddings out) with
+``neighbours-tokenizer.json``; :class:`OnnxEmbedder` runs it.
+``DomainExpert.load(folder, runtime="onnx")`` then predicts with :class:`OnnxEncoder`: the same
+probabilities (float32 rounding apart) after a start-up of a fraction of a second instead of the
+seconds importing torch and transformers takes, which is what a short ``classify`` job or a
+freshly started worker pays.
 
 Needs the ``onnx`` extra (``pip install 'dualexpert[onnx]'``: ``onnx`` to export,
 ``onnxruntime`` to run).
@@ -30,6 +33,8 @@ FOLDER = "onnx"
 GRAPH = "model.onnx"
 TOKENIZER = "tokenizer.json"
 INFO = "export.json"
+NEIGHBOURS_GRAPH = "neighbours.onnx"
+NEIGHBOURS_TOKENIZER = "neighbours-tokenizer.json"
 FORMAT = "domain-expert-onnx"
 OPSET = 17
 EXTRA = "pip install 'dualexpert[onnx]'"  # what both halves need
@@ -70,10 +75,9 @@ class OnnxEncoder:
         weights_sha256: str | None = None,
     ):
         try:
-            import onnxruntime as ort
+            import onnxruntime  # noqa: F401
         except ImportError:
             raise ImportError(f"runtime 'onnx' needs onnxruntime: {EXTRA}") from None
-        from tokenizers import Tokenizer
 
         d = Path(folder)
         sub = d / FOLDER
@@ -101,25 +105,19 @@ class OnnxEncoder:
                 f"{sub} was exported from other weights than {d / 'model.safetensors'}: "
                 f"export again (dualexpert export-onnx {d})"
             )
-        self.inputs = list(info["inputs"])
-        self.tokenizer = Tokenizer.from_file(str(sub / TOKENIZER))
-        self.tokenizer.enable_truncation(max_length)
-        self.tokenizer.enable_padding(pad_id=info["pad_id"], pad_token=info["pad_token"])
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads or available_cpus()
-        opts.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(
-            str(sub / GRAPH), opts, providers=["CPUExecutionProvider"]
+        self.folder, self.info = d, info
+        self.inputs, self.tokenizer, self.session = _graph(
+            sub / GRAPH, sub / TOKENIZER, info, max_length, threads
         )
 
     def logits(self, texts: list[str]) -> np.ndarray:
-        encs = self.tokenizer.encode_batch(texts)
-        arrays = {
-            "input_ids": np.asarray([e.ids for e in encs], dtype=np.int64),
-            "attention_mask": np.asarray([e.attention_mask for e in encs], dtype=np.int64),
-            "token_type_ids": np.asarray([e.type_ids for e in encs], dtype=np.int64),
-        }
-        return self.session.run(None, {n: arrays[n] for n in self.inputs})[0]
+        return _run(self.session, self.tokenizer, self.inputs, texts)
+
+    def embedder(self, batch_size: int = 64, weights_sha256: str | None = None) -> OnnxEmbedder:
+        """The export's neighbour encoder (:class:`StaleExportError` when the export has none
+        or was made from another encoder than ``neighbours/encoder`` holds now, whose SHA-256
+        the loader may pass from the manifest it has read)."""
+        return OnnxEmbedder(self.folder, self.info, batch_size, weights_sha256)
 
     def proba(self, texts: list[str], batch_size: int, n_classes: int) -> np.ndarray:
         order = np.argsort([len(t) for t in texts], kind="stable")  # similar lengths per batch
@@ -131,3 +129,71 @@ class OnnxEncoder:
             e = np.exp(z)
             out[idx] = e / e.sum(axis=1, keepdims=True)
         return out
+
+
+class OnnxEmbedder:
+    """The neighbour index's encoder from the export: ``embed(texts)`` gives unit-length
+    mean-pooled embeddings, as ``sentence-transformers`` does on torch."""
+
+    def __init__(
+        self, folder: Path, info: dict, batch_size: int = 64, weights_sha256: str | None = None
+    ) -> None:
+        sub = folder / FOLDER
+        part = info.get("neighbours")
+        encoder = folder / "neighbours" / "encoder" / "model.safetensors"
+        if not part or not encoder.is_file():
+            raise StaleExportError(
+                f"{sub} has no export of the neighbour index's encoder: export again "
+                f"(dualexpert export-onnx {folder})"
+            )
+        if sha256_file(sub / NEIGHBOURS_GRAPH) != part.get("sha256"):
+            raise ValueError(
+                f"{sub / NEIGHBOURS_GRAPH} does not match {sub / INFO}: export the model again"
+            )
+        if (weights_sha256 or sha256_file(encoder)) != part.get("weights_sha256"):
+            raise StaleExportError(
+                f"{sub / NEIGHBOURS_GRAPH} was exported from another encoder than {encoder}: "
+                f"export again (dualexpert export-onnx {folder})"
+            )
+        self.batch_size = batch_size
+        self.inputs, self.tokenizer, self.session = _graph(
+            sub / NEIGHBOURS_GRAPH, sub / NEIGHBOURS_TOKENIZER, part, part["max_length"], None
+        )
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), 0), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), self.batch_size):
+            idx = order[start : start + self.batch_size]
+            vecs = _run(self.session, self.tokenizer, self.inputs, [texts[i] for i in idx])
+            if out.shape[1] == 0:
+                out = np.zeros((len(texts), vecs.shape[1]), dtype=np.float32)
+            out[idx] = vecs
+        return out
+
+
+def _graph(graph: Path, tokenizer: Path, info: dict, max_length: int, threads: int | None):
+    """``(input names, tokenizer, session)`` of an exported graph."""
+    import onnxruntime as ort
+    from tokenizers import Tokenizer
+
+    if not tokenizer.is_file():
+        raise FileNotFoundError(f"{tokenizer} is missing: export the model again")
+    tok = Tokenizer.from_file(str(tokenizer))
+    tok.enable_truncation(max_length)
+    tok.enable_padding(pad_id=info["pad_id"], pad_token=info["pad_token"])
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or available_cpus()
+    opts.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(graph), opts, providers=["CPUExecutionProvider"])
+    return list(info["inputs"]), tok, session
+
+
+def _run(session, tokenizer, inputs: list[str], texts: list[str]) -> np.ndarray:
+    encs = tokenizer.encode_batch(texts)
+    arrays = {
+        "input_ids": np.asarray([e.ids for e in encs], dtype=np.int64),
+        "attention_mask": np.asarray([e.attention_mask for e in encs], dtype=np.int64),
+        "token_type_ids": np.asarray([e.type_ids for e in encs], dtype=np.int64),
+    }
+    return session.run(None, {n: arrays[n] for n in inputs})[0]

@@ -1,0 +1,246 @@
+"""The labelled products in a FAISS index: the domain expert's nearest-neighbour expert.
+
+For each class, a product's score is the cosine of its most similar labelled product of that
+class among its ``k`` nearest, minus the row's best (classes with none among the ``k`` get the
+``k``-th cosine). The domain expert fuses ``neighbour_weight * temperature * score`` into its
+log-probabilities, as it fuses the lexical expert's margins
+(:class:`dualexpert.domain.DomainExpert`).
+
+It remembers near-duplicates and rare products that a few epochs of fine-tuning and a
+regularised linear model smooth over, and it reads them with an encoder that was **not**
+fine-tuned on the labels (the default ``minilm``), so its errors differ from the fine-tuned
+encoder's: on MWPD validation it added about half a point of weighted F1 to the fused expert;
+the fine-tuned encoder's own embeddings added a tenth of that (BENCHMARKS.md).
+
+Labelled products can be added after training (:meth:`NeighbourIndex.add`): they count at once,
+without retraining.
+
+Saved as a folder: ``encoder/`` (the sentence-transformers model, so the folder is
+self-contained), ``index.faiss``, ``labels.npy`` (row -> class number) and ``neighbours.json``
+(settings, classes, temperature). No pickle is read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+FORMAT = "neighbour-index"
+#: above this many labelled products the index is HNSW (approximate) instead of exact
+HNSW_ABOVE = 1_000_000
+
+
+class NeighbourIndex:
+    """``fit(texts, labels)`` / ``scores(texts)`` / ``add`` / ``save`` / ``load``.
+
+    ``encoder``: a name :func:`dualexpert.models.resolve_encoder` knows or a local
+    sentence-transformers folder; ``max_length``: its tokens per product; ``k``: neighbours
+    read per product; ``calibrate``: labelled products (at most) on which the temperature is
+    fitted leave-one-out (0: no calibration, temperature 1).
+    """
+
+    def __init__(
+        self,
+        encoder: str = "minilm",
+        max_length: int = 64,
+        k: int = 50,
+        calibrate: int = 5000,
+        batch_size: int = 64,
+    ) -> None:
+        if k < 1:
+            raise ValueError(f"k must be at least 1, got {k}")
+        self.encoder = encoder
+        self.max_length = max_length
+        self.k = k
+        self.calibrate = calibrate
+        self.batch_size = batch_size
+        self.classes_: list[str] = []
+        self.temperature = 1.0
+        self._labels = np.zeros(0, dtype=np.int64)
+        self._index: Any = None
+        self._model: Any = None
+        self._embed_fn: Callable[[list[str]], np.ndarray] | None = None
+        self._source: str | None = None  # a loaded index's own copy of the encoder
+
+    # ---- embeddings -------------------------------------------------------------------------
+    def _load_model(self, source: str) -> None:
+        from sentence_transformers import SentenceTransformer
+
+        from ..models import resolve_encoder
+
+        path = source if Path(source).is_dir() else resolve_encoder(source)
+        self._model = SentenceTransformer(path, device="cpu")
+        self._model.max_seq_length = self.max_length
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Unit-length embeddings, ``(len(texts), dim)`` float32."""
+        if self._embed_fn is not None:
+            return self._embed_fn(list(texts))
+        if self._model is None:
+            self._load_model(self._source or self.encoder)
+        vecs = self._model.encode(
+            list(texts), batch_size=self.batch_size, normalize_embeddings=True
+        )
+        return np.ascontiguousarray(vecs, dtype=np.float32)
+
+    # ---- fitting ----------------------------------------------------------------------------
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> NeighbourIndex:
+        """Index ``texts`` under their ``labels`` and calibrate the temperature on them."""
+        if len(texts) != len(labels) or not texts:
+            raise ValueError("NeighbourIndex.fit needs as many labels as texts, and some texts")
+        self.classes_ = sorted({str(y) for y in labels})
+        self._index, self._labels = None, np.zeros(0, dtype=np.int64)
+        log.info("neighbour index: embedding %d labelled products", len(texts))
+        vecs = self.embed(texts)
+        self._append(vecs, labels)
+        if self.calibrate > 0:
+            self.temperature = self._calibrated_temperature(vecs)
+        return self
+
+    def add(self, texts: Sequence[str], labels: Sequence[str]) -> NeighbourIndex:
+        """Add labelled products to a fitted index (their classes must be known ones); they
+        count from the next :meth:`scores`. The temperature is kept."""
+        self._check_fitted()
+        if len(texts) != len(labels):
+            raise ValueError("NeighbourIndex.add needs as many labels as texts")
+        unknown = sorted({str(y) for y in labels} - set(self.classes_))
+        if unknown:
+            raise ValueError(f"labels {unknown[:5]} are not classes of this index")
+        if texts:
+            self._append(self.embed(texts), labels)
+        return self
+
+    def _append(self, vecs: np.ndarray, labels: Sequence[str]) -> None:
+        import faiss
+
+        col = {c: i for i, c in enumerate(self.classes_)}
+        if self._index is None:
+            dim = vecs.shape[1]
+            if len(vecs) > HNSW_ABOVE:
+                self._index = faiss.IndexHNSWFlat(dim, 32, faiss.METRIC_INNER_PRODUCT)
+            else:
+                self._index = faiss.IndexFlatIP(dim)
+        self._index.add(vecs)
+        new = np.asarray([col[str(y)] for y in labels], dtype=np.int64)
+        self._labels = np.concatenate([self._labels, new])
+
+    def _calibrated_temperature(self, vecs: np.ndarray) -> float:
+        """The ``T`` whose ``softmax(T * score)`` has the least log loss, each sampled labelled
+        product scored by the others (itself left out)."""
+        from scipy.optimize import minimize_scalar
+
+        rng = np.random.default_rng(0)
+        n = len(vecs)
+        rows = rng.choice(n, size=min(n, self.calibrate), replace=False)
+        sims, ids = self._index.search(vecs[rows], min(self.k + 1, n))
+        keep = ids != rows[:, None]  # the product itself
+        scores = np.stack(
+            [
+                self._row_scores(s[m][: self.k], i[m][: self.k])
+                for s, i, m in zip(sims, ids, keep, strict=True)
+            ]
+        )
+        target = self._labels[rows]
+
+        def nll(t: float) -> float:
+            z = t * scores
+            z = z - z.max(axis=1, keepdims=True)
+            lp = z[np.arange(len(target)), target] - np.log(np.exp(z).sum(axis=1))
+            return -float(lp.mean())
+
+        best = minimize_scalar(nll, bounds=(0.05, 200.0), method="bounded")
+        log.info("neighbour index: calibrated temperature %.3f (log loss %.4f)", best.x, best.fun)
+        return float(best.x)
+
+    # ---- scoring ----------------------------------------------------------------------------
+    def _row_scores(self, sims: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        ok = ids >= 0
+        sims, ids = sims[ok], ids[ok]
+        out = np.full(len(self.classes_), sims.min() if len(sims) else 0.0, dtype=np.float32)
+        np.maximum.at(out, self._labels[ids], sims)
+        return out - out.max()
+
+    def scores(self, texts: Sequence[str]) -> np.ndarray:
+        """``(len(texts), len(classes_))``: per class, the cosine to the nearest labelled
+        product of that class among the ``k`` nearest, minus the row's best (0 for the best
+        class, below 0 for the others)."""
+        self._check_fitted()
+        if not texts:
+            return np.zeros((0, len(self.classes_)), dtype=np.float32)
+        sims, ids = self._index.search(self.embed(texts), min(self.k, len(self._labels)))
+        return np.stack([self._row_scores(s, i) for s, i in zip(sims, ids, strict=True)])
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def _check_fitted(self) -> None:
+        if self._index is None:
+            raise RuntimeError("this NeighbourIndex is not fitted: call fit() or load() first")
+
+    # ---- persistence ------------------------------------------------------------------------
+    def save(self, folder: str | Path) -> Path:
+        """Write the folder (the caller's manifest hashes its files)."""
+        import faiss
+
+        self._check_fitted()
+        d = Path(folder)
+        d.mkdir(parents=True, exist_ok=True)
+        if self._model is None:
+            self._load_model(self._source or self.encoder)
+        self._model.save(str(d / "encoder"))
+        faiss.write_index(self._index, str(d / "index.faiss"))
+        np.save(d / "labels.npy", self._labels)
+        meta = {
+            "format": FORMAT,
+            "encoder": self.encoder,
+            "max_length": self.max_length,
+            "k": self.k,
+            "calibrate": self.calibrate,
+            "batch_size": self.batch_size,
+            "classes": self.classes_,
+            "temperature": self.temperature,
+        }
+        (d / "neighbours.json").write_text(json.dumps(meta, indent=1), encoding="utf-8")
+        return d
+
+    @classmethod
+    def load(
+        cls, folder: str | Path, embed: Callable[[list[str]], np.ndarray] | None = None
+    ) -> NeighbourIndex:
+        """Load a folder written by :meth:`save`. ``embed``: another implementation of the
+        same encoder (e.g. its ONNX export); by default the saved ``encoder/`` on torch, loaded
+        on first use."""
+        import faiss
+
+        d = Path(folder)
+        try:
+            meta = json.loads((d / "neighbours.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as e:
+            raise ValueError(f"{d / 'neighbours.json'} cannot be read ({e}): save again") from None
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"{d}: not a neighbour index")
+        self = cls(
+            encoder=meta["encoder"],
+            max_length=int(meta["max_length"]),
+            k=int(meta["k"]),
+            calibrate=int(meta["calibrate"]),
+            batch_size=int(meta["batch_size"]),
+        )
+        self.classes_ = [str(c) for c in meta["classes"]]
+        self.temperature = float(meta["temperature"])
+        self._index = faiss.read_index(str(d / "index.faiss"))
+        self._labels = np.load(d / "labels.npy", allow_pickle=False).astype(np.int64)
+        if self._index.ntotal != len(self._labels):
+            raise ValueError(f"{d}: index.faiss and labels.npy disagree; save again")
+        if embed is not None:
+            self._embed_fn = embed
+        else:
+            self._source = str(d / "encoder")  # the saved copy, not the package's
+        return self

@@ -1,0 +1,94 @@
+"""The nearest-neighbour expert's FAISS index, on the real MiniLM: scores, calibration, adding
+labelled products, and the saved folder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from dualexpert.indexes import NeighbourIndex
+
+TEXTS = [
+    "espresso coffee beans 1kg dark roast",
+    "ground filter coffee medium roast",
+    "decaf coffee capsules for nespresso",
+    "gaming laptop 16GB RAM 1TB SSD",
+    "ultrabook laptop 14 inch 8GB",
+    "15 inch notebook computer with touch screen",
+    "trail running shoes for men",
+    "women's road running trainers",
+    "cushioned running shoes size 42",
+]
+LABELS = ["coffee"] * 3 + ["laptops"] * 3 + ["shoes"] * 3
+
+
+@pytest.fixture(scope="module")
+def index():
+    return NeighbourIndex(k=5).fit(TEXTS, LABELS)
+
+
+def test_scores_rank_the_nearest_products_class_first(index):
+    queries = ["dark roast coffee beans", "a 13 inch laptop with 16GB", "running shoes for trails"]
+    s = index.scores(queries)
+    assert s.shape == (3, 3) and index.classes_ == ["coffee", "laptops", "shoes"]
+    assert s.max(axis=1).tolist() == [0.0, 0.0, 0.0]  # relative to the row's best
+    assert (s <= 0).all()
+    assert s.argmax(axis=1).tolist() == [0, 1, 2]
+    # an exact training text: its own class, at a cosine of 1 to itself
+    sims, _ = index._index.search(index.embed([TEXTS[3]]), 1)
+    assert sims[0, 0] == pytest.approx(1.0, abs=1e-5)
+    assert index.scores([TEXTS[3]]).argmax() == 1
+    assert index.scores([]).shape == (0, 3)
+
+
+def test_temperature_is_calibrated_leave_one_out(index):
+    # fitted on the products themselves, each scored without itself: a sharp, finite scale
+    plain = NeighbourIndex(k=5, calibrate=0).fit(TEXTS, LABELS)
+    assert plain.temperature == 1.0
+    # leave-one-out is what keeps it finite: with each product's own row, every product's
+    # class would score 0 and the best temperature would run to the bound (200)
+    assert 1.0 < index.temperature < 199.0
+
+
+def test_classes_absent_from_the_k_nearest_get_the_kth_cosine():
+    idx = NeighbourIndex(k=2, calibrate=0).fit(TEXTS, LABELS)
+    s = idx.scores(["espresso beans"])[0]
+    sims, ids = idx._index.search(idx.embed(["espresso beans"]), 2)
+    assert set(np.asarray(LABELS)[ids[0]]) == {"coffee"}
+    # laptops and shoes are not among the 2 nearest: both sit at the 2nd cosine
+    assert s[1] == s[2] == pytest.approx(sims[0, 1] - sims[0, 0], abs=1e-6)
+
+
+def test_add_counts_at_once_and_rejects_unknown_classes():
+    idx = NeighbourIndex(k=3, calibrate=0).fit(TEXTS, LABELS)
+    query = "stainless steel french press coffee maker"
+    assert idx.scores([query]).argmax() == 0  # nearest to coffee so far
+    idx.add(["stainless steel french press coffee maker 1 litre"], ["laptops"])  # say, relabelled
+    assert len(idx) == len(TEXTS) + 1
+    assert idx.scores([query]).argmax() == 1
+    with pytest.raises(ValueError, match="not classes"):
+        idx.add(["a tent"], ["camping"])
+    with pytest.raises(ValueError, match="as many labels"):
+        NeighbourIndex().fit(TEXTS, LABELS[:2])
+    with pytest.raises(RuntimeError, match="not fitted"):
+        NeighbourIndex().scores(["x"])
+
+
+def test_saved_folder_round_trips_without_pickle(index, tmp_path):
+    index.save(tmp_path / "nn")
+    names = {p.name for p in (tmp_path / "nn").iterdir()}
+    assert {"encoder", "index.faiss", "labels.npy", "neighbours.json"} <= names
+    back = NeighbourIndex.load(tmp_path / "nn")
+    assert back.temperature == index.temperature and back.classes_ == index.classes_
+    queries = ["dark roast coffee beans", "running shoes"]
+    assert np.allclose(back.scores(queries), index.scores(queries), atol=1e-5)
+    assert back._source == str(tmp_path / "nn" / "encoder")  # its own copy of the encoder
+    # a labels file that does not match the index is refused
+    np.save(tmp_path / "nn" / "labels.npy", np.zeros(2, dtype=np.int64))
+    with pytest.raises(ValueError, match="disagree"):
+        NeighbourIndex.load(tmp_path / "nn")
+    meta = json.loads((tmp_path / "nn" / "neighbours.json").read_text())
+    (tmp_path / "nn" / "neighbours.json").write_text(json.dumps({**meta, "format": "other"}))
+    with pytest.raises(ValueError, match="not a neighbour index"):
+        NeighbourIndex.load(tmp_path / "nn")
