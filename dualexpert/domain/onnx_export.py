@@ -126,9 +126,11 @@ def _export_neighbours(folder: Path, tmp: Path, opset: int) -> dict[str, Any]:
     src = folder / "encoder"
     pooling = src / "1_Pooling" / "config.json"
     modes = json.loads(pooling.read_text(encoding="utf-8")) if pooling.is_file() else {}
+    # sentence-transformers writes "pooling_mode": "mean" (v5) or one flag per mode (older)
     on = {k for k, v in modes.items() if k.startswith("pooling_mode_") and v}
-    if on != {"pooling_mode_mean_tokens"}:
-        raise ValueError(f"{src}: only a mean-pooling encoder can be exported (it has {on})")
+    mode = modes.get("pooling_mode") or ",".join(sorted(on))
+    if mode not in ("mean", "pooling_mode_mean_tokens"):
+        raise ValueError(f"{src}: only a mean-pooling encoder can be exported (it has {mode!r})")
     meta = json.loads((folder / "neighbours.json").read_text(encoding="utf-8"))
     tokenizer = AutoTokenizer.from_pretrained(src)
     names = [n for n in tokenizer.model_input_names if n != "labels"]
