@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,8 @@ log = logging.getLogger(__name__)
 FORMAT = "neighbour-index"
 #: above this many labelled products the index is HNSW (approximate) instead of exact
 HNSW_ABOVE = 1_000_000
+#: labelled products embedded per step of a fit (and per file of its work folder)
+CHUNK = 10_000
 
 
 class NeighbourIndex:
@@ -91,18 +94,49 @@ class NeighbourIndex:
         return np.ascontiguousarray(vecs, dtype=np.float32)
 
     # ---- fitting ----------------------------------------------------------------------------
-    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> NeighbourIndex:
-        """Index ``texts`` under their ``labels`` and calibrate the temperature on them."""
+    def fit(
+        self, texts: Sequence[str], labels: Sequence[str], work_dir: str | Path | None = None
+    ) -> NeighbourIndex:
+        """Index ``texts`` under their ``labels`` and calibrate the temperature on them.
+
+        ``work_dir``: where the embeddings are kept, :data:`CHUNK` texts a file, as they are
+        computed; a fit killed midway and run again on the same folder embeds only the chunks
+        that are missing (each file is named by a hash of its texts and the encoder)."""
         if len(texts) != len(labels) or not texts:
             raise ValueError("NeighbourIndex.fit needs as many labels as texts, and some texts")
         self.classes_ = sorted({str(y) for y in labels})
         self._index, self._labels = None, np.zeros(0, dtype=np.int64)
-        log.info("neighbour index: embedding %d labelled products", len(texts))
-        vecs = self.embed(texts)
+        vecs = self._embed_chunks(list(texts), Path(work_dir) if work_dir else None)
         self._append(vecs, labels)
         if self.calibrate > 0:
             self.temperature = self._calibrated_temperature(vecs)
         return self
+
+    def _embed_chunks(self, texts: list[str], work_dir: Path | None) -> np.ndarray:
+        import hashlib
+
+        if work_dir is not None:
+            work_dir.mkdir(parents=True, exist_ok=True)
+        parts = []
+        for start in range(0, len(texts), CHUNK):
+            chunk = texts[start : start + CHUNK]
+            key = "\n".join([self.encoder, str(self.max_length), *chunk])
+            digest = hashlib.sha256(key.encode("utf-8")).hexdigest()[:16]
+            name = f"embeddings-{start // CHUNK:06d}-{digest}.npy"
+            path = work_dir / name if work_dir is not None else None
+            if path is not None and path.is_file():
+                vecs = np.load(path, allow_pickle=False)
+                if vecs.shape[0] == len(chunk):
+                    parts.append(vecs)
+                    continue
+            parts.append(self.embed(chunk))
+            if path is not None:  # written whole or not at all
+                tmp = path.with_suffix(".tmp.npy")
+                np.save(tmp, parts[-1])
+                os.replace(tmp, path)
+            done = min(start + CHUNK, len(texts))
+            log.info("neighbour index: embedded %d of %d labelled products", done, len(texts))
+        return np.concatenate(parts)
 
     def add(self, texts: Sequence[str], labels: Sequence[str]) -> NeighbourIndex:
         """Add labelled products to a fitted index (their classes must be known ones); they

@@ -92,3 +92,32 @@ def test_saved_folder_round_trips_without_pickle(index, tmp_path):
     (tmp_path / "nn" / "neighbours.json").write_text(json.dumps({**meta, "format": "other"}))
     with pytest.raises(ValueError, match="not a neighbour index"):
         NeighbourIndex.load(tmp_path / "nn")
+
+
+def test_a_killed_fit_resumes_from_its_embedded_chunks(tmp_path, monkeypatch):
+    from dualexpert.indexes import neighbours
+
+    monkeypatch.setattr(neighbours, "CHUNK", 4)  # 9 texts: chunks of 4, 4 and 1
+    calls = []
+    real_embed = NeighbourIndex.embed
+
+    def counting(self, texts):
+        calls.append(len(texts))
+        return real_embed(self, texts)
+
+    monkeypatch.setattr(NeighbourIndex, "embed", counting)
+    first = NeighbourIndex(k=5).fit(TEXTS, LABELS, work_dir=tmp_path / "emb")
+    assert calls == [4, 4, 1] and len(list((tmp_path / "emb").glob("*.npy"))) == 3
+    # as if killed after the first two chunks: the third file is missing
+    sorted((tmp_path / "emb").glob("embeddings-000002-*.npy"))[0].unlink()
+    calls.clear()
+    again = NeighbourIndex(k=5).fit(TEXTS, LABELS, work_dir=tmp_path / "emb")
+    assert calls == [1]  # only the missing chunk
+    queries = ["dark roast coffee beans", "running shoes"]
+    calls.clear()
+    assert np.allclose(again.scores(queries), first.scores(queries), atol=1e-6)
+    assert again.temperature == pytest.approx(first.temperature)
+    # other texts (or another encoder setting) are other files, never a stale reuse
+    calls.clear()
+    NeighbourIndex(k=5, max_length=32).fit(TEXTS, LABELS, work_dir=tmp_path / "emb")
+    assert calls == [4, 4, 1]

@@ -383,19 +383,26 @@ class DomainExpert:
         self, prods: Sequence[Product], output_dir: str | Path | None
     ) -> NeighbourIndex:
         """Build the neighbour index, or reuse the one a killed run left in ``output_dir`` when
-        it holds the same number of products and the same classes."""
+        it holds as many products, the same classes and the same settings (the run's
+        fingerprint, which resuming checks, covers the products themselves)."""
         from ..indexes import NeighbourIndex
 
+        cfg = self.config
         cached = Path(output_dir) / "neighbours" if output_dir is not None else None
         ids = [self.classes_[i] for i in self._labels_for(prods)]
         if cached is not None and (cached / "neighbours.json").is_file():
             index = NeighbourIndex.load(cached)
-            if len(index) == len(prods) and index.classes_ == sorted(set(ids)):
+            settings = (cfg.neighbour_encoder, cfg.neighbour_max_length, cfg.neighbour_k)
+            if (
+                len(index) == len(prods)
+                and index.classes_ == sorted(set(ids))
+                and (index.encoder, index.max_length, index.k) == settings
+            ):
                 log.info("reusing the neighbour index in %s", cached)
                 return index
-        cfg = self.config
         index = NeighbourIndex(cfg.neighbour_encoder, cfg.neighbour_max_length, cfg.neighbour_k)
-        index.fit([p.text() for p in prods], ids)
+        work = Path(output_dir) / "neighbour-embeddings" if output_dir is not None else None
+        index.fit([p.text() for p in prods], ids, work_dir=work)
         if cached is not None and is_main_process():
             index.save(cached)
         return index
