@@ -16,8 +16,9 @@ For each saved model (``runs/<dataset>-domain_expert<tag>-s<seed>/model``, train
   ``tau`` it was saved with (1 by default), i.e. its "tau 1" row.
 
 * the nearest-neighbour expert (``--neighbours``, the default): the real training products in a
-  FAISS index (``dualexpert.indexes.NeighbourIndex``, built once with the default settings and
-  given to every seed's model, as ``train`` builds it), alone and fused on top of the shipped
+  FAISS index (``dualexpert.indexes.NeighbourIndex``; the model's own, or, for a model trained
+  before it existed, built once with the default settings and given to every seed's model, as
+  ``train`` builds it), alone and fused on top of the shipped
   fusion at 0.5, 1 (shipped) and 2 times its calibrated scale, with the model's own ``tau``.
 
 ``--system`` reads another trained configuration (``runs/<dataset>-<system><tag>-s<seed>``,
@@ -110,12 +111,14 @@ def class_counts(expert, counts: Counter) -> list[int]:
 def run_seed(args, seed: int, train, test, counts, neighbours=None) -> dict:
     folder = ROOT / "runs" / f"{args.dataset}-{args.system}{args.tag}-s{seed}" / "model"
     expert = DomainExpert.load(folder)
-    if args.neighbours and neighbours is None:
+    if not args.neighbours:
+        expert.neighbours_ = None
+    elif neighbours is not None:
+        expert.neighbours_ = neighbours
+    elif expert.neighbours_ is None:  # a model trained before the index existed
         t0 = time.perf_counter()
         expert.fit_neighbours(train)
         print(f"neighbour index: {time.perf_counter() - t0:.0f} s", flush=True)
-    elif neighbours is not None:
-        expert.neighbours_ = neighbours
     if expert.lexical_ is None:
         raise SystemExit(f"{folder} has no lexical expert: retrain it with this version")
     texts = [p.text() for p in test]
