@@ -83,7 +83,9 @@ def test_train_predict_evaluate(tmp_path, demo_catalogue):
     shutil.copytree(model, skewed)
     manifest = json.loads((skewed / "dualexpert.json").read_text())
     assert manifest["prior_adjustment"] == 0.0
-    manifest["class_counts"] = [10 ** (5 * (i % 4)) for i in range(len(manifest["classes"]))]
+    # skewed far enough to move answers that the neighbour index makes sharp (a demo product
+    # is its own nearest neighbour)
+    manifest["class_counts"] = [10 ** (25 * (i % 4)) for i in range(len(manifest["classes"]))]
     (skewed / "dualexpert.json").write_text(json.dumps(manifest))
     prods = load_catalogue(demo_catalogue).products
     first = {}
