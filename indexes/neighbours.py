@@ -130,8 +130,8 @@ class NeighbourIndex:
                     parts.append(vecs)
                     continue
             parts.append(self.embed(chunk))
-            if path is not None:  # written whole or not at all
-                tmp = path.with_suffix(".tmp.npy")
+            if path is not None:  # written whole or not at all, by each process of a DDP run
+                tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
                 np.save(tmp, parts[-1])
                 os.replace(tmp, path)
             done = min(start + CHUNK, len(texts))
