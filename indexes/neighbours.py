@@ -125,7 +125,10 @@ class NeighbourIndex:
             name = f"embeddings-{start // CHUNK:06d}-{digest}.npy"
             path = work_dir / name if work_dir is not None else None
             if path is not None and path.is_file():
-                vecs = np.load(path, allow_pickle=False)
+                try:
+                    vecs = np.load(path, allow_pickle=False)
+                except (OSError, ValueError):  # damaged: embedded again below
+                    vecs = np.zeros((0, 0), dtype=np.float32)
                 if vecs.shape[0] == len(chunk):
                     parts.append(vecs)
                     continue

@@ -117,6 +117,11 @@ def test_a_killed_fit_resumes_from_its_embedded_chunks(tmp_path, monkeypatch):
     calls.clear()
     assert np.allclose(again.scores(queries), first.scores(queries), atol=1e-6)
     assert again.temperature == pytest.approx(first.temperature)
+    # a damaged chunk file is embedded again, not an error
+    sorted((tmp_path / "emb").glob("embeddings-000001-*.npy"))[0].write_bytes(b"not numpy")
+    calls.clear()
+    NeighbourIndex(k=5).fit(TEXTS, LABELS, work_dir=tmp_path / "emb")
+    assert calls == [4]
     # other texts (or another encoder setting) are other files, never a stale reuse
     calls.clear()
     NeighbourIndex(k=5, max_length=32).fit(TEXTS, LABELS, work_dir=tmp_path / "emb")
