@@ -108,14 +108,15 @@ def class_counts(expert, counts: Counter) -> list[int]:
     return [by_id.get(k, 0) for k in expert.classes_]
 
 
-def run_seed(args, seed: int, train, test, counts, neighbours=None) -> dict:
+def run_seed(args, seed: int, train, test, counts, neighbours=None) -> tuple[dict, object]:
+    """One seed's rows, and the neighbour index it used (for the next seed's model)."""
     folder = ROOT / "runs" / f"{args.dataset}-{args.system}{args.tag}-s{seed}" / "model"
     expert = DomainExpert.load(folder)
     if not args.neighbours:
         expert.neighbours_ = None
-    elif neighbours is not None:
+    elif expert.neighbours_ is None and neighbours is not None:  # trained before the index
         expert.neighbours_ = neighbours
-    elif expert.neighbours_ is None:  # a model trained before the index existed
+    elif expert.neighbours_ is None:  # the same, and no other seed's model built one yet
         t0 = time.perf_counter()
         expert.fit_neighbours(train)
         print(f"neighbour index: {time.perf_counter() - t0:.0f} s", flush=True)

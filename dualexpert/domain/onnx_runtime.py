@@ -146,6 +146,8 @@ class OnnxEmbedder:
                 f"{sub} has no export of the neighbour index's encoder: export again "
                 f"(dualexpert export-onnx {folder})"
             )
+        if not (sub / NEIGHBOURS_GRAPH).is_file():
+            raise FileNotFoundError(f"{sub / NEIGHBOURS_GRAPH} is missing: export the model again")
         if sha256_file(sub / NEIGHBOURS_GRAPH) != part.get("sha256"):
             raise ValueError(
                 f"{sub / NEIGHBOURS_GRAPH} does not match {sub / INFO}: export the model again"
