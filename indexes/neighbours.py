@@ -171,38 +171,31 @@ class NeighbourIndex:
     def _calibrated_temperature(self, vecs: np.ndarray) -> float:
         """The ``T`` whose ``softmax(T * score)`` has the least log loss, each sampled labelled
         product scored by the others (itself left out)."""
-        from scipy.optimize import minimize_scalar
+        from ..calibration import fit_temperature
 
         rng = np.random.default_rng(0)
         n = len(vecs)
         rows = rng.choice(n, size=min(n, self.calibrate), replace=False)
         sims, ids = self._index.search(vecs[rows], min(self.k + 1, n))
-        keep = ids != rows[:, None]  # the product itself
-        scores = np.stack(
-            [
-                self._row_scores(s[m][: self.k], i[m][: self.k])
-                for s, i, m in zip(sims, ids, keep, strict=True)
-            ]
-        )
-        target = self._labels[rows]
-
-        def nll(t: float) -> float:
-            z = t * scores
-            z = z - z.max(axis=1, keepdims=True)
-            lp = z[np.arange(len(target)), target] - np.log(np.exp(z).sum(axis=1))
-            return -float(lp.mean())
-
-        best = minimize_scalar(nll, bounds=(0.05, 200.0), method="bounded")
-        log.info("neighbour index: calibrated temperature %.3f (log loss %.4f)", best.x, best.fun)
-        return float(best.x)
+        itself = ids == rows[:, None]
+        ids[itself] = -1
+        if ids.shape[1] > self.k:  # a row whose product is not among its hits keeps k of them
+            ids[~itself.any(axis=1), -1] = -1
+        t, loss = fit_temperature([(self._scores_of(sims, ids), self._labels[rows])], upper=200.0)
+        log.info("neighbour index: calibrated temperature %.3f (log loss %.4f)", t, loss)
+        return t
 
     # ---- scoring ----------------------------------------------------------------------------
-    def _row_scores(self, sims: np.ndarray, ids: np.ndarray) -> np.ndarray:
+    def _scores_of(self, sims: np.ndarray, ids: np.ndarray) -> np.ndarray:
+        """Scores from search hits ``(sims, ids)``, ``(n, hits)``; an id of -1 is no hit. A class
+        without a hit gets the row's lowest cosine."""
         ok = ids >= 0
-        sims, ids = sims[ok], ids[ok]
-        out = np.full(len(self.classes_), sims.min() if len(sims) else 0.0, dtype=np.float32)
-        np.maximum.at(out, self._labels[ids], sims)
-        return out - out.max()
+        fill = np.where(ok, sims, np.inf).min(axis=1)
+        fill[~ok.any(axis=1)] = 0.0
+        out = np.repeat(fill[:, None], len(self.classes_), axis=1).astype(np.float32)
+        r, c = np.nonzero(ok)
+        np.maximum.at(out, (r, self._labels[ids[r, c]]), sims[r, c])
+        return out - out.max(axis=1, keepdims=True)
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """``(len(texts), len(classes_))``: per class, the cosine to the nearest labelled
@@ -212,7 +205,7 @@ class NeighbourIndex:
         if not texts:
             return np.zeros((0, len(self.classes_)), dtype=np.float32)
         sims, ids = self._index.search(self.embed(texts), min(self.k, len(self._labels)))
-        return np.stack([self._row_scores(s, i) for s, i in zip(sims, ids, strict=True)])
+        return self._scores_of(sims, ids)
 
     def __len__(self) -> int:
         return len(self._labels)

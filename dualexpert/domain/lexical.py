@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..calibration import fit_temperature
 from ..text import SparseTfidf
 
 log = logging.getLogger(__name__)
@@ -151,27 +152,15 @@ class LexicalExpert:
         """The ``T`` whose ``softmax(T * margin)`` has the least log loss on out-of-fold
         margins ``parts`` (each fold scored by an SVM fitted on the others): the lexical expert
         as a calibrated probability, so that fusion needs no weight tuned on test data."""
-        from scipy.optimize import minimize_scalar
-
         y = np.asarray(labels)
         pairs = []
         for margins, classes, test_idx in parts:
             col = {c: i for i, c in enumerate(classes)}
             target = np.asarray([col.get(c, -1) for c in y[test_idx]])
             pairs.append((margins[target >= 0], target[target >= 0]))
-
-        def nll(t: float) -> float:
-            total, n = 0.0, 0
-            for m, tgt in pairs:
-                z = t * m
-                z = z - z.max(axis=1, keepdims=True)
-                lp = z[np.arange(len(tgt)), tgt] - np.log(np.exp(z).sum(axis=1))
-                total, n = total - float(lp.sum()), n + len(tgt)
-            return total / max(n, 1)
-
-        best = minimize_scalar(nll, bounds=(0.05, 100.0), method="bounded")
-        log.info("lexical expert: calibrated temperature %.3f (log loss %.4f)", best.x, best.fun)
-        return float(best.x)
+        t, loss = fit_temperature(pairs, upper=100.0)
+        log.info("lexical expert: calibrated temperature %.3f (log loss %.4f)", t, loss)
+        return t
 
     def _out_of_fold(
         self, X: Any, y: np.ndarray, folds: int, class_weight: str | None = "own"
