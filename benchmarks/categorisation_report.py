@@ -99,6 +99,18 @@ def _fit_minutes(names: list[str]) -> float | None:
     return mean(vals) if vals else None
 
 
+def paired(a: list[dict[str, float]], b: list[dict[str, float]], cols: tuple[str, ...]) -> str:
+    """``a`` minus ``b`` in points, seed by seed (the lists in the same seed order), as
+    ``col mean ± 95% half-width`` for each of ``cols``."""
+    if not a or len(a) != len(b):
+        return "not paired"
+    return "; ".join(
+        f"{c} {m:+.2f}" + (f" ± {h:.2f}" if h is not None else "")
+        for c in cols
+        for m, h in [_agg([100 * (x[c] - y[c]) for x, y in zip(a, b, strict=True)])]
+    )
+
+
 def llm_rows(
     dataset: str,
     specs: tuple[tuple[str, tuple[int, ...], str, str], ...],
@@ -239,6 +251,7 @@ def mwpd() -> list[dict[str, Any]]:
         ("domain_expert@4ep-syn", (42, 43), "fused with the LLM, w=0.25",
          "the default as shipped now: + local LLM zero_shot on p < 0.9, rank-fused at 0.25"),
     ))  # fmt: skip
+    rows += current_mwpd()
     rows += rationale_rows("mwpd")
     rows += strategy_rows(
         "mwpd",
@@ -248,6 +261,63 @@ def mwpd() -> list[dict[str, Any]]:
         fused_speed,
         "mwpd/domain_expert@4ep-syn-s42-session22.json",
     )
+    return rows
+
+
+def current_mwpd() -> list[dict[str, Any]]:
+    """Sessions 24-30: the shop's breadcrumb and URL as input (context), the default of
+    session 29 (context + synthetic products + tau 1) and of session 30 (+ the neighbour index),
+    and mpnet as the encoder or as a teacher (one seed). ``@4ep-ctx`` is the bars' baseline:
+    the domain expert alone, reading the same products (with context), no synthetic."""
+    ctx, syn_ctx = ["fusion-mwpd@4ep-ctx.json"], ["fusion-mwpd@4ep-syn-ctx.json"]
+    nn = ["fusion-mwpd@4ep-syn-ctx-nn.json"]
+    if not (_load(ctx[0]) and _load(nn[0])):
+        return []
+    ctx_fits = [f"mwpd/domain_expert@4ep-ctx{_seed_suffix(s)}.json" for s in (42, 43, 44)]
+    syn_fits = [f"mwpd/domain_expert@4ep-syn-ctx{_seed_suffix(s)}.json" for s in (42, 43, 44)]
+    alone = seed_rows(ctx, "domain expert alone (encoder)")
+    shipped = seed_rows(nn, "shipped: + neighbours")
+    speed = _speed(nn, "with_neighbours_products_s")
+    rows = [
+        row("TF-IDF + LinearSVC, with context", from_report("mwpd/tfidf_linear@ctx.json"),
+            "mwpd/tfidf_linear@ctx.json", llm_calls=0.0,
+            products_s=_speed_of("mwpd/tfidf_linear@ctx.json"),
+            train_min=_fit_minutes(["mwpd/tfidf_linear@ctx.json"])),
+        row("with context: domain expert alone (encoder; the bars' baseline)", alone, ctx[0],
+            llm_calls=0.0, products_s=_speed(ctx, "encoder_products_s"),
+            train_min=_fit_minutes(ctx_fits)),
+        row("with context: + lexical expert fused", seed_rows(ctx,
+            "fused, shipped (calibrated scale)"), ctx[0], llm_calls=0.0,
+            products_s=_speed(ctx, "fused_products_s"), train_min=_fit_minutes(ctx_fits)),
+        row("with context: + synthetic products, fused, tau 1 (session 29's default)",
+            seed_rows(syn_ctx, "fused, prior-adjusted tau 1"), syn_ctx[0], llm_calls=0.0,
+            products_s=_speed(syn_ctx, "fused_products_s"), train_min=_fit_minutes(syn_fits),
+            note="+ the LLM writing titles for rare leaves"),
+        row("neighbour index alone (un-fine-tuned MiniLM, 64 tokens)", seed_rows(nn,
+            "neighbour expert alone"), nn[0], llm_calls=0.0,
+            products_s=_speed(nn, "neighbour_products_s"),
+            note="the same index for every seed: it does not depend on the training seed"),
+        row("**the default tier now: context + synthetic + lexical + neighbours, tau 1**",
+            shipped, nn[0], llm_calls=0.0, products_s=speed, train_min=_fit_minutes(syn_fits),
+            note="minus the encoder alone, points (paired by seed): "
+            + paired(shipped, alone, ("lvl3 wF1", "lvl3 mF1", "lvl3 acc"))
+            + f"; routed under 0.9: {mean(r['routed@0.9'] for r in shipped):.3f}"),
+    ]  # fmt: skip
+    for tag, label in (
+        ("@mpnet", "mpnet as the encoder"),
+        ("@4ep-kd-mpnet", "MiniLM distilled from mpnet (w 0.5, T 2)"),
+    ):
+        name = f"fusion-mwpd{tag}.json"
+        if _load(name):
+            fits = [f"mwpd/domain_expert{tag}.json"]
+            rows += [
+                row(f"{label}, encoder alone, no context", seed_rows([name],
+                    "domain expert alone (encoder)"), name, llm_calls=0.0,
+                    products_s=_speed([name], "encoder_products_s"), train_min=_fit_minutes(fits)),
+                row(f"{label}, + lexical expert fused, no context", seed_rows([name],
+                    "fused, shipped (calibrated scale)"), name, llm_calls=0.0,
+                    products_s=_speed([name], "fused_products_s"), train_min=_fit_minutes(fits)),
+            ]  # fmt: skip
     return rows
 
 
@@ -318,6 +388,7 @@ def bigbasket() -> list[dict[str, Any]]:
                 "fused, prior-adjusted tau 0.5"), ep4[0], llm_calls=0.0,
                 products_s=_speed(ep4, "fused_products_s"), train_min=_fit_minutes(fits)),
         ]  # fmt: skip
+    rows += current_bigbasket()
     rows += llm_rows("bigbasket", (
         ("domain_expert@2ep-syn", (42, 43, 44), "LLM pick alone",
          "default domain tier + LLM zero_shot on p < 0.9, its pick as is (the paper)"),
@@ -328,6 +399,37 @@ def bigbasket() -> list[dict[str, Any]]:
     rows += strategy_rows("bigbasket", "domain_expert@4ep-syn", 44, "4 epochs", bb_speed,
                           "bigbasket/domain_expert@4ep-syn-s44.json")  # fmt: skip
     return rows
+
+
+def current_bigbasket() -> list[dict[str, Any]]:
+    """Session 31: the default tier with the neighbour index, trained by `train`'s code at 4
+    epochs without synthetic products (so tau 0), against TF-IDF on each seed's split."""
+    nn = ["fusion-bigbasket@4ep-nn.json"]
+    data = _load(nn[0])
+    if not data:
+        return []
+    seeds = [r["seed"] for r in data["runs"]]
+    fits = [f"bigbasket/domain_expert@4ep-nn{_seed_suffix(s)}.json" for s in seeds]
+    tfidf = [
+        r for s in seeds for r in from_report(f"bigbasket/tfidf_linear@2ep{_seed_suffix(s)}.json")
+    ]
+    shipped = seed_rows(nn, "shipped: + neighbours")
+    note = f"seeds {', '.join(map(str, seeds))}"
+    return [
+        row("no synthetic: domain expert alone (encoder, 4 epochs)", seed_rows(nn,
+            "domain expert alone (encoder)"), nn[0], llm_calls=0.0,
+            products_s=_speed(nn, "encoder_products_s"), train_min=_fit_minutes(fits), note=note),
+        row("no synthetic: + lexical expert fused", seed_rows(nn,
+            "fused, shipped (calibrated scale)"), nn[0], llm_calls=0.0,
+            products_s=_speed(nn, "fused_products_s"), train_min=_fit_minutes(fits), note=note),
+        row("neighbour index alone", seed_rows(nn, "neighbour expert alone"), nn[0],
+            llm_calls=0.0, products_s=_speed(nn, "neighbour_products_s"), note=note),
+        row("**no synthetic: + lexical + neighbours, the default tier without an LLM**", shipped,
+            nn[0], llm_calls=0.0, products_s=_speed(nn, "with_neighbours_products_s"),
+            train_min=_fit_minutes(fits),
+            note=f"{note}; minus TF-IDF on the same split, points (paired): "
+            + paired(shipped, tfidf, ("lvl3 acc", "lvl3 mF1", "lvl3 wF1"))),
+    ]  # fmt: skip
 
 
 def _speed_cell(v: float | None) -> str:
