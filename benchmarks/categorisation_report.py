@@ -233,7 +233,7 @@ def mwpd() -> list[dict[str, Any]]:
             products_s=fused_speed, train_min=_fit_minutes(no_p2_fits)),
         row("lever 5: phase 2 off, fused", seed_rows(no_p2, "fused, shipped (calibrated scale)"),
             no_p2[0], llm_calls=0.0, products_s=fused_speed, train_min=_fit_minutes(no_p2_fits)),
-        row("levers 2 + 3a + tau 1: the domain tier trained by default now", seed_rows(syn,
+        row("levers 2 + 3a + tau 1: session 17's default domain tier", seed_rows(syn,
             "fused, prior-adjusted tau 1"), syn[0], llm_calls=0.0, products_s=fused_speed,
             train_min=_fit_minutes(syn_fits), note="+ 20 min of the LLM writing titles"),
         row("lever 5: the default tier reading 64 tokens instead of 32", seed_rows(len64,
@@ -249,7 +249,7 @@ def mwpd() -> list[dict[str, Any]]:
         ("domain_expert@4ep-syn", (42, 43), "LLM pick alone",
          "default domain tier + LLM zero_shot on p < 0.9, its pick as is (the paper)"),
         ("domain_expert@4ep-syn", (42, 43), "fused with the LLM, w=0.25",
-         "the default as shipped now: + local LLM zero_shot on p < 0.9, rank-fused at 0.25"),
+         "session 17's default + local LLM zero_shot on p < 0.9, rank-fused at 0.25"),
     ))  # fmt: skip
     rows += current_mwpd()
     rows += rationale_rows("mwpd")
@@ -303,6 +303,12 @@ def current_mwpd() -> list[dict[str, Any]]:
             + paired(shipped, alone, ("lvl3 wF1", "lvl3 mF1", "lvl3 acc"))
             + f"; routed under 0.9: {mean(r['routed@0.9'] for r in shipped):.3f}"),
     ]  # fmt: skip
+    rows += llm_rows("mwpd", (
+        ("domain_expert@4ep-syn-ctx-nn", (42,), "LLM pick alone",
+         "the default tier now + LLM zero_shot on p < 0.9, its pick as is (the paper)"),
+        ("domain_expert@4ep-syn-ctx-nn", (42,), "fused with the LLM, w=0.25",
+         "**the default as shipped now: + local LLM zero_shot on p < 0.9, rank-fused at 0.25**"),
+    ), base_speed=speed)  # fmt: skip
     for tag, label in (
         ("@mpnet", "mpnet as the encoder"),
         ("@4ep-kd-mpnet", "MiniLM distilled from mpnet (w 0.5, T 2)"),
@@ -356,7 +362,7 @@ def bigbasket() -> list[dict[str, Any]]:
             row("lever 2 + 3a: + synthetic products, tau 0", seed_rows(syn,
                 "fused, shipped (calibrated scale)"), ", ".join(syn), llm_calls=0.0, note=note,
                 **cost),
-            row("levers 2 + 3a + tau 1: the domain tier trained by default now", seed_rows(
+            row("levers 2 + 3a + tau 1: session 18's default domain tier (2 epochs)", seed_rows(
                 syn, "fused, prior-adjusted tau 1"), ", ".join(syn), llm_calls=0.0, note=note,
                 **cost),
             row("levers 2 + 3a + tau 0.5 (not the default: on MWPD it costs 1.3 points of mF1)",
@@ -379,7 +385,7 @@ def bigbasket() -> list[dict[str, Any]]:
             row("4 epochs: domain expert alone (encoder + synthetic)", seed_rows(ep4,
                 "domain expert alone (encoder)"), ep4[0], llm_calls=0.0,
                 products_s=_speed(ep4, "encoder_products_s"), train_min=_fit_minutes(fits)),
-            row("4 epochs: levers 2 + 3a + tau 1, the domain tier `train` writes by default",
+            row("4 epochs: levers 2 + 3a + tau 1, session 20's default tier (before the index)",
                 seed_rows(ep4, "fused, prior-adjusted tau 1"), ep4[0], llm_calls=0.0,
                 products_s=_speed(ep4, "fused_products_s"), train_min=_fit_minutes(fits),
                 note=f"minus TF-IDF on the same seed, points (paired, 3 seeds): {diff}; train "
@@ -393,7 +399,7 @@ def bigbasket() -> list[dict[str, Any]]:
         ("domain_expert@2ep-syn", (42, 43, 44), "LLM pick alone",
          "default domain tier + LLM zero_shot on p < 0.9, its pick as is (the paper)"),
         ("domain_expert@2ep-syn", (42, 43, 44), "fused with the LLM, w=0.25",
-         "the default as shipped now: + local LLM zero_shot on p < 0.9, rank-fused at 0.25"),
+         "session 18's default + local LLM zero_shot on p < 0.9, rank-fused at 0.25"),
     ))  # fmt: skip
     bb_speed = _speed(["fusion-bigbasket@4ep-syn.json"], "fused_products_s")
     rows += strategy_rows("bigbasket", "domain_expert@4ep-syn", 44, "4 epochs", bb_speed,
