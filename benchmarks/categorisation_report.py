@@ -372,15 +372,13 @@ def bigbasket() -> list[dict[str, Any]]:
     ep4 = ["fusion-bigbasket@4ep-syn.json"]  # train's default epochs (4); the rows above: 2
     if _load(ep4[0]):
         fits = [f"bigbasket/domain_expert@4ep-syn{_seed_suffix(s)}.json" for s in (42, 43, 44)]
-        paired = []  # the default minus TF-IDF, seed by seed (both on that seed's split)
-        for run in _load(ep4[0])["runs"]:
-            base = from_report(f"bigbasket/tfidf_linear@2ep{_seed_suffix(run['seed'])}.json")
-            tuned = run["rows"]["fused, prior-adjusted tau 1"]
-            paired += [{c: 100 * (tuned[c] - base[0][c]) for c in ("lvl3 acc", "lvl3 mF1")}]
-        diff = "; ".join(
-            f"{c} {m:+.2f} ± {h:.2f}" for c in ("lvl3 acc", "lvl3 mF1")
-            for m, h in [_agg([p[c] for p in paired])]
-        )  # fmt: skip
+        # the default minus TF-IDF, seed by seed (both on that seed's split)
+        runs = _load(ep4[0])["runs"]
+        base = [
+            r for run in runs
+            for r in from_report(f"bigbasket/tfidf_linear@2ep{_seed_suffix(run['seed'])}.json")
+        ]  # fmt: skip
+        diff = paired(seed_rows(ep4, "fused, prior-adjusted tau 1"), base, ("lvl3 acc", "lvl3 mF1"))
         rows += [
             row("4 epochs: domain expert alone (encoder + synthetic)", seed_rows(ep4,
                 "domain expert alone (encoder)"), ep4[0], llm_calls=0.0,
