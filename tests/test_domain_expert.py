@@ -320,6 +320,8 @@ def test_neighbour_index_is_fused_saved_and_refitted(fitted, split, tmp_path):
     back = DomainExpert.load(tmp_path / "m")
     assert np.allclose(back.neighbour_scores(texts), near, atol=1e-5)
     assert np.allclose(back.predict_proba(test), expert.predict_proba(test), atol=1e-5)
+    back.config.neighbour_weight = 0.0  # the weight is set on a loaded model, no retraining
+    assert np.allclose(back.predict_proba(test), without.predict_proba(test), atol=1e-5)
 
 
 def test_lexical_expert_alone(split, tmp_path):
