@@ -72,6 +72,44 @@ def torchrun(nproc: int, module: str, args: list[str]) -> int:
     return subprocess.call(cmd, env=env)
 
 
+#: below this many free bytes where the checkpoints go, a failed write is taken for a full disk
+LOW_DISK_BYTES = 64 * 2**20
+
+
+@contextmanager
+def disk_full_as_oserror(folder: str | Path) -> Iterator[None]:
+    """Re-raise a write that failed on a full disk as ``OSError(ENOSPC)`` naming ``folder``
+    and the fix, whatever library wrote it: safetensors and ``torch.save`` raise their own
+    error types, which the CLI would otherwise show as a traceback. Other errors pass as they
+    are."""
+    import errno
+    import shutil
+
+    try:
+        yield
+    except OSError as e:
+        if e.errno != errno.ENOSPC:
+            raise
+        raise OSError(errno.ENOSPC, _disk_full_message(folder)) from e
+    except Exception as e:
+        text = str(e)
+        try:
+            low = shutil.disk_usage(folder).free < LOW_DISK_BYTES
+        except OSError:
+            low = False
+        if "No space left on device" in text or "os error 28" in text or low:
+            raise OSError(errno.ENOSPC, _disk_full_message(folder)) from e
+        raise
+
+
+def _disk_full_message(folder: str | Path) -> str:
+    return (
+        f"no space left on the device holding {folder} while training; free some space and run "
+        "the same command again with --resume: the run goes on from its last complete "
+        "checkpoint (an incomplete one is skipped)"
+    )
+
+
 def last_checkpoint(folder: str | Path) -> str | None:
     """The newest complete ``checkpoint-N`` folder of a training run, or None.
 

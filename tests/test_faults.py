@@ -180,6 +180,49 @@ def test_train_cli_keeps_checkpoints_out_of_the_model_folder(tmp_path):
     assert not any(p.name.startswith("checkpoint") for p in out.rglob("*"))
 
 
+def test_a_full_disk_while_training_is_one_line_that_says_how_to_resume(tmp_path, monkeypatch):
+    """safetensors and torch.save fail on a full disk with their own error types; the user sees
+    one line naming the folder, the cause and the fix, not a traceback."""
+    import transformers
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError(
+            "Error while serializing: I/O error: No space left on device (os error 28)"
+        )
+
+    monkeypatch.setattr(transformers.Trainer, "_save_checkpoint", full)
+    f = tmp_path / "toys.jsonl"
+    rows = [dict(r, category=" > ".join(r["category"])) for r in _toys()]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "model"
+    res = runner.invoke(app, ["train", str(f), "--out", str(out), "--epochs", "0.5"] + NO_LLM)
+    _one_line_error(res, "no space left", "model.checkpoints", "--resume")
+    assert not (out / "dualexpert.json").exists()
+
+
+def test_disk_full_as_oserror_leaves_other_errors_alone(tmp_path, monkeypatch):
+    import errno
+    import shutil
+    from collections import namedtuple
+
+    from dualexpert.training import disk_full_as_oserror
+
+    with pytest.raises(RuntimeError, match="something else"):
+        with disk_full_as_oserror(tmp_path):
+            raise RuntimeError("something else")
+    with pytest.raises(PermissionError):  # an OSError that is not a full disk stays itself
+        with disk_full_as_oserror(tmp_path):
+            raise PermissionError(errno.EACCES, "denied")
+    # torch.save's message names no cause: the free space where the checkpoints go does
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 10**9, 0))
+    with pytest.raises(OSError, match="no space left") as e:
+        with disk_full_as_oserror(tmp_path):
+            raise RuntimeError("[enforce fail at inline_container.cc] file write failed")
+    assert e.value.errno == errno.ENOSPC
+
+
 @pytest.mark.slow
 def test_train_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
     import os

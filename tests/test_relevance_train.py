@@ -142,6 +142,25 @@ def test_embedding_variant_trains(data):
     assert d.model.transform is not None and all(np.isfinite(_losses(d)))
 
 
+def test_a_full_disk_while_distilling_is_an_oserror_that_says_how_to_resume(
+    data, tmp_path, monkeypatch
+):
+    import errno
+
+    import transformers
+    from safetensors import SafetensorError
+
+    def full(*args, **kwargs):
+        raise SafetensorError("Error while serializing: I/O error: No space left on device")
+
+    monkeypatch.setattr(transformers.Trainer, "_save_checkpoint", full)
+    _, pairs, rat = data
+    d = RelevanceDistiller(aux="embedding", epochs=1, batch_size=8, prior="none")
+    with pytest.raises(OSError, match="--resume") as e:
+        d.fit(pairs[:16], rat, output_dir=tmp_path / "ck", progress=False)
+    assert e.value.errno == errno.ENOSPC and str(tmp_path / "ck") in str(e.value)
+
+
 def test_cli_distill_evaluate_predict(data, tmp_path, monkeypatch):
     import dualexpert.relevance.distill as distill
 

@@ -27,6 +27,7 @@ from ..models import resolve_encoder, sha256_file
 from ..taxonomy import Taxonomy, UnknownCategoryError
 from ..threads import available_cpus, machine_cpus
 from ..training import (
+    disk_full_as_oserror,
     is_main_process,
     resume_point,
     run_fingerprint,
@@ -304,7 +305,7 @@ class DomainExpert:
         )
         if ckpt:
             log.info("resuming from %s", ckpt)
-        with transformers_verbosity():
+        with transformers_verbosity(), disk_full_as_oserror(output_dir):
             trainer.train(resume_from_checkpoint=ckpt)
         self.train_log = [dict(x) for x in trainer.state.log_history]
         self.model = trainer.model.cpu().eval()

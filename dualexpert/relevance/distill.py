@@ -284,7 +284,7 @@ class RelevanceDistiller:
         """Run the Trainer on ``rows`` (checkpoints in ``output_dir``, resumed when they belong
         to the same run: ``learned`` settings and data) and return it."""
         from ..phased_trainer import TimedCheckpoints
-        from ..training import resume_point, run_fingerprint, training_args
+        from ..training import disk_full_as_oserror, resume_point, run_fingerprint, training_args
         from .model import PrefixLMDecoder
         from .trainer import DistillTrainer, PairCollator, PairDataset
 
@@ -310,7 +310,8 @@ class RelevanceDistiller:
         )
         data = ((r["query"], r["title"], r["label"], r.get("rationale")) for r in rows)
         ckpt = resume_point(output_dir, run_fingerprint(learned, [], data), resume)
-        trainer.train(resume_from_checkpoint=ckpt)
+        with disk_full_as_oserror(output_dir):
+            trainer.train(resume_from_checkpoint=ckpt)
         return trainer
 
     def _warm_start(
