@@ -105,8 +105,9 @@ def disk_full_as_oserror(folder: str | Path) -> Iterator[None]:
 def _disk_full_message(folder: str | Path) -> str:
     return (
         f"no space left on the device holding {folder} while training; free some space and run "
-        "the same command again with --resume: the run goes on from its last complete "
-        "checkpoint (an incomplete one is skipped)"
+        "again (`train` with the same --out resumes by itself; `distill` with --resume; Python: "
+        "resume=True): the run goes on from its last complete checkpoint, an incomplete one is "
+        "skipped"
     )
 
 
