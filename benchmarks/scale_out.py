@@ -1,8 +1,11 @@
 """Scale-out (issue 16), side by side in one run on this machine:
 
-1. ``classify`` of N generated products, nothing routed: the local path against
-   ``--engine ray`` with 1 and 2 workers (wall time with start-up, products/s, peak RSS of the
-   largest stage-1 worker).
+1. ``classify`` of N products, nothing routed: the local path against ``--engine ray`` with 1
+   and 2 workers (wall time with start-up, products/s, peak RSS of the largest stage-1 worker).
+   ``--products generated`` (the default) are five-word titles, so the encoder's work is the
+   least it can be and Ray's fixed costs weigh most; ``--products mwpd`` are real offers (MWPD
+   train + validation name and description, repeated up to N with new ids), the text a
+   catalogue has; ``--products bigbasket`` are real titles alone (BigBasket), short text again.
 2. Domain-expert training with 1 and 2 DDP processes (torchrun, gloo): steps/s and samples/s
    as the Hugging Face Trainer reports them.
 3. ``floor``: what Ray and Ray Data cost alone on this machine. The same job shape as
@@ -36,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-from classify_scale import NO_LLM, RUNTIME, parquet_file, small_model  # noqa: E402
+from classify_scale import NO_LLM, RUNTIME, SHARED, parquet_file, small_model  # noqa: E402
 from throughput import cpu_name  # noqa: E402
 
 CLI = [sys.executable, "-m", "dualexpert.cli"]
@@ -131,9 +134,42 @@ def timed(cmd: list[str], env: dict, marker: str | None = None) -> tuple[float, 
     return wall, watch.peak_mb if watch else 0.0
 
 
-def classify_runs(work: Path, n: int, env: dict) -> dict:
+def real_parquet(work: Path, n: int, products: str) -> Path:
+    """N real products (id, title, description): MWPD train + validation offers (name and
+    description) or BigBasket's titles (no description), repeated with new ids until N."""
+    import csv
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out = work / f"{products}-{n}.parquet"
+    if out.exists():
+        return out
+    if products == "mwpd":
+        src = [SHARED / "mwpd" / f for f in ("train.jsonl", "validation.jsonl")]
+    else:
+        src = [SHARED / "bigbasket" / "products.csv"]
+    if not all(f.exists() for f in src):
+        raise SystemExit(f"shared data not found at {src[0].parent}")
+    if products == "mwpd":
+        lines = [ln for f in src for ln in f.read_text(encoding="utf-8").splitlines()]
+        rows = [(r["ID"], r["Name"], r.get("Description") or "") for r in map(json.loads, lines)]
+    else:
+        with src[0].open(encoding="utf-8", newline="") as f:
+            rows = [(r["index"], r["product"], "") for r in csv.DictReader(f)]
+    pick = [rows[i % len(rows)] for i in range(n)]
+    columns = {
+        "id": [f"{i}-{r[0]}" for i, r in enumerate(pick)],
+        "title": [r[1] for r in pick],
+        "description": [r[2] for r in pick],
+    }
+    pq.write_table(pa.table(columns), out)
+    return out
+
+
+def classify_runs(work: Path, n: int, env: dict, products: str = "generated") -> dict:
     model = small_model(work, tiny=False)
-    data = parquet_file(work, n)
+    data = parquet_file(work, n) if products == "generated" else real_parquet(work, n, products)
     base = [*CLI, "classify", str(model), str(data), *NO_LLM, "--chunk-size", "256", *RUNTIME]
     rows = {}
     out = work / f"local-{n}.jsonl"
@@ -212,6 +248,13 @@ def main() -> None:
         default="onnx",
         help="where classify runs the encoder (onnx: the model is exported first)",
     )
+    ap.add_argument(
+        "--products",
+        choices=("generated", "mwpd", "bigbasket"),
+        default="generated",
+        help="what classify reads: five-word generated titles, real MWPD offers (name and "
+        "description) or real BigBasket titles",
+    )
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     RUNTIME[1] = args.runtime
@@ -220,7 +263,8 @@ def main() -> None:
     env = dict(os.environ, OMP_NUM_THREADS="1")
     res: dict = json.loads(args.out.read_text()) if args.out.exists() else {}
     if "classify" in args.parts:
-        res["classify"] = {"n": args.n, "rows": classify_runs(work, args.n, env)}
+        rows = classify_runs(work, args.n, env, args.products)
+        res["classify"] = {"n": args.n, "products": args.products, "rows": rows}
     if "floor" in args.parts:
         res["floor"] = floor_runs(work, args.n, env)
     if "ddp" in args.parts:
@@ -234,7 +278,8 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=1))
     if "classify" in res:
-        print(f"\n| classify, {res['classify']['n']:,} products | seconds | products/s | "
+        print(f"\n| classify, {res['classify']['n']:,} {res['classify'].get('products', '')} "
+              "products | seconds | products/s | "
               "vs local | peak worker RSS |\n|---|---|---|---|---|")  # fmt: skip
         for name, r in res["classify"]["rows"].items():
             peak = f"{r['peak_worker_rss_mb']:.0f} MB" if r.get("peak_worker_rss_mb") else ""
