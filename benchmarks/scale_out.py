@@ -8,7 +8,10 @@
    catalogue has; ``--products bigbasket`` are real titles alone (BigBasket), short text again.
 2. Domain-expert training with 1 and 2 DDP processes (torchrun, gloo): steps/s and samples/s
    as the Hugging Face Trainer reports them.
-3. ``floor``: what Ray and Ray Data cost alone on this machine. The same job shape as
+3. ``pairs``: the bar's comparison alone (the local path, then Ray with 2 workers, right after
+   each other), ``--repeats`` times, so that a machine whose speed drifts moves both runs of a
+   pair alike.
+4. ``floor``: what Ray and Ray Data cost alone on this machine. The same job shape as
    ``--engine ray`` with 2 workers (a local Ray started in the process, N rows streamed in, two
    one-CPU actors, a zero-CPU actor stage, a one-task-at-a-time Parquet writer), but the
    stage-1 actors only write records of the classify output's size: no model is loaded. Its wall
@@ -156,7 +159,8 @@ def real_parquet(work: Path, n: int, products: str) -> Path:
         rows = [(r["ID"], r["Name"], r.get("Description") or "") for r in map(json.loads, lines)]
     else:
         with src[0].open(encoding="utf-8", newline="") as f:
-            rows = [(r["index"], r["product"], "") for r in csv.DictReader(f)]
+            # one BigBasket row has no title: classify would stop there, naming it
+            rows = [(r["index"], r["product"], "") for r in csv.DictReader(f) if r["product"]]
     pick = [rows[i % len(rows)] for i in range(n)]
     columns = {
         "id": [f"{i}-{r[0]}" for i, r in enumerate(pick)],
@@ -194,6 +198,25 @@ def classify_runs(work: Path, n: int, env: dict, products: str = "generated") ->
     for r in rows.values():
         r["vs_local"] = r["seconds"] / local
     return rows
+
+
+def paired_runs(work: Path, n: int, env: dict, products: str, repeats: int) -> list[dict]:
+    """The bar's comparison alone, in pairs: the local path, then Ray with 2 workers, right
+    after each other, ``repeats`` times. A machine whose speed drifts over the minutes the
+    three-row table takes moves both runs of a pair alike, so each pair's ratio is fairer."""
+    model = small_model(work, tiny=False)
+    data = parquet_file(work, n) if products == "generated" else real_parquet(work, n, products)
+    base = [*CLI, "classify", str(model), str(data), *NO_LLM, "--chunk-size", "256", *RUNTIME]
+    out, folder = work / f"pair-local-{n}.jsonl", work / f"pair-ray-{n}"
+    pairs = []
+    for _ in range(repeats):
+        out.unlink(missing_ok=True)
+        subprocess.run(["rm", "-rf", str(folder)])
+        local, _ = timed([*base, "--out", str(out), "--threads", "2"], env)
+        ray, _ = timed([*base, "--out", str(folder), "--engine", "ray", "--workers", "2"], env)
+        pairs.append({"local_s": local, "ray_2_workers_s": ray, "vs_local": ray / local})
+        print(f"  pair: local {local:.0f} s, Ray 2 workers {ray:.0f} s ({ray / local:.2f}x)")
+    return pairs
 
 
 def floor_runs(work: Path, n: int, env: dict, runs: int = 3) -> dict:
@@ -255,6 +278,7 @@ def main() -> None:
         help="what classify reads: five-word generated titles, real MWPD offers (name and "
         "description) or real BigBasket titles",
     )
+    ap.add_argument("--repeats", type=int, default=3, help="pairs for --parts pairs")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     RUNTIME[1] = args.runtime
@@ -265,6 +289,9 @@ def main() -> None:
     if "classify" in args.parts:
         rows = classify_runs(work, args.n, env, args.products)
         res["classify"] = {"n": args.n, "products": args.products, "rows": rows}
+    if "pairs" in args.parts:
+        runs = paired_runs(work, args.n, env, args.products, args.repeats)
+        res["pairs"] = {"n": args.n, "products": args.products, "runs": runs}
     if "floor" in args.parts:
         res["floor"] = floor_runs(work, args.n, env)
     if "ddp" in args.parts:
@@ -285,6 +312,12 @@ def main() -> None:
             peak = f"{r['peak_worker_rss_mb']:.0f} MB" if r.get("peak_worker_rss_mb") else ""
             print(f"| {name} | {r['seconds']:.0f} | {r['products_s']:.0f} | "
                   f"{r['vs_local']:.2f}x | {peak} |")  # fmt: skip
+    if "pairs" in res:
+        print(f"\n| {res['pairs']['n']:,} {res['pairs']['products']} products, in pairs | "
+              "local s | Ray, 2 workers s | vs local |\n|---|---|---|---|")  # fmt: skip
+        for i, r in enumerate(res["pairs"]["runs"], 1):
+            print(f"| pair {i} | {r['local_s']:.0f} | {r['ray_2_workers_s']:.0f} | "
+                  f"{r['vs_local']:.2f}x |")  # fmt: skip
     if "floor" in res:
         local = res.get("classify", {}).get("rows", {}).get("local (2 threads)", {})
         for w in res["floor"]["seconds"]:

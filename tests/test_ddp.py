@@ -4,7 +4,9 @@ gloo), on a tiny catalogue; and the CLI's ``--nproc``."""
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -166,3 +168,77 @@ def test_cli_nproc(tmp_path, server):
     manifest = json.loads((out / "dualexpert.json").read_text())
     assert manifest["class_counts"] == [8, 8, 8, 8]  # the real products only
     assert manifest["prior_adjustment"] == (1.0 if n else 0.0)
+
+
+def _all_pairs(folder: Path) -> tuple[Path, Path]:
+    """Every query of the relevance fixture against every title (144 pairs, 12 relevant),
+    each with a rationale: enough for the default's held-out queries and warm start."""
+    import csv
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from relevance_fixtures import PRODUCTS
+
+    rows = [
+        (
+            f"q{i}-t{j}",
+            q,
+            t,
+            3.0 if i == j else 1.0,
+            f"It is a {n}, {'' if i == j else 'not '}a {q}.",
+        )
+        for i, (q, _, _) in enumerate(PRODUCTS)
+        for j, (_, t, n) in enumerate(PRODUCTS)
+    ]
+    with (folder / "pairs.csv").open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["id", "search_term", "product_title", "relevance"])
+        w.writerows(r[:4] for r in rows)
+    with (folder / "rationales.jsonl").open("w", encoding="utf-8") as f:
+        f.writelines(json.dumps({"id": r[0], "rationale": r[4]}) + "\n" for r in rows)
+    return folder / "pairs.csv", folder / "rationales.jsonl"
+
+
+def test_relevance_distillation_under_plain_torchrun(tmp_path):
+    """The relevance trainer unchanged under `torchrun -m dualexpert.cli distill`, with its
+    defaults (prior, warm start, stack, rationale decoder): both Trainers shard the pairs
+    between the 2 processes, the cross-encoder learns, and one process writes the one export, which
+    loads in plain CrossEncoder and scores as RelevanceScorer does."""
+    import torch
+    from scipy.special import expit
+    from sentence_transformers import CrossEncoder
+
+    from dualexpert.relevance import load_pairs
+    from dualexpert.relevance.scorer import RelevanceScorer
+
+    pairs_csv, rationales = _all_pairs(tmp_path)
+    out = tmp_path / "ce"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += ["-m", "dualexpert.cli", "distill", str(pairs_csv), "--out", str(out)]
+    cmd += ["--split", "all", "--rationales", str(rationales), "--epochs", "3"]
+    cmd += ["--batch-size", "4", "--learning-rate", "1e-4", "--seed", "0"]
+    cmd += ["--correction-holdout", "0.5", "--warm-start-pairs", "64"]
+    res = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    said = " ".join(res.stderr.split())  # the CLI's messages go to stderr
+    assert "stack: cross-encoder weighed" in said
+    assert "recombined unlabelled pairs" in said  # the warm start ran
+    held = int(re.search(r"held-out queries \(\d+, (\d+) pairs\)", said).group(1))
+    assert (out / "model.safetensors").is_file() and (out / "prior").is_dir()
+    # one writer: no second export, no half-written folder beside it
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("ce")) == [
+        "ce",
+        "ce.checkpoints",
+    ]
+    states = sorted((tmp_path / "ce.checkpoints").glob("checkpoint-*/trainer_state.json"))
+    state = json.loads(states[-1].read_text())
+    # the pairs not held out, 4 a process: half the steps one process would take
+    assert 0 < held < 144 and state["global_step"] == 3 * math.ceil((144 - held) / (4 * 2))
+    # it learned: on the held-out queries the cross-encoder alone ranks well above chance
+    assert float(re.search(r"cross-encoder alone ([\d.]+)\)", said).group(1)) > 0.8
+    texts = [(p.query, p.title) for p in load_pairs(pairs_csv)]
+    scorer = RelevanceScorer(out)
+    plain = CrossEncoder(str(out), device="cpu").predict(
+        texts, activation_fn=torch.nn.Identity(), convert_to_numpy=True
+    )
+    stacked = expit(plain + scorer.prior.decision_function(texts))
+    assert abs(stacked - scorer.predict_proba(texts)).max() < 1e-5
