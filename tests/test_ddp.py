@@ -201,8 +201,8 @@ def _all_pairs(folder: Path) -> tuple[Path, Path]:
 def test_relevance_distillation_under_plain_torchrun(tmp_path):
     """The relevance trainer unchanged under `torchrun -m dualexpert.cli distill`, with its
     defaults (prior, warm start, stack, rationale decoder): both Trainers shard the pairs
-    between the 2 processes, the cross-encoder learns, and one process writes the one export, which
-    loads in plain CrossEncoder and scores as RelevanceScorer does."""
+    between the 2 processes, the cross-encoder learns, and one process writes the one export,
+    which loads in plain CrossEncoder and scores as RelevanceScorer does."""
     import torch
     from scipy.special import expit
     from sentence_transformers import CrossEncoder
