@@ -171,10 +171,16 @@ def real_parquet(work: Path, n: int, products: str) -> Path:
     return out
 
 
-def classify_runs(work: Path, n: int, env: dict, products: str = "generated") -> dict:
+def classify_command(work: Path, n: int, products: str) -> list[str]:
+    """``dualexpert classify`` of N ``products`` with the small model, nothing routed, without
+    its ``--out`` and engine options."""
     model = small_model(work, tiny=False)
     data = parquet_file(work, n) if products == "generated" else real_parquet(work, n, products)
-    base = [*CLI, "classify", str(model), str(data), *NO_LLM, "--chunk-size", "256", *RUNTIME]
+    return [*CLI, "classify", str(model), str(data), *NO_LLM, "--chunk-size", "256", *RUNTIME]
+
+
+def classify_runs(work: Path, n: int, env: dict, products: str = "generated") -> dict:
+    base = classify_command(work, n, products)
     rows = {}
     out = work / f"local-{n}.jsonl"
     out.unlink(missing_ok=True)
@@ -204,9 +210,7 @@ def paired_runs(work: Path, n: int, env: dict, products: str, repeats: int) -> l
     """The bar's comparison alone, in pairs: the local path, then Ray with 2 workers, right
     after each other, ``repeats`` times. A machine whose speed drifts over the minutes the
     three-row table takes moves both runs of a pair alike, so each pair's ratio is fairer."""
-    model = small_model(work, tiny=False)
-    data = parquet_file(work, n) if products == "generated" else real_parquet(work, n, products)
-    base = [*CLI, "classify", str(model), str(data), *NO_LLM, "--chunk-size", "256", *RUNTIME]
+    base = classify_command(work, n, products)
     out, folder = work / f"pair-local-{n}.jsonl", work / f"pair-ray-{n}"
     pairs = []
     for _ in range(repeats):
