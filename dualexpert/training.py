@@ -80,8 +80,9 @@ LOW_DISK_BYTES = 64 * 2**20
 def disk_full_as_oserror(folder: str | Path) -> Iterator[None]:
     """Re-raise a write that failed on a full disk as ``OSError(ENOSPC)`` naming ``folder``
     and the fix, whatever library wrote it: safetensors and ``torch.save`` raise their own
-    error types, which the CLI would otherwise show as a traceback. Other errors pass as they
-    are."""
+    error types, which the CLI would otherwise show as a traceback. A write error whose message
+    names no cause (``torch.save``'s "file write failed") counts as one when the disk holding
+    ``folder`` is nearly full. Other errors pass as they are."""
     import errno
     import shutil
 
@@ -97,7 +98,8 @@ def disk_full_as_oserror(folder: str | Path) -> Iterator[None]:
             low = shutil.disk_usage(folder).free < LOW_DISK_BYTES
         except OSError:
             low = False
-        if "No space left on device" in text or "os error 28" in text or low:
+        write = any(w in text.lower() for w in ("write", "serializ", "i/o"))
+        if "No space left on device" in text or "os error 28" in text or (write and low):
             raise OSError(errno.ENOSPC, _disk_full_message(folder)) from e
         raise
 

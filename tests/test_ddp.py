@@ -175,7 +175,6 @@ def _all_pairs(folder: Path) -> tuple[Path, Path]:
     each with a rationale: enough for the default's held-out queries and warm start."""
     import csv
 
-    sys.path.insert(0, str(ROOT / "tests"))
     from relevance_fixtures import PRODUCTS
 
     rows = [

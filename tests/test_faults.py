@@ -217,6 +217,9 @@ def test_disk_full_as_oserror_leaves_other_errors_alone(tmp_path, monkeypatch):
     # torch.save's message names no cause: the free space where the checkpoints go does
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda _: usage(10**9, 10**9, 0))
+    with pytest.raises(ValueError, match="a bug"):  # not a write: a full disk did not cause it
+        with disk_full_as_oserror(tmp_path):
+            raise ValueError("a bug")
     with pytest.raises(OSError, match="no space left") as e:
         with disk_full_as_oserror(tmp_path):
             raise RuntimeError("[enforce fail at inline_container.cc] file write failed")
