@@ -65,6 +65,7 @@ FLOOR = textwrap.dedent(
     """
     import json, shutil, sys
     import pyarrow as pa, pyarrow.parquet as pq, ray, ray.data
+    from dualexpert.scale.ray_data import local_ray_options
 
     class Stage1:  # a record of the size and shape classify writes (~1.3 KB); no model
         def __call__(self, b):
@@ -87,7 +88,7 @@ FLOOR = textwrap.dedent(
         def __call__(self, b):
             return b.drop_columns(["job"])
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    ray.init(include_dashboard=False, log_to_driver=False, **local_ray_options(2))
     rows = pq.read_table(sys.argv[1]).to_pylist()
     ds = ray.data.from_items(rows)
     ds = ds.map_batches(Stage1, batch_size=256, batch_format="pyarrow", concurrency=2, num_cpus=1)

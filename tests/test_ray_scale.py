@@ -22,7 +22,10 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from dualexpert.scale.ray_data import local_ray_options
+
+    # as the CLI starts its own Ray
+    ray.init(include_dashboard=False, log_to_driver=False, **local_ray_options(2))
     yield ray
     ray.shutdown()
 
