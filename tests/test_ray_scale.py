@@ -138,6 +138,16 @@ def test_the_local_ray_reuses_idle_worker_processes(ray_local):
     assert len(first) == 4 and again == first
 
 
+def test_the_local_ray_keeps_at_least_rays_default_on_a_large_node():
+    from dualexpert.scale.ray_data import local_ray_options
+
+    # Ray's default keeps one idle process per CPU: the option only ever adds to it
+    for cpus in (1, 2, 64):
+        opts = local_ray_options(cpus)
+        assert opts["num_cpus"] == cpus
+        assert opts["_system_config"]["num_workers_soft_limit"] > cpus
+
+
 def test_cli_engine_ray(setup, tmp_path):
     import subprocess
     import sys

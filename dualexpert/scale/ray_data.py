@@ -32,8 +32,9 @@ OUTPUT_COLUMNS = ("id", "category", "routed", "decision", "fallback", "fallback_
 #: a dead actor comes back and its batch reruns (Ray Data's default for actors, made explicit;
 #: passed as remote args, not through the deprecated ``ray_remote_args_fn``)
 RETRY = {"max_restarts": -1, "max_task_retries": -1}
-#: idle worker processes a local Ray keeps for reuse (see :func:`local_ray_options`)
-IDLE_WORKERS_KEPT = 16
+#: idle worker processes a local Ray keeps for reuse beyond Ray's default of one per CPU (see
+#: :func:`local_ray_options`)
+EXTRA_IDLE_WORKERS = 16
 
 
 def require_ray() -> Any:
@@ -75,11 +76,13 @@ def local_ray_options(cpus: int) -> dict[str, Any]:
     This job keeps more processes than a 2-core node has CPUs (the stage actors, Ray Data's own
     actors, the writer), so the writer's process was killed between its tasks and a new Python
     process started for the next one: 13 extra process starts in a 20,000-product run on 2
-    cores, 5 to 13 % of the CPU time the job used. A higher soft limit keeps the idle process
-    for reuse; it starts no process. On a cluster started with ``ray start``, set
-    ``RAY_num_workers_soft_limit`` in that command's environment for the same effect.
+    cores, 5 to 13 % of the CPU time the job used. A soft limit of ``cpus`` + 16 keeps the idle
+    processes for reuse (it starts none), and is never below Ray's own default on a larger node.
+    On a cluster started with ``ray start``, set ``RAY_num_workers_soft_limit`` (the node's CPUs
+    + 16) in that command's environment for the same effect.
     """
-    return {"num_cpus": cpus, "_system_config": {"num_workers_soft_limit": IDLE_WORKERS_KEPT}}
+    limit = cpus + EXTRA_IDLE_WORKERS
+    return {"num_cpus": cpus, "_system_config": {"num_workers_soft_limit": limit}}
 
 
 class _Stage:
