@@ -122,6 +122,63 @@ def test_a_missing_model_is_one_clear_error(ray_local, setup, tmp_path):
         classify_dataset(ray.data.from_items([{"title": "x"}]), d / "model", prior_adjustment=-1)
 
 
+def test_a_worker_cannot_ask_more_cpus_than_a_node_has(ray_local, setup):
+    from dualexpert.scale import classify_dataset
+
+    d, _, _ = setup
+    with pytest.raises(ValueError, match="threads=3: .* largest node of this Ray has 2"):
+        classify_dataset(ray.data.from_items([{"title": "x"}]), d / "model", threads=3)
+    with pytest.raises(ValueError, match="workers must be a whole number"):
+        classify_dataset(ray.data.from_items([{"title": "x"}]), d / "model", workers=0)
+
+
+def test_limit_skipped_records_and_threads_per_worker_as_on_the_local_path(
+    ray_local, setup, tmp_path
+):
+    """``--limit``, ``--skip-bad`` and ``--threads`` mean on Ray what they mean locally: the
+    first N products (bad records skipped and counted, not classified), and one worker that
+    reserves 2 CPUs and runs its encoder on 2 threads."""
+    from dualexpert.data import ReadStats
+    from dualexpert.scale import classify_file
+
+    d, data, held = setup
+    lines = data.read_text().splitlines()
+    bad = tmp_path / "with-bad.jsonl"  # the 3rd and 6th records have no title
+    rows = [json.loads(x) for x in lines]
+    for i in (2, 5):
+        rows[i].pop("title")
+    bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    want = _local(d, data, tmp_path / "local.jsonl")
+    stats = ReadStats()
+    free: list[float] = []  # the CPUs Ray has free, seen while the job runs
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            free.append(ray.available_resources().get("CPU", 0.0))
+            time.sleep(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        totals = classify_file(
+            bad, tmp_path / "ray", d / "model", skip_bad=True, limit=20, stats=stats,
+            threshold=0.0, workers=1, threads=2, batch_size=8,
+        )  # fmt: skip
+    finally:
+        done.set()
+        watcher.join()
+    assert min(free) == 0.0  # the one worker held both CPUs of this Ray
+    assert totals["products"] == 20 and totals["bad_records_skipped"] == 2
+    assert stats.skipped == 2 and "title" in str(stats.errors[0])
+    got, ids = _ray_records(tmp_path / "ray")
+    kept = [r["id"] for r in rows if "title" in r][:20]
+    assert sorted(ids) == sorted(kept)
+    assert got == {i: want[i] for i in kept}
+    with pytest.raises(ValueError, match="limit must be 0 or more"):
+        classify_file(data, tmp_path / "neg", d / "model", limit=-1)
+
+
 @ray.remote(num_cpus=0)
 def _worker_pid(seconds: float) -> int:
     time.sleep(seconds)
@@ -158,10 +215,19 @@ def test_cli_engine_ray(setup, tmp_path):
     cmd += ["--out", str(out), "--engine", "ray", "--workers", "2", "--threshold", "0"]
     cmd += ["--llm", "openai/unused", "--api-base", "http://127.0.0.1:9/v1"]
     env = dict(os.environ, OMP_NUM_THREADS="1")
+    res = subprocess.run(cmd + ["--limit", "30"], capture_output=True, text=True, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    totals = json.loads(res.stdout.strip().splitlines()[-1])
+    assert totals["products"] == 30 < len(held)  # --limit, as on the local path
+    assert len(ray.data.read_parquet(str(out)).take_all()) == 30
+    # the whole file into the same folder: the shard written under --limit is redone, not
+    # taken as finished (it would have left the other products unclassified)
     res = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     totals = json.loads(res.stdout.strip().splitlines()[-1])
-    assert totals["products"] == len(held)
+    assert totals["products"] == len(held) and totals["already_done"] == 0
+    ids = [r["id"] for r in ray.data.read_parquet(str(out)).take_all()]
+    assert sorted(ids) == sorted(p.id for p in held)
     missing = subprocess.run(
         cmd[:4] + [str(tmp_path / "nope")] + cmd[5:], capture_output=True, text=True, env=env
     )

@@ -520,7 +520,15 @@ def classify(
     limit: int | None = None,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
-    threads: ThreadsOpt = None,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="CPU threads. Default: what this process may use (the smallest of its CPU "
+            "affinity, the cgroup CPU quota and OMP_NUM_THREADS). With --engine ray: the CPUs "
+            "each worker reserves (default 1).",
+        ),
+    ] = None,
     concurrency: Annotated[
         int,
         typer.Option(
@@ -554,22 +562,25 @@ def classify(
     """
     runtime = runtime_for(runtime, False)
     if engine == "ray":
+        from ..data import ReadStats
         from ..scale import classify_file, require_ray
 
         require_ray()  # a missing extra is one line, before anything starts
+        stats = ReadStats()
         with user_errors(), progress_bar() as prog:
-            task = prog.add_task("classify (ray)", total=None)
+            task = prog.add_task("classify (ray)", total=limit)
             totals = classify_file(
                 input_file, out, model, columns=columns, skip_bad=skip_bad,
-                shard_size=shard_size, address=address,
+                shard_size=shard_size, address=address, limit=limit, stats=stats,
                 progress=lambda n: prog.advance(task, n), strategy=strategy,
                 representation=representation, k=k, threshold=threshold,
                 fusion_weight=fusion_weight, summaries=str(summaries) if summaries else None,
                 program=str(program) if program else None, general=general,
                 llm_tier=llm_tier, prior_adjustment=prior_adjustment, runtime=runtime,
                 llm=llm, api_base=api_base, timeout=timeout, workers=workers,
-                batch_size=chunk_size, llm_concurrency=concurrency,
+                threads=threads or 1, batch_size=chunk_size, llm_concurrency=concurrency,
             )  # fmt: skip
+        report_skipped(input_file, stats.skipped, stats.errors)
         typer.echo(json.dumps(totals))
         return
     if engine != "local":

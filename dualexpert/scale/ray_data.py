@@ -9,7 +9,9 @@
   Confident rows pass through untouched.
 
 Rows are keyed by ``id`` (Ray Data does not keep the input order). Actors restart when their
-process dies and their batches are retried, so a killed worker loses no row.
+process dies and their batches are retried, so a killed worker loses no row: Ray Data's own
+default for actor pools (``max_restarts=-1``, ``max_task_retries=-1``). It is not passed again
+here: extra remote arguments to ``map_batches`` are deprecated from Ray 2.60 and go in 2.64.
 :func:`classify_file` adds resume on top: the input is cut into shards, each written as its own
 Parquet folder once complete, and a rerun skips the shards already written.
 """
@@ -29,9 +31,6 @@ log = logging.getLogger(__name__)
 
 #: columns of the output besides ``record`` (the full JSON record, as ``classify`` writes it)
 OUTPUT_COLUMNS = ("id", "category", "routed", "decision", "fallback", "fallback_reason")
-#: a dead actor comes back and its batch reruns (Ray Data's default for actors, made explicit;
-#: passed as remote args, not through the deprecated ``ray_remote_args_fn``)
-RETRY = {"max_restarts": -1, "max_task_retries": -1}
 #: idle worker processes a local Ray keeps for reuse beyond Ray's default of one per CPU (see
 #: :func:`local_ray_options`)
 EXTRA_IDLE_WORKERS = 16
@@ -89,10 +88,12 @@ class _Stage:
     """What both stages' actors share: the dual expert, loaded once per actor, when the actor
     first needs it (a stage-2 actor that only passes confident rows on never loads it)."""
 
-    def __init__(self, model: str, options: dict[str, Any], llm: dict[str, Any] | None) -> None:
+    def __init__(
+        self, model: str, options: dict[str, Any], llm: dict[str, Any] | None, threads: int = 1
+    ) -> None:
         from ..threads import apply_threads
 
-        apply_threads(1)  # one core per actor: several actors share a node
+        apply_threads(threads)  # the CPUs the actor reserved: several actors share a node
         self.model, self.options, self.llm = model, options, llm
         self._program: Any = None
 
@@ -167,6 +168,29 @@ class GeneralStage(_Stage):
         return pa.Table.from_pylist(out)
 
 
+def _holds(folder: Path, shard: list[Any]) -> bool:
+    """Whether a written shard holds exactly these products (ids, with repeats)."""
+    import pyarrow.parquet as pq
+
+    written = pq.read_table(folder, columns=["id"]).column("id").to_pylist()
+    return sorted(written) == sorted(p.id for p in shard)
+
+
+def _check_threads_fit(threads: int) -> None:
+    """An actor that asks more CPUs than any node of the running Ray has would wait forever."""
+    import ray
+
+    if not ray.is_initialized():
+        return  # Ray Data starts a local Ray later, on this machine's CPUs
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    largest = max((n.get("Resources", {}).get("CPU", 0) for n in nodes), default=0)
+    if threads > largest:
+        raise ValueError(
+            f"threads={threads}: each worker would reserve {threads} CPUs, but the largest "
+            f"node of this Ray has {largest:g}"
+        )
+
+
 def _product_fields(row: dict[str, Any]) -> dict[str, Any]:
     cat = row.get("category")
     return {
@@ -204,6 +228,7 @@ def classify_dataset(
     api_base: str | None = None,
     timeout: float | None = None,
     workers: int = 2,
+    threads: int = 1,
     batch_size: int = 256,
     llm_concurrency: int = 16,
 ) -> Any:
@@ -218,7 +243,8 @@ def classify_dataset(
             :func:`~dualexpert.pipeline.load_dual_expert` (paths every node can read).
         llm, api_base, timeout: the general expert's LLM (as for
             :func:`~dualexpert.lm.configure_lm`).
-        workers: stage-1 actors (one CPU each).
+        workers: stage-1 actors.
+        threads: CPUs (and encoder threads) each stage-1 actor reserves.
         batch_size: products per stage-1 batch.
         llm_concurrency: LLM requests in flight, for the whole job.
 
@@ -227,8 +253,12 @@ def classify_dataset(
         ``fallback_reason`` and ``record`` (the full JSON record).
     """
     require_ray()
+    for name, value in (("workers", workers), ("threads", threads), ("batch_size", batch_size)):
+        if not (isinstance(value, int) and value >= 1):
+            raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
     if "://" not in str(model):
         local_model(model)  # a missing model is one error here, not one per actor
+    _check_threads_fit(threads)
     from ..pipeline import resolve_fusion_weight
 
     resolve_fusion_weight(fusion_weight, reranker=True)  # so is a bad value (it only parses)
@@ -252,12 +282,16 @@ def classify_dataset(
     lm = dict(spec=llm, api_base=api_base, timeout=timeout)
     stage1 = ds.map_batches(
         DomainStage,
-        fn_constructor_kwargs={"model": str(model), "options": options, "llm": None},
+        fn_constructor_kwargs={
+            "model": str(model),
+            "options": options,
+            "llm": None,
+            "threads": threads,
+        },
         batch_size=batch_size,
         batch_format="pyarrow",
         concurrency=workers,
-        num_cpus=1,
-        **RETRY,
+        num_cpus=threads,
     )
     return stage1.map_batches(
         GeneralStage,
@@ -274,7 +308,6 @@ def classify_dataset(
         # had released the cores it fills, i.e. after stage 1 (measured: a 12 s tail on 20,000
         # products with 2 workers on 2 cores)
         num_cpus=0,
-        **RETRY,
     )
 
 
@@ -287,14 +320,18 @@ def classify_file(
     skip_bad: bool = False,
     shard_size: int = 100_000,
     address: str | None = None,
+    limit: int | None = None,
     progress: Callable[[int], None] | None = None,
+    stats: Any = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Classify a catalogue file on Ray into ``out/shard-NNNNN/`` Parquet folders.
 
     The file is read in shards of ``shard_size`` products (streamed, as the local path reads
     it); each shard runs through :func:`classify_dataset` and is renamed into place only when
-    complete, so a rerun after a crash skips the finished shards and redoes only the rest.
+    complete, so a rerun after a crash skips the finished shards and redoes only the rest. A
+    shard folder that holds other products than the rerun reads there (written with an earlier
+    ``limit``, another input or another ``shard_size``) is redone, never skipped.
 
     Args:
         input_file: a CSV, JSONL or Parquet catalogue.
@@ -303,13 +340,18 @@ def classify_file(
         columns, skip_bad: as for :func:`~dualexpert.data.iter_catalogue`.
         shard_size: products per shard (the unit of resume).
         address: the Ray cluster (``auto`` for a running one; None starts a local Ray).
+        limit: classify only the first ``limit`` products of the file (as the local path's
+            ``--limit``).
         progress: called with the number of products in each finished shard.
+        stats: a :class:`~dualexpert.data.ReadStats` to fill (the skipped records and why).
         options: passed to :func:`classify_dataset`.
 
     Returns:
         Totals: ``products`` (classified now), ``already_done`` (in finished shards),
         ``shards``, ``routed``, ``fallback``, ``bad_records_skipped``.
     """
+    from itertools import islice
+
     import pyarrow.parquet as pq
 
     from ..data import ReadStats, iter_catalogue
@@ -325,15 +367,24 @@ def classify_file(
         ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stats = ReadStats()
+    stats = ReadStats() if stats is None else stats
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be 0 or more, not {limit}")
     prods = iter_catalogue(input_file, columns, "skip" if skip_bad else "raise", stats=stats)
+    if limit is not None:
+        prods = islice(prods, limit)
     totals = {"products": 0, "already_done": 0, "shards": 0, "routed": 0, "fallback": 0}
     for i, shard in enumerate(chunks(prods, shard_size)):
         final = out / f"shard-{i:05d}"
         totals["shards"] += 1
         if final.is_dir():
-            totals["already_done"] += len(shard)
-            continue
+            if _holds(final, shard):
+                totals["already_done"] += len(shard)
+                continue
+            # written by a run that read other products here (an earlier --limit, another
+            # input or shard size): redone, so that no product is skipped unclassified
+            log.warning("%s holds other products than this run's shard %d: redoing it", final, i)
+            shutil.rmtree(final)
         rows = [p.model_dump(mode="json") for p in shard]
         done = classify_dataset(ray.data.from_items(rows), model, **options)
         tmp = out / f".shard-{i:05d}.tmp"
