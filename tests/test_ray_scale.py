@@ -136,8 +136,8 @@ def test_limit_skipped_records_and_threads_per_worker_as_on_the_local_path(
     ray_local, setup, tmp_path
 ):
     """``--limit``, ``--skip-bad`` and ``--threads`` mean on Ray what they mean locally: the
-    first N products (bad records skipped and counted, not classified), and one worker that
-    reserves 2 CPUs and runs its encoder on 2 threads."""
+    first N products (bad records skipped and counted, a repeated id classified once), and one
+    worker that reserves 2 CPUs and runs its encoder on 2 threads."""
     from dualexpert.data import ReadStats
     from dualexpert.scale import classify_file
 
@@ -147,6 +147,7 @@ def test_limit_skipped_records_and_threads_per_worker_as_on_the_local_path(
     rows = [json.loads(x) for x in lines]
     for i in (2, 5):
         rows[i].pop("title")
+    rows.insert(8, dict(rows[0]))  # and the first one's id comes again (left out, counted)
     bad.write_text("".join(json.dumps(r) + "\n" for r in rows))
     want = _local(d, data, tmp_path / "local.jsonl")
     stats = ReadStats()
@@ -169,10 +170,11 @@ def test_limit_skipped_records_and_threads_per_worker_as_on_the_local_path(
         done.set()
         watcher.join()
     assert min(free) == 0.0  # the one worker held both CPUs of this Ray
-    assert totals["products"] == 20 and totals["bad_records_skipped"] == 2
+    assert totals["products"] == 19 and totals["duplicate_ids"] == 1
+    assert totals["bad_records_skipped"] == 2
     assert stats.skipped == 2 and "title" in str(stats.errors[0])
     got, ids = _ray_records(tmp_path / "ray")
-    kept = [r["id"] for r in rows if "title" in r][:20]
+    kept = list(dict.fromkeys(r["id"] for r in rows if "title" in r))[:19]
     assert sorted(ids) == sorted(kept)
     assert got == {i: want[i] for i in kept}
     with pytest.raises(ValueError, match="limit must be 0 or more"):

@@ -348,14 +348,15 @@ def classify_file(
 
     Returns:
         Totals: ``products`` (classified now), ``already_done`` (in finished shards),
-        ``shards``, ``routed``, ``fallback``, ``bad_records_skipped``.
+        ``shards``, ``routed``, ``fallback``, ``duplicate_ids`` (repeats of an id already read,
+        left out as the local path leaves them out), ``bad_records_skipped``.
     """
     from itertools import islice
 
     import pyarrow.parquet as pq
 
     from ..data import ReadStats, iter_catalogue
-    from ..journal import chunks
+    from ..journal import IdIndex, chunks
 
     ray = require_ray()
     if "://" not in str(model):
@@ -374,7 +375,18 @@ def classify_file(
     if limit is not None:
         prods = islice(prods, limit)
     totals = {"products": 0, "already_done": 0, "shards": 0, "routed": 0, "fallback": 0}
-    for i, shard in enumerate(chunks(prods, shard_size)):
+    totals["duplicate_ids"] = 0
+    seen = IdIndex()  # a repeated id is classified once, as on the local path
+
+    def first_of_each_id() -> Any:
+        for block in chunks(prods, 4096):
+            for p, is_first in zip(block, seen.add_new([p.id for p in block]), strict=True):
+                if is_first:
+                    yield p
+                else:
+                    totals["duplicate_ids"] += 1
+
+    for i, shard in enumerate(chunks(first_of_each_id(), shard_size)):
         final = out / f"shard-{i:05d}"
         totals["shards"] += 1
         if final.is_dir():
