@@ -181,6 +181,29 @@ def test_limit_skipped_records_and_threads_per_worker_as_on_the_local_path(
         classify_file(data, tmp_path / "neg", d / "model", limit=-1)
 
 
+def test_what_a_user_can_fix_is_said_before_ray_starts(setup, tmp_path, monkeypatch):
+    """A missing input, a bad first record or an --out that is a file: one clear error, and no
+    Ray started for it (seconds, and a screen of its logs)."""
+    from dualexpert.data import RecordError
+    from dualexpert.scale import classify_file
+
+    def no_start(*args, **kwargs):
+        raise AssertionError("Ray was started before the input was checked")
+
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", no_start)
+    d, data, _ = setup
+    with pytest.raises(FileNotFoundError, match="nope.jsonl does not exist"):
+        classify_file(tmp_path / "nope.jsonl", tmp_path / "out", d / "model")
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"id": "a", "description": "no title"}\n')
+    with pytest.raises(RecordError, match="title"):
+        classify_file(bad, tmp_path / "out", d / "model")
+    (tmp_path / "file.jsonl").write_text("")
+    with pytest.raises(FileExistsError, match="is a file; with the Ray engine it is a folder"):
+        classify_file(data, tmp_path / "file.jsonl", d / "model")
+
+
 @ray.remote(num_cpus=0)
 def _worker_pid(seconds: float) -> int:
     time.sleep(seconds)

@@ -351,7 +351,7 @@ def classify_file(
         ``shards``, ``routed``, ``fallback``, ``duplicate_ids`` (repeats of an id already read,
         left out as the local path leaves them out), ``bad_records_skipped``.
     """
-    from itertools import islice
+    from itertools import chain, islice
 
     import pyarrow.parquet as pq
 
@@ -361,17 +361,22 @@ def classify_file(
     ray = require_ray()
     if "://" not in str(model):
         local_model(model)  # checked before Ray starts
+    # what a user can fix is said before Ray starts (seconds, and a screen of its logs)
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be 0 or more, not {limit}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out} is a file; with the Ray engine it is a folder")
+    stats = ReadStats() if stats is None else stats
+    prods = iter_catalogue(input_file, columns, "skip" if skip_bad else "raise", stats=stats)
+    first = next(prods, None)  # opens the file: a missing or unreadable one fails here
     if not ray.is_initialized():
         from ..threads import machine_cpus
 
         local = {} if address else local_ray_options(machine_cpus())
         ray.init(address=address, include_dashboard=False, log_to_driver=False, **local)
-    out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    stats = ReadStats() if stats is None else stats
-    if limit is not None and limit < 0:
-        raise ValueError(f"limit must be 0 or more, not {limit}")
-    prods = iter_catalogue(input_file, columns, "skip" if skip_bad else "raise", stats=stats)
+    prods = chain([first], prods) if first is not None else prods
     if limit is not None:
         prods = islice(prods, limit)
     totals = {"products": 0, "already_done": 0, "shards": 0, "routed": 0, "fallback": 0}
