@@ -9,7 +9,7 @@ import csv
 import json
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -114,6 +114,31 @@ def as_product(x: Product | str | dict) -> Product:
     if isinstance(x, dict):
         return Product(**x)
     raise TypeError(f"expected a Product, a str or a dict, got {type(x).__name__}")
+
+
+def as_products(items: Iterable[Product | str | dict]) -> list[Product]:
+    """:func:`as_product` over a list of products; a bad one is an error that names it.
+
+    A bare string is refused rather than read as a list of one-letter titles. Keys of a dict
+    that are not :class:`Product` fields (a catalogue's other columns) are ignored.
+    """
+    if isinstance(items, str | bytes | Product | dict):
+        raise TypeError(
+            f"expected a list of products, got a single {type(items).__name__}: wrap it in a list"
+        )
+    out = []
+    for i, x in enumerate(items):
+        try:
+            out.append(as_product(x))
+        except ValidationError as e:
+            err = e.errors()[0]
+            name = str(err["loc"][0]) if err["loc"] else "<record>"
+            ident = x.get("id") if isinstance(x, dict) else None
+            which = f"product {i}" + (f" (id {ident!r})" if ident else "")
+            raise ValueError(f"{which}: field {name!r}: {err['msg']}") from None
+        except TypeError as e:
+            raise TypeError(f"product {i}: {e}") from None
+    return out
 
 
 class RecordError(ValueError):

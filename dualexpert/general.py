@@ -20,6 +20,7 @@ from typing import Any
 import dspy
 from dspy.utils.exceptions import AdapterParseError
 
+from .checks import whole_number
 from .llm_process import llm_failure
 from .signatures import RankCategories, SelectCategory
 
@@ -45,6 +46,8 @@ def clean_ranking(raw: Any, n: int) -> list[int]:
         raw = [raw]
     out: list[int] = []
     for x in raw or []:
+        if isinstance(x, bool):  # JSON true is not candidate 1
+            continue
         try:
             v = int(str(x).strip().rstrip("."))
         except ValueError:
@@ -79,7 +82,10 @@ class GeneralExpert(dspy.Module):
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown strategy {strategy!r}: choose from {sorted(STRATEGIES)}")
         self.strategy = strategy
-        self.retries = retries
+        self.retries = whole_number("retries", retries, minimum=0)
+        whole_number("max_failures", max_failures)
+        if not cooldown >= 0:
+            raise ValueError(f"cooldown must be 0 or more seconds, not {cooldown!r}")
         # circuit breaker: after this many consecutive LLM failures the LLM is not called for
         # ``cooldown`` seconds (a dead server would otherwise cost every product its timeout);
         # then one trial call decides whether it stays open
@@ -167,6 +173,10 @@ class GeneralExpert(dspy.Module):
             if decision == "chosen":
                 break
         fallback = decision != "chosen"
+        if fallback and decision == "invalid":
+            # the explanation of an answer outside the candidates is not passed on: it may be
+            # text that the (untrusted) product put in the LLM's mouth
+            reason = ""
         order = [r - 1 for r in ranking]
         order += [i for i in range(n) if i not in order]
         return dspy.Prediction(

@@ -257,9 +257,13 @@ def load_dual_expert(
         raise ValueError(f"general must be one of {GENERALS}, not {general!r}")
     llm: Any = GeneralExpert(strategy)
     if program:
-        from .programs import load_program
+        from .programs import load_program, saved_strategy
 
-        llm = load_program(program, strategy=None)
+        recorded = saved_strategy(program)
+        if recorded and recorded != strategy:
+            log.warning("%s was compiled for strategy %r: using it, not %r", program, recorded,
+                        strategy)  # fmt: skip
+        llm = load_program(program, strategy=recorded or strategy)
     expert: Any = llm
     reranker = _reranker(Path(model), general, representation)
     if reranker is not None:

@@ -37,16 +37,51 @@ def save_program(program: dspy.Module, path: str | Path, meta: Mapping[str, Any]
     return path
 
 
+def saved_strategy(path: str | Path) -> str | None:
+    """The strategy a program file records (:func:`save_program` writes it), or None."""
+    state = _read_state(path)
+    info = state.get("dualexpert")
+    return info.get("strategy") if isinstance(info, dict) else None
+
+
+def _read_state(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"program {path} does not exist")
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"program {path} is not DSPy JSON ({e})") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"program {path} is not DSPy JSON (not an object)")
+    return state
+
+
 def load_program(path: str | Path, strategy: str | None = None):
     """A :class:`GeneralExpert` loaded from DSPy JSON saved by :func:`save_program` (or by
-    ``module.save``; then give ``strategy`` if it is not ``zero_shot``)."""
-    state = json.loads(Path(path).read_text(encoding="utf-8"))
-    strategy = strategy or state.get("dualexpert", {}).get("strategy") or "zero_shot"
+    ``module.save``; then give ``strategy`` if it is not ``zero_shot``).
+
+    A ``strategy`` other than the one the file records is an error: DSPy would match the saved
+    fields to the other strategy's by position and load a program that asks the wrong thing.
+    """
+    state = _read_state(path)
+    recorded = saved_strategy(path)
+    if strategy and recorded and strategy != recorded:
+        raise ValueError(
+            f"program {path} was compiled for strategy {recorded!r}, not {strategy!r}: "
+            f"use --strategy {recorded} (or leave it out)"
+        )
+    strategy = recorded or strategy or "zero_shot"
     program = GeneralExpert(strategy)
     names = {name for name, _ in program.named_predictors()}
     if "predict" in state and "predict" not in names:  # cot_rank saved before 0.2 (plain Predict)
         state["predict.predict"] = state.pop("predict")
-        program.load_state(state)
-    else:
-        program.load(str(path))
+    missing = sorted(names - set(state))
+    if missing:
+        kind = state.get("dualexpert", {}).get("program") if recorded else None
+        raise ValueError(
+            f"program {path} holds no general expert for strategy {strategy!r} (no "
+            f"{', '.join(missing)})" + (f"; it is a saved {kind}" if kind else "")
+        )
+    program.load_state(state)
     return program

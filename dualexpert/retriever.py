@@ -12,6 +12,7 @@ from typing import Any
 
 import dspy
 
+from .checks import whole_number
 from .data import Product, as_product
 
 # Hugging Face fast tokenizers are not safe to call from several threads at once ("Already
@@ -25,20 +26,22 @@ class DomainRetriever(dspy.Module):
     def __init__(self, domain: Any, k: int = 5, representation: str = "path"):
         super().__init__()
         self.domain = domain
-        self.k = k
+        self.k = whole_number("k", k)
         self.representation = representation
 
     def batch_candidates(self, products: list[Product], k: int | None = None) -> list[list[Any]]:
         """Candidates for many products in one batched pass of the domain expert."""
         if not products:
             return []
+        k = self.k if k is None else whole_number("k", k)
         with _PREDICT_LOCK:
-            return self.domain.predict_topk(products, k=k or self.k)
+            return self.domain.predict_topk(products, k=k)
 
     def forward(self, query: Product | str | Mapping, k: int | None = None) -> dspy.Prediction:
         query = as_product(dict(query) if isinstance(query, Mapping) else query)
+        k = self.k if k is None else whole_number("k", k)
         with _PREDICT_LOCK:
-            cands = self.domain.predict_topk([query], k=k or self.k)[0]
+            cands = self.domain.predict_topk([query], k=k)[0]
         tax = self.domain.taxonomy
         return dspy.Prediction(
             passages=[tax.represent(c.id, self.representation) for c in cands],

@@ -471,7 +471,8 @@ def optimize(
                     "optimizer": optimizer,
                     "before": before,
                     "after": after,
-                    "strategy": strategy,
+                    # the student's own (a custom one may differ from the default's)
+                    "strategy": getattr(compiled, "strategy", strategy),
                 },
             )
         )

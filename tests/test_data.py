@@ -128,3 +128,17 @@ def test_label_augmentation_twins_keep_the_context():
     ]
     twins = augment(prods, Taxonomy.from_paths([p.category for p in prods]), ratio=1.0, per_leaf=0)
     assert len(twins) == 4 and all(t.context == "Garden > Hoses" for t in twins)
+
+
+def test_a_list_of_products_names_its_bad_one():
+    from dualexpert.data import as_products
+
+    good = as_products(["mouse", {"title": "kettle", "id": "k1"}])
+    assert [p.title for p in good] == ["mouse", "kettle"]
+    with pytest.raises(ValueError, match=r"product 2 \(id 'b7'\): field 'title'"):
+        as_products(["ok", {"title": "fine"}, {"id": "b7", "title": " "}])
+    with pytest.raises(TypeError, match="product 1: expected a Product"):
+        as_products(["ok", None])
+    # one string is one product's title, not a list of one-letter titles
+    with pytest.raises(TypeError, match="got a single str: wrap it in a list"):
+        as_products("teapot")

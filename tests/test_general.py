@@ -51,6 +51,7 @@ def test_format_and_clean():
     assert format_candidates(["a", "b"]) == "1. a\n2. b"
     assert clean_ranking([3, "2", 99, 2, "x", -1, 0], 3) == [3, 2]
     assert clean_ranking("2.", 3) == [2]
+    assert clean_ranking([True, 3], 3) == [3]  # a JSON true is not candidate 1
 
 
 def test_zero_shot_valid_choice():
@@ -70,6 +71,18 @@ def test_adversarial_answer_never_outside_candidates(answer):
     )
     assert g.fallback and g.index == 0 and g.decision == "invalid"
     assert sorted(g.ranking) == [0, 1]
+    assert g.reason == ""  # the rejected answer's explanation (the product's words) is dropped
+
+
+def test_bad_settings_are_refused_when_built():
+    for kw in ({"retries": -1}, {"retries": "1"}, {"retries": 1.5}, {"max_failures": 0}):
+        with pytest.raises(ValueError, match="must be a whole number"):
+            GeneralExpert(**kw)
+    with pytest.raises(ValueError, match="cooldown"):
+        GeneralExpert(cooldown=-1)
+    for k in (0, -1, "3", True):
+        with pytest.raises(ValueError, match="k must be a whole number of at least 1"):
+            DualExpert(FixedDomain([0.5, 0.45, 0.05]), k=k)
 
 
 def test_retry_then_valid():
@@ -137,3 +150,17 @@ def test_summary_representation_requires_summaries():
     )
     assert de.candidate_text(IDS[1]).endswith("Non-edible toppers of card or wood.")
     assert de.candidate_text(IDS[0]) == "Edible Cake Decorations (Food › Baking)"
+
+
+@pytest.mark.parametrize(
+    "answer, relevant, fallback",
+    [("yes", True, False), ("Yes", True, False), (" NO ", False, False), ("maybe", False, True)],
+)
+def test_relevance_judge_reads_yes_and_no_in_any_case(answer, relevant, fallback):
+    """The literal type refuses "Yes"; the judge still reads it (anything else: fallback)."""
+    from dualexpert.relevance.judge import RelevanceJudge
+
+    lm = DummyLM([{"relevant": answer}] * 3)
+    pred = run(lm, lambda: RelevanceJudge()(query="drill", title="cordless drill"))
+    assert pred.relevant is relevant and pred.fallback is fallback
+    assert pred.probability == (0.5 if fallback else float(relevant))

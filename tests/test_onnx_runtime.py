@@ -105,6 +105,17 @@ def test_a_changed_or_stale_export_is_refused(exported, tmp_path, caplog):
         f.write(b"\0")
     with pytest.raises(ValueError, match="model.onnx does not match"):
         DomainExpert.load(folder, runtime="onnx")
+    export_onnx(folder)
+    # so is a changed tokenizer (here: no longer lower-casing, which changes every prediction)
+    for name in ("tokenizer.json", "neighbours-tokenizer.json"):
+        tok = folder / "onnx" / name
+        saved = tok.read_text()
+        changed = json.loads(saved)
+        changed["normalizer"]["lowercase"] = False
+        tok.write_text(json.dumps(changed))
+        with pytest.raises(ValueError, match=f"{name} does not match"):
+            DomainExpert.load(folder, runtime="onnx")
+        tok.write_text(saved)
     shutil.rmtree(folder / "onnx")
     with pytest.raises(FileNotFoundError, match="export-onnx"):
         DomainExpert.load(folder, runtime="onnx")

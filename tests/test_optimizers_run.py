@@ -172,6 +172,35 @@ def test_save_load_round_trip_keeps_demos_instructions_and_strategy(tmp_path):
     assert plain.predict.signature.instructions == "Rank by product words."
 
 
+def test_a_custom_students_strategy_is_recorded_and_a_mismatch_refused(tmp_path):
+    """The saved file records the compiled student's own strategy (not the default's), loads
+    back as it, and a program loaded under another strategy is an error, not a module whose
+    saved fields DSPy matched to the other strategy's by position."""
+    from dualexpert.pipeline import load_dual_expert
+
+    lm, _ = fake_lm(choice=2)
+    train, dev = [ex(i, 1) for i in range(3)], [ex(10, 1)]
+    for strategy in ("rank", "cot_rank"):
+        out = tmp_path / f"{strategy}.json"
+        optimize(train, dev, "bootstrap", student=GeneralExpert(strategy), lm=lm,
+                 max_calls=100, out=out, log=None)  # fmt: skip
+        assert json.loads(out.read_text())["dualexpert"]["strategy"] == strategy
+        assert load_program(out).strategy == strategy
+        with pytest.raises(ValueError, match=f"compiled for strategy '{strategy}'"):
+            load_program(out, strategy="zero_shot")
+    # a program saved by DSPy's own module.save records no strategy: the caller's is used
+    plain = tmp_path / "plain.json"
+    GeneralExpert("rank").save(str(plain))
+    model = tmp_path / "model"
+    tiny_domain_expert(model)
+    de = load_dual_expert(model, strategy="rank", program=plain, general="llm")
+    assert de.general.strategy == "rank"
+    # a file that holds no general expert (a whole DualExpert saved by DSPy) is named as such
+    de.save(str(tmp_path / "dual.json"))
+    with pytest.raises(ValueError, match="holds no general expert"):
+        load_program(tmp_path / "dual.json")
+
+
 # -- real local LLM ------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_cli_optimize_then_classify_with_the_program(tmp_path, demo_catalogue):

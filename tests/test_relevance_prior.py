@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -157,6 +159,12 @@ def test_residual_distiller_learns_exports_and_scores_the_same(pairs, tmp_path):
     np.testing.assert_allclose(st, expit(correction), atol=1e-5)
     back = RelevanceDistiller.load(tmp_path / "ce")
     np.testing.assert_allclose(back.predict_proba(pairs), prob, atol=1e-5)
+    # a changed part (here the prior's coefficients, negated) is refused by the scorer too
+    prior = tmp_path / "ce" / "prior" / "prior.json"
+    meta = json.loads(prior.read_text())
+    prior.write_text(json.dumps({**meta, "coef": [-c for c in meta["coef"]]}))
+    with pytest.raises(ValueError, match="prior.json"):
+        RelevanceScorer(tmp_path / "ce")
 
 
 def test_knn_embedding_baseline_runs_and_ranks():

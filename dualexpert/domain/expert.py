@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import Field
 
-from ..data import Product, as_product
+from ..data import Product, as_products
 from ..estimator import StrictConfig, load_manifest, saved_folder, verify_files
 from ..models import resolve_encoder, sha256_file
 from ..taxonomy import Taxonomy, UnknownCategoryError
@@ -222,7 +222,7 @@ class DomainExpert:
         torch.manual_seed(cfg.seed)
         # affinity, cgroup quota, OMP_NUM_THREADS; shared by the processes of a DDP run
         torch.set_num_threads(max(1, min(available_cpus(), machine_cpus() // world_size())))
-        prods = [as_product(p) for p in products]
+        prods = as_products(products)
         if not prods:
             raise ValueError("no products to fit on")
         self.taxonomy = taxonomy or Taxonomy.from_paths(
@@ -232,7 +232,7 @@ class DomainExpert:
         real_counts = Counter(self._labels_for(prods))
         self.class_counts_ = [real_counts.get(i, 0) for i in range(len(self.classes_))]
         real = prods
-        extra = [as_product(p) for p in synthetic]
+        extra = as_products(synthetic)
         tau = cfg.prior_adjustment
         self.prior_adjustment_ = (1.0 if extra else 0.0) if tau is None else tau
         prods = prods + extra
@@ -413,7 +413,7 @@ class DomainExpert:
         the training products plus newly labelled ones) without retraining the encoder; the
         settings are the ``neighbour_*`` ones of the configuration."""
         self._check_fitted()
-        self.neighbours_ = self._fit_neighbours([as_product(p) for p in products], None)
+        self.neighbours_ = self._fit_neighbours(as_products(products), None)
         self.config.neighbours = True
         return self
 
@@ -462,7 +462,7 @@ class DomainExpert:
         training prior when ``prior_adjustment_`` is above 0 (:meth:`adjust_for_prior`);
         ``fuse=False`` gives the encoder's alone.
         """
-        prods = [as_product(p) for p in products]
+        prods = as_products(products)
         proba = self.encoder_proba(prods, batch_size)
         if not fuse:
             return proba
@@ -509,7 +509,7 @@ class DomainExpert:
         """The fine-tuned encoder's probabilities over ``classes_`` (no fusion), on torch or,
         when loaded with ``runtime="onnx"``, on ONNX Runtime."""
         self._check_fitted()
-        texts = [as_product(p).text() for p in products]
+        texts = [p.text() for p in as_products(products)]
         bs = batch_size or self.config.eval_batch_size
         if self.onnx_ is not None:
             return self.onnx_.proba(texts, bs, len(self.classes_))

@@ -115,6 +115,7 @@ def _export(
         "pad_token": tokenizer.pad_token,
         "pad_id": int(tokenizer.pad_token_id or 0),
         "sha256": sha256_file(path),
+        "tokenizer_sha256": sha256_file(tok_path),
     }
 
 

@@ -3,10 +3,10 @@
 A saved model folder predicts on torch by default. :func:`.onnx_export.export_onnx` (CLI
 ``dualexpert export-onnx MODEL``) adds ``onnx/`` to it: the encoder and its head as one ONNX graph
 (``model.onnx``, token ids in, logits out), the tokenizer as the ``tokenizers`` library reads it
-(``tokenizer.json``) and ``export.json`` (the graph's SHA-256, and the SHA-256 of the weights it
-was exported from). A model with a neighbour index (``neighbours/``) also gets its encoder as
-``neighbours.onnx`` (token ids in, unit-length mean-pooled embeddings out) with
-``neighbours-tokenizer.json``; :class:`OnnxEmbedder` runs it.
+(``tokenizer.json``) and ``export.json`` (the graph's and the tokenizer's SHA-256, and the
+SHA-256 of the weights it was exported from). A model with a neighbour index (``neighbours/``)
+also gets its encoder as ``neighbours.onnx`` (token ids in, unit-length mean-pooled embeddings
+out) with ``neighbours-tokenizer.json``; :class:`OnnxEmbedder` runs it.
 ``DomainExpert.load(folder, runtime="onnx")`` then predicts with :class:`OnnxEncoder`: the same
 probabilities (float32 rounding apart) after a start-up of a fraction of a second instead of the
 seconds importing torch and transformers takes, which is what a short ``classify`` job or a
@@ -181,6 +181,12 @@ def _graph(graph: Path, tokenizer: Path, info: dict, max_length: int, threads: i
 
     if not tokenizer.is_file():
         raise FileNotFoundError(f"{tokenizer} is missing: export the model again")
+    # exports made before the tokenizer's hash was recorded carry none: they load as before
+    if "tokenizer_sha256" in info and sha256_file(tokenizer) != info["tokenizer_sha256"]:
+        raise ValueError(
+            f"{tokenizer} does not match {tokenizer.parent / INFO} (its SHA-256 differs): the "
+            "file was changed; export the model again"
+        )
     tok = Tokenizer.from_file(str(tokenizer))
     tok.enable_truncation(max_length)
     tok.enable_padding(pad_id=info["pad_id"], pad_token=info["pad_token"])

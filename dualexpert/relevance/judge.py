@@ -9,6 +9,7 @@ Few-shot: pass labelled pairs as ``demos``.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
@@ -65,7 +66,21 @@ class RelevanceJudge(dspy.Module):
         try:
             with dspy.context(adapter=adapter):
                 ans = self.judge(query=query, title=title).relevant
-        except AdapterParseError:
-            return dspy.Prediction(relevant=False, probability=0.5, fallback=True)
+        except AdapterParseError as e:
+            ans = _yes_or_no(e.lm_response)  # "Yes" or "NO" fail the literal type, not us
+            if ans is None:
+                return dspy.Prediction(relevant=False, probability=0.5, fallback=True)
         yes = str(ans).strip().lower() == "yes"
         return dspy.Prediction(relevant=yes, probability=1.0 if yes else 0.0, fallback=False)
+
+
+def _yes_or_no(response: str | None) -> str | None:
+    """``yes`` or ``no`` from a JSON answer whose ``relevant`` is that word in any case; None
+    for anything else (which stays a fallback)."""
+    try:
+        raw = json.loads(response or "")
+    except (TypeError, ValueError):
+        return None
+    word = raw.get("relevant") if isinstance(raw, dict) else None
+    word = word.strip().lower() if isinstance(word, str) else None
+    return word if word in ("yes", "no") else None

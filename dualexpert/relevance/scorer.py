@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from ..estimator import MANIFEST, load_manifest
 from ..journal import Journal, chunks
 from .data import RelevancePair
-from .distill import PRIOR
+from .distill import FORMAT, FORMAT_VERSION, PRIOR
 
 PairLike = RelevancePair | tuple[str, str]
 
@@ -32,6 +33,10 @@ class RelevanceScorer:
         self.path = Path(path)
         if not (self.path / "config.json").exists():
             raise FileNotFoundError(f"{self.path} is not a model folder (no config.json)")
+        if (self.path / MANIFEST).is_file():
+            # written by RelevanceDistiller.save: its parts are checked against their hashes,
+            # as RelevanceDistiller.load does (a CrossEncoder folder from elsewhere has none)
+            load_manifest(self.path, FORMAT, FORMAT_VERSION)
         max_length = _max_length(self.path)
         self.model = CrossEncoder(str(self.path), device=device, max_length=max_length)
         self.batch_size = batch_size

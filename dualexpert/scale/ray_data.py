@@ -253,9 +253,10 @@ def classify_dataset(
         ``fallback_reason`` and ``record`` (the full JSON record).
     """
     require_ray()
+    from ..checks import whole_number
+
     for name, value in (("workers", workers), ("threads", threads), ("batch_size", batch_size)):
-        if not (isinstance(value, int) and value >= 1):
-            raise ValueError(f"{name} must be a whole number of at least 1, not {value!r}")
+        whole_number(name, value)
     if "://" not in str(model):
         local_model(model)  # a missing model is one error here, not one per actor
     _check_threads_fit(threads)
