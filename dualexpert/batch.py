@@ -220,7 +220,7 @@ def classify_products(
         ``completion_tokens``, ``cost`` (USD where LiteLLM knows the price), ``seconds`` and
         ``products_per_second``.
     """
-    journal = Journal(out)
+    journal = Journal(out, fields=("routed",))
     totals: dict[str, Any] = {
         "products": 0,
         "already_done": 0,
@@ -283,7 +283,7 @@ def predict_products(
     Returns:
         ``products`` (written now), ``already_done``, ``duplicate_ids`` and ``seconds``.
     """
-    journal = Journal(out)
+    journal = Journal(out, fields=("candidates",))
     totals: dict[str, Any] = {"products": 0}
     t0 = time.perf_counter()
     with journal.open() as write:

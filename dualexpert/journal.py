@@ -211,9 +211,12 @@ class Journal:
     ``duplicate_ids``; only the first is processed), so resume stays exact.
     """
 
-    def __init__(self, path: str | Path, key: str = "id") -> None:
+    def __init__(self, path: str | Path, key: str = "id", fields: tuple[str, ...] = ()) -> None:
         self.path = Path(path)
         self.key = key
+        # what every record of this kind carries: a file of other records (another command's
+        # output, or a catalogue given as --out by mistake) is refused, not taken as done work
+        self.fields = (key, *fields)
         self.already_done = 0
         self.duplicate_ids = 0
         self._done: IdIndex | None = None
@@ -224,12 +227,43 @@ class Journal:
             yield from read_records(self.path)
 
     def done(self) -> IdIndex:
-        """The ids already in the file (read once)."""
+        """The ids already in the file (read once). A line that is not a record of this kind
+        (other than a killed run's torn last line) is an error that names it."""
         if self._done is None:
-            self._done = IdIndex(
-                str(r[self.key]) for r in self.records() if r.get(self.key) is not None
-            )
+            recs = self._checked_records()
+            self._done = IdIndex(str(r[self.key]) for r in recs if r[self.key] is not None)
         return self._done
+
+    def _checked_records(self) -> Iterator[dict[str, Any]]:
+        if not self.path.exists():
+            return
+        if self.path.is_dir():
+            raise IsADirectoryError(f"{self.path} is a folder; the output is a JSONL file")
+        with self.path.open(encoding="utf-8", errors="replace") as f:
+            line = f.readline()
+            n = 1
+            while line:
+                following = f.readline()
+                try:
+                    rec = json.loads(line)
+                except json.JSONDecodeError:
+                    if not following and not line.endswith("\n"):
+                        break  # the torn last line of a killed run
+                    rec = None
+                missing = [k for k in self.fields if not isinstance(rec, dict) or k not in rec]
+                if missing and line.strip():
+                    what = (
+                        "not a JSON record"
+                        if not isinstance(rec, dict)
+                        else (f"a record without {missing[0]!r}")
+                    )
+                    raise ValueError(
+                        f"{self.path}:{n}: {what}: the file holds other data than this "
+                        "command writes; give another output file"
+                    )
+                if isinstance(rec, dict):
+                    yield rec
+                line, n = following, n + 1
 
     def new(self, items: Iterable[Any], key: Callable[[Any], str] | None = None) -> Iterator[Any]:
         """The items still to do, lazily (a block at a time): not in the file, and not seen
@@ -254,6 +288,7 @@ class Journal:
     def open(self) -> Iterator[Callable[[Iterable[dict[str, Any]]], int]]:
         """A writer: call it with a batch of records; they are appended and flushed at once."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.done()  # the file is checked to hold this kind of records before it is touched
         drop_torn_tail(self.path)  # else the first new record would be glued to the torn line
         with self.path.open("a", encoding="utf-8") as f:
             yield lambda recs: _append(f, recs)

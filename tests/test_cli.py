@@ -21,6 +21,28 @@ def test_bad_record_error_names_line_and_field(tmp_path):
     assert "bad.csv:3: field 'title'" in res.output.replace("\n", "")
 
 
+def test_settings_and_paths_a_user_can_fix_are_refused_before_any_work(tmp_path):
+    """Each of these ran for minutes (an LLM writing synthetic products, an evaluation, a
+    training) or did the wrong thing silently before it was refused."""
+    f = tmp_path / "lab.csv"
+    f.write_text("id,title,category\n1,Mouse,Electronics > Mice\n2,Kettle,Home > Kettles\n")
+    model, out = tmp_path / "nope", str(tmp_path / "o.jsonl")
+    for args, message in [
+        (["train", str(f), "--out", str(tmp_path / "m"), "--epochs", "0"], "epochs"),
+        (["train", str(f), "--out", str(f)], "is a file; it must be a folder"),
+        (["predict", str(model), str(f), "-o", out, "--k", "0"], "--k"),
+        (["predict", str(model), str(f), "-o", out, "--batch-size", "0"], "--batch-size"),
+        (["classify", str(model), str(f), "-o", out, "--threshold", "90"], "--threshold"),
+        (["classify", str(model), str(f), "-o", out, "--limit", "-1"], "--limit"),
+        (["evaluate", str(model), str(f), "--json", str(f)], "is an input of this command"),
+        (["evaluate", str(model), str(f), "--json", str(tmp_path)], "is a folder"),
+    ]:
+        res = runner.invoke(app, args)
+        assert res.exit_code == 2, (args, res.output)
+        assert message in " ".join(res.output.split()), (args, res.output)
+    assert f.read_text().startswith("id,title,category")
+
+
 @pytest.mark.slow
 def test_train_predict_evaluate(tmp_path, demo_catalogue):
     model = tmp_path / "model"

@@ -109,3 +109,24 @@ def test_ramped_chunks_start_small_and_keep_every_item():
     assert [x for c in ramped_chunks(iter(range(300)), 64) for x in c] == list(range(300))
     assert [len(c) for c in ramped_chunks(range(10), 3)] == [3, 3, 3, 1]
     assert list(ramped_chunks([], 64)) == []
+
+
+def test_a_file_of_other_data_is_refused_before_it_is_touched(tmp_path):
+    """A catalogue given as the output (here without a final newline, which the torn-line
+    repair would have cut), or another command's records, is an error naming the line; the
+    file is left as it was."""
+    import pytest
+
+    csv = tmp_path / "catalogue.csv"
+    csv.write_text("id,title\n1,mouse")
+    with pytest.raises(ValueError, match=r"catalogue.csv:1: not a JSON record"):
+        with Journal(csv).open() as write:
+            write([{"id": "x"}])
+    assert csv.read_text() == "id,title\n1,mouse"
+    other = tmp_path / "predict.jsonl"
+    other.write_text('{"id": "a", "candidates": []}\n\n{"id": "b", "candidates": []}\n')
+    assert len(Journal(other, fields=("candidates",)).done()) == 2  # blank lines are fine
+    with pytest.raises(ValueError, match=r"predict.jsonl:1: a record without 'routed'"):
+        Journal(other, fields=("routed",)).done()
+    with pytest.raises(IsADirectoryError, match="is a folder"):
+        Journal(tmp_path).done()

@@ -19,9 +19,12 @@ from .common import (
     EXIT_BUDGET,
     EXIT_LLM,
     ApiBaseOpt,
+    BatchOpt,
     ColumnsOpt,
     FusionOpt,
     GeneralOpt,
+    KOpt,
+    LimitOpt,
     LlmOpt,
     LlmTierOpt,
     PriorOpt,
@@ -29,6 +32,7 @@ from .common import (
     RuntimeOpt,
     SkipOpt,
     ThreadsOpt,
+    ThresholdOpt,
     console,
     fail,
     load_or_exit,
@@ -36,6 +40,7 @@ from .common import (
     report_skipped,
     runtime_for,
     user_errors,
+    writable_report,
 )
 
 
@@ -44,7 +49,7 @@ def train(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the trained model.")],
     encoder: str = "minilm",
     epochs: float = 4.0,
-    batch_size: int = 32,
+    batch_size: BatchOpt = 32,
     max_length: int = 32,
     learning_rate: float = 1e-4,
     seed: int = 42,
@@ -132,6 +137,8 @@ def train(
     --reranker, its cross-encoder reranker. Re-running with the same --out resumes from
     checkpoints (kept beside the model, in OUT.checkpoints, and refused if another run wrote
     them)."""
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} is a file; it must be a folder (new or a model's, to resume)")
     required = bool(synthesize)
     in_torchrun = "WORLD_SIZE" in os.environ  # every process would write the same file
     if synthesize and (synthetic or in_torchrun):
@@ -163,6 +170,27 @@ def train(
     report_skipped(train_file, n_read - len(cat.products), [])
     tax = Taxonomy.load(taxonomy) if taxonomy else None
     known = tax or Taxonomy.from_paths(p.category for p in cat.products if p.category)
+    with user_errors():  # a bad setting is said before the LLM writes anything
+        expert = DomainExpert(
+            encoder=encoder,
+            epochs=epochs,
+            batch_size=batch_size,
+            max_length=max_length,
+            learning_rate=learning_rate,
+            seed=seed,
+            label_augmentation=label_augmentation,
+            focal=focal,
+            bootstrap=bootstrap,
+            gamma=gamma,
+            beta=beta,
+            gate=gate,
+            internal_nodes=internal_nodes,
+            prior_adjustment=prior_adjustment,
+            teacher=str(teacher) if teacher else None,
+            teacher_weight=teacher_weight,
+            teacher_temperature=teacher_temperature,
+            neighbours=neighbours,
+        )
     if synthesize:
         synthetic = out.with_name(f"{out.name}.synthetic.jsonl")
         _synthesize(known, cat.products, synthetic, llm, api_base, required=required)
@@ -172,26 +200,6 @@ def train(
         argv = [a for a in _without_nproc(sys.argv[1:]) if a != "--synthesize"]
         argv += ["--synthetic", str(synthetic)] if synthetic.is_file() else ["--no-synthesize"]
         raise typer.Exit(torchrun(nproc, "dualexpert.cli", argv))
-    expert = DomainExpert(
-        encoder=encoder,
-        epochs=epochs,
-        batch_size=batch_size,
-        max_length=max_length,
-        learning_rate=learning_rate,
-        seed=seed,
-        label_augmentation=label_augmentation,
-        focal=focal,
-        bootstrap=bootstrap,
-        gamma=gamma,
-        beta=beta,
-        gate=gate,
-        internal_nodes=internal_nodes,
-        prior_adjustment=prior_adjustment,
-        teacher=str(teacher) if teacher else None,
-        teacher_weight=teacher_weight,
-        teacher_temperature=teacher_temperature,
-        neighbours=neighbours,
-    )
     extra = []
     if synthetic and (synthetic.is_file() or not synthesize):
         from ..synthetic import load_synthetic
@@ -299,8 +307,8 @@ def predict(
     model: Annotated[Path, typer.Argument(help="A saved domain expert folder.")],
     input_file: Annotated[Path, typer.Argument(help="Catalogue to categorise.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL output (appended, resumable).")],
-    k: int = 10,
-    batch_size: int = 256,
+    k: KOpt = 10,
+    batch_size: BatchOpt = 256,
     quantize: QuantizeOpt = False,
     prior_adjustment: PriorOpt = None,
     runtime: RuntimeOpt = "auto",
@@ -340,7 +348,7 @@ def predict(
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A saved domain expert folder.")],
     test_file: Annotated[Path, typer.Argument(help="Labelled catalogue.")],
-    k: int = 10,
+    k: KOpt = 10,
     train_file: Annotated[
         Path | None, typer.Option(help="Training catalogue, for the head/tail split.")
     ] = None,
@@ -353,7 +361,7 @@ def evaluate(
         ),
     ] = None,
     representation: str = "descriptive",
-    threshold: float = 0.9,
+    threshold: ThresholdOpt = 0.9,
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
     fusion_weight: FusionOpt = "auto",
     general: GeneralOpt = "auto",
@@ -361,7 +369,9 @@ def evaluate(
     prior_adjustment: PriorOpt = None,
     llm: LlmOpt = None,
     api_base: ApiBaseOpt = None,
-    limit: Annotated[int | None, typer.Option(help="Score a random sample of this size.")] = None,
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="Score a random sample of this size.")
+    ] = None,
     seed: int = 0,
     run_file: Annotated[
         Path | None, typer.Option(help="JSONL of the dual run (resumable).")
@@ -369,7 +379,7 @@ def evaluate(
     quantize: QuantizeOpt = False,
     runtime: RuntimeOpt = "auto",
     batch_size: Annotated[
-        int | None, typer.Option(help="Inference batch size (default: the model's).")
+        int | None, typer.Option(min=1, help="Inference batch size (default: the model's).")
     ] = None,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
@@ -381,6 +391,7 @@ def evaluate(
     from ..evaluation.dual import run_file_for
 
     runtime = runtime_for(runtime, quantize)
+    writable_report(json_out, test_file, train_file)
     if strategy is not None:  # the dual expert against the domain expert alone
         de = _dual_expert(llm, api_base, model, strategy, representation, k, threshold,
                           summaries, fusion_weight, general=general, llm_tier=llm_tier,
@@ -481,7 +492,7 @@ def index(
     ] = None,
     update: Annotated[str | None, typer.Option(help="Category id to (re)write.")] = None,
     summary: Annotated[str | None, typer.Option(help="New summary text for --update.")] = None,
-    k: int = 5,
+    k: KOpt = 5,
 ) -> None:
     """Search a summary index, or update one category's summary."""
     from ..indexes import SummaryIndex
@@ -508,8 +519,8 @@ def classify(
     api_base: ApiBaseOpt = None,
     strategy: str = "zero_shot",
     representation: str = "descriptive",
-    k: int = 5,
-    threshold: float = 0.9,
+    k: KOpt = 5,
+    threshold: ThresholdOpt = 0.9,
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
     fusion_weight: FusionOpt = "auto",
     program: Annotated[Path | None, typer.Option(help="Compiled general expert JSON.")] = None,
@@ -517,7 +528,7 @@ def classify(
     llm_tier: LlmTierOpt = 0.0,
     prior_adjustment: PriorOpt = None,
     runtime: RuntimeOpt = "auto",
-    limit: int | None = None,
+    limit: LimitOpt = None,
     columns: ColumnsOpt = None,
     skip_bad: SkipOpt = False,
     threads: Annotated[
@@ -637,7 +648,7 @@ def optimize(
     api_base: ApiBaseOpt = None,
     strategy: str = "zero_shot",
     representation: str = "descriptive",
-    k: int = 5,
+    k: KOpt = 5,
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
     metric: Annotated[str, typer.Option(help="exact, hierarchical or mrr.")] = "exact",
     max_calls: Annotated[int, typer.Option(help="Cap on LLM calls for the whole run.")] = 300,
@@ -795,14 +806,14 @@ def threshold(
     ),
     strategy: str = "zero_shot",
     representation: str = "descriptive",
-    k: int = 5,
+    k: KOpt = 5,
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
     max_traffic: Annotated[float, typer.Option(help="Cap on the share sent to the LLM.")] = 1.0,
     general: GeneralOpt = "auto",
     llm_tier: LlmTierOpt = 0.0,
     llm: LlmOpt = None,
     api_base: ApiBaseOpt = None,
-    limit: int | None = None,
+    limit: LimitOpt = None,
     seed: int = 0,
     run_file: Annotated[Path | None, typer.Option(help="JSONL of the dev run (resumable).")] = None,
     columns: ColumnsOpt = None,

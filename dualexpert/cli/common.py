@@ -86,6 +86,17 @@ RuntimeOpt = Annotated[
         "or onnx.",
     ),
 ]
+KOpt = Annotated[int, typer.Option(min=1, help="Candidate leaves (top-K) per product.")]
+BatchOpt = Annotated[int, typer.Option(min=1, help="Products per batch.")]
+ThresholdOpt = Annotated[
+    float,
+    typer.Option(
+        min=0.0,
+        max=1.0,
+        help="Products whose top probability is below this go to the general expert.",
+    ),
+]
+LimitOpt = Annotated[int | None, typer.Option(min=0, help="Only the first N products.")]
 ThreadsOpt = Annotated[
     int | None,
     typer.Option(
@@ -155,6 +166,17 @@ def user_errors() -> Iterator[None]:
         if settings["verbose"]:
             raise
         fail(_one_line(e))
+
+
+def writable_report(path: Path | None, *inputs: Path | None) -> None:
+    """Refuse, before any work, a report path that is a folder or one of the inputs."""
+    if path is None:
+        return
+    if path.is_dir():
+        fail(f"--json {path} is a folder; give a file name")
+    for src in inputs:
+        if src is not None and path.exists() and src.exists() and path.samefile(src):
+            fail(f"--json {path} is an input of this command; give another file name")
 
 
 def load_or_exit(path: Path, columns: str | None, skip_bad: bool):

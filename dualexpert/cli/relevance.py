@@ -144,8 +144,8 @@ def distill(
             "(0: stack falls back to residual, kept as trained)."
         ),
     ] = 0.1,
-    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 3,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 32,
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 3,
+    batch_size: Annotated[int, typer.Option(min=1, help="Batch size.")] = 32,
     learning_rate: Annotated[float, typer.Option(help="Peak learning rate.")] = 5e-5,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 42,
     split: SplitOpt = "train",
@@ -255,7 +255,7 @@ def relevance_predict(
     model: Annotated[Path, typer.Argument(help="Exported relevance model folder.")],
     pairs: Annotated[Path, typer.Argument(help="Pairs (CSV/JSONL/Parquet); labels optional.")],
     out: Annotated[Path, typer.Option(help="JSONL of id, query, title, probability.")],
-    batch_size: Annotated[int, typer.Option(help="Pairs per batch.")] = 64,
+    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per batch.")] = 64,
 ) -> None:
     """Score every pair; a rerun skips pairs already in the output."""
     from ..relevance.scorer import RelevanceScorer, score_pairs

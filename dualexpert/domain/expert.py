@@ -70,10 +70,10 @@ class DomainExpertConfig(StrictConfig):
     """Settings of a :class:`DomainExpert`; unknown keys and wrong types are errors."""
 
     encoder: str = "minilm"
-    max_length: int = 32
-    batch_size: int = 32
-    epochs: float = 4.0
-    learning_rate: float = 1e-4
+    max_length: int = Field(32, ge=8)
+    batch_size: int = Field(32, ge=1)
+    epochs: float = Field(4.0, gt=0)
+    learning_rate: float = Field(1e-4, gt=0)
     head_lr_multiplier: float = 20.0
     label_init: bool = True  # head starts at the label texts' embeddings
     warmup_ratio: float = 0.06
@@ -98,7 +98,7 @@ class DomainExpertConfig(StrictConfig):
     save_steps: int | None = None
     save_minutes: float = 10.0
     logging_steps: int = 50
-    eval_batch_size: int = 32  # fastest on 2 CPU cores (BENCHMARKS.md, throughput)
+    eval_batch_size: int = Field(32, ge=1)  # fastest on 2 CPU cores (BENCHMARKS.md, throughput)
     quantize: bool = False  # int8 dynamic quantisation of the Linear layers for CPU inference
     # the lexical expert (TF-IDF + linear SVM), fused as a product of experts:
     # log p_encoder + lexical_weight * T * margin, T calibrated on the training data's folds

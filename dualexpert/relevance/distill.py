@@ -55,8 +55,9 @@ class DistillConfig(StrictConfig):
     # (the default: on Home Depot at 1K pairs the prior alone gains 3.7 points of ROC-AUC over
     # the bi-encoder; a cross-encoder trained from scratch stays below it)
     prior: str = "cosine+lexical+overlap"
-    epochs: int = 3  # with the prior, 8 epochs on 1K pairs overfit the correction (-2 points)
-    learning_rate: float = 5e-5
+    # with the prior, 8 epochs on 1K pairs overfit the correction (-2 points)
+    epochs: int = Field(3, ge=1)
+    learning_rate: float = Field(5e-5, gt=0)
     # the classification head's learning rate, relative to the encoder's. None: 30 with a prior,
     # 1 without. With a prior the head starts at zero, and at the encoder's rate it stays near
     # zero (corrections of +-0.002 logits after 3 epochs at 500 pairs: the cross-encoder added
@@ -89,8 +90,8 @@ class DistillConfig(StrictConfig):
     warm_start: Literal["prior", "none"] = "prior"
     warm_start_pairs: int = Field(8000, ge=1)
     warm_start_epochs: int = Field(1, ge=1)
-    batch_size: int = 32
-    max_length: int = 64
+    batch_size: int = Field(32, ge=1)
+    max_length: int = Field(64, ge=8)
     rationale_max_length: int = 64
     weight_decay: float = 0.0
     decoder_weight_decay: float = 0.001

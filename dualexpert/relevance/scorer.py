@@ -102,7 +102,7 @@ def score_pairs(
     Returns:
         ``pairs`` (written now), ``already_done`` and ``duplicate_ids``.
     """
-    journal = Journal(out)
+    journal = Journal(out, fields=("probability",))
     written = 0
     with journal.open() as write:
         for chunk in chunks(journal.new(pairs), batch_size):
