@@ -11,6 +11,7 @@ import re
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
 
@@ -342,11 +343,16 @@ def _swallowed_rows(fields: list[str], width: int, delimiter: str) -> bool:
     return False
 
 
+#: rows read to find a file's columns (JSONL records may each carry only some of them)
+COLUMN_SAMPLE = 1000
+
+
 def _columns_of(path: Path) -> list[str]:
-    for _, row in iter_rows(path):
+    cols: dict[str, None] = {}
+    for _, row in islice(iter_rows(path), COLUMN_SAMPLE):
         if "__error__" not in row:
-            return list(row)
-    return []
+            cols.update(dict.fromkeys(row))
+    return list(cols)
 
 
 def _cell(
@@ -386,11 +392,13 @@ def parse_record(row: dict[str, Any], cmap: ColumnMap, file: str, line: int) -> 
         raw = _cell(row, cmap.category, file, line, required=False).strip()
         if raw:
             category = tuple(s.strip() for s in raw.split(cmap.separator))
+    ident = str(line)  # a file without ids: the row number, stable, so resume stays exact
+    if cmap.id:  # a file with ids: an empty one is an error (a row number could be another's id)
+        ident = _cell(row, cmap.id, file, line, True, True).strip()
+        if not ident:
+            raise RecordError(file, line, cmap.id, "value is empty")
     data = {
-        # an empty or missing id becomes the row number: stable for the same file, so resume
-        # by id stays exact
-        "id": (_cell(row, cmap.id, file, line, False, True).strip() if cmap.id else "")
-        or str(line),
+        "id": ident,
         "title": _cell(row, cmap.title, file, line, True),
         "description": _cell(row, cmap.description, file, line, False) if cmap.description else "",
         "context": context_text(*(_cell(row, c, file, line, False) for c in cmap.context)),

@@ -200,16 +200,21 @@ def test_predict_killed_twice_resumes_exactly(model, tmp_path):
 
 
 def test_repeated_and_empty_ids_resume_exactly(model, tmp_path):
-    """Ids that repeat are kept once and counted; empty ids become the row number; a run cut
-    short resumes to exactly the same output."""
+    """Ids that repeat are kept once and counted; an empty id in a file of ids is a bad record
+    (a row number in its place could be another product's id); a run cut short resumes to
+    exactly the same output."""
     from dualexpert.batch import predict_products
+    from dualexpert.data import ReadStats, RecordError
 
     expert = model["expert"]
     f = tmp_path / "ids.csv"
     rows = ["id,title"] + [f"{i % 7 if i % 3 else ''},product number {i}" for i in range(40)]
     f.write_text("\n".join(rows) + "\n")
-    prods = list(iter_catalogue(f))
-    assert prods[0].id == "2"  # row 0 has an empty id: its line number in the file
+    with pytest.raises(RecordError, match="ids.csv:2: field 'id': value is empty"):
+        list(iter_catalogue(f))
+    stats = ReadStats()
+    prods = list(iter_catalogue(f, on_error="skip", stats=stats))
+    assert stats.skipped == 14 and len(prods) == 26 and prods[0].id == "1"
     out = tmp_path / "p.jsonl"
     first = predict_products(expert, iter(prods), out, k=2, chunk_size=5)
     ids = [json.loads(x)["id"] for x in out.read_text().splitlines()]

@@ -142,3 +142,19 @@ def test_a_list_of_products_names_its_bad_one():
     # one string is one product's title, not a list of one-letter titles
     with pytest.raises(TypeError, match="got a single str: wrap it in a list"):
         as_products("teapot")
+
+
+def test_jsonl_columns_are_found_beyond_the_first_record(tmp_path):
+    """A JSONL whose first record lacks a field still has it: the columns are those of the
+    first records together, not of the first alone."""
+    from dualexpert.data import iter_catalogue
+
+    f = tmp_path / "sparse.jsonl"
+    rows = [
+        {"id": "a", "title": "steel knife"},
+        {"id": "b", "title": "blue shirt", "category": "Clothing > Shirts", "description": "d"},
+    ]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    prods = list(iter_catalogue(f))
+    assert prods[0].category is None and prods[1].category == ("Clothing", "Shirts")
+    assert prods[1].description == "d"
