@@ -147,7 +147,8 @@ class RecordError(ValueError):
 
     def __init__(self, file: str, line: int, field_name: str, message: str) -> None:
         self.file, self.line, self.field, self.message = file, line, field_name, message
-        super().__init__(f"{file}:{line}: field {field_name!r}: {message}")
+        where = f"{file}:{line}" if line else file  # 0: the line is not known any more
+        super().__init__(f"{where}: field {field_name!r}: {message}")
 
 
 class ColumnMap(BaseModel):

@@ -27,7 +27,10 @@ def test_settings_and_paths_a_user_can_fix_are_refused_before_any_work(tmp_path)
     f = tmp_path / "lab.csv"
     f.write_text("id,title,category\n1,Mouse,Electronics > Mice\n2,Kettle,Home > Kettles\n")
     model, out = tmp_path / "nope", str(tmp_path / "o.jsonl")
+    one = tmp_path / "one.csv"
+    one.write_text("title,category\nMouse,Electronics > Mice\nTrackball,Electronics > Mice\n")
     for args, message in [
+        (["train", str(one), "--out", str(tmp_path / "m"), "--no-synthesize"], "2 categories"),
         (["train", str(f), "--out", str(tmp_path / "m"), "--epochs", "0"], "epochs"),
         (["train", str(f), "--out", str(f)], "is a file; it must be a folder"),
         (["predict", str(model), str(f), "-o", out, "--k", "0"], "--k"),

@@ -229,6 +229,11 @@ class DomainExpert:
             [p.category for p in prods if p.category is not None]
         )
         self.classes_ = self._classes(prods)
+        if len({p.category for p in prods}) < 2:
+            raise ValueError(
+                "the training products must cover at least 2 categories to learn to tell them "
+                f"apart; they all are {prods[0].category!r}"
+            )
         real_counts = Counter(self._labels_for(prods))
         self.class_counts_ = [real_counts.get(i, 0) for i in range(len(self.classes_))]
         real = prods
