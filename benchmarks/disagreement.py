@@ -17,11 +17,15 @@ encoder and the lexical expert disagree, and fuses it as ``log p_fused + w * log
 reads the LLM's generated answer: its score of a candidate is minus its rank, as in
 ``DualExpert``; ``w`` None, the LLM's pick alone, is what the shipped default does.
 
+``--strategy channel`` (local models only) asks nothing: each candidate is scored by the
+log-likelihood of the product's first words after its name, and fused the same way.
+
 The LLM's answers are kept in ``<out>/llm-<tag>.jsonl`` as they come (an interrupted run
 resumes). Prints a table and writes ``<out>/disagreement-<tag>.json``.
 
     python benchmarks/disagreement.py --seed 42 --limit 150
     python benchmarks/disagreement.py --seed 42 --route confidence --strategy zero_shot --k 5
+    python benchmarks/disagreement.py --seed 42 --route confidence --strategy channel --k 5
 """
 
 from __future__ import annotations
@@ -46,6 +50,9 @@ from domain_expert import load_dataset  # noqa: E402
 from fusion import class_counts, scores  # noqa: E402
 
 WEIGHTS = (0.25, 0.5, 1.0, 2.0)
+# ``channel`` scores are log-likelihoods of a whole title (tens of nats apart), not a pick
+CHANNEL_WEIGHTS = (0.03, 0.05, 0.1, 0.2, 0.3)
+LOGPROB_STRATEGIES = ("score", "channel")
 COLUMNS = ("lvl3 acc", "lvl3 wF1", "lvl3 mF1", "head mF1", "tail mF1", "avg wF1")
 
 
@@ -53,7 +60,7 @@ def ask_llm(
     expert, test, asked, top, out: Path, llm: str | None, strategy: str = "score"
 ) -> dict[str, list[float]]:
     """The LLM's score of each asked product's candidates (cached in ``out``): log-probabilities
-    with ``score``, minus the rank in its answer with the other strategies."""
+    with ``score`` and ``channel``, minus the rank in its answer with the other strategies."""
     import dspy
 
     from dualexpert.general import GeneralExpert
@@ -77,7 +84,7 @@ def ask_llm(
             t1 = time.perf_counter()
             g = general(product=test[i].text(), candidates=shown)
             took = round(time.perf_counter() - t1, 3)
-            if strategy == "score":
+            if strategy in LOGPROB_STRATEGIES:
                 logp = [float(x) for x in (g.llm_logprobs or [0.0] * len(shown))]
             else:  # a fallback keeps the domain expert's order
                 rank = {c: r for r, c in enumerate(g.ranking)}
@@ -130,12 +137,15 @@ def main() -> None:
     ap.add_argument("--route", default="disagree", choices=["disagree", "confidence"])
     ap.add_argument("--threshold", type=float, default=0.9, help="for --route confidence")
     ap.add_argument(
-        "--strategy", default="score", choices=["score", "zero_shot", "rank", "cot_rank"]
+        "--strategy",
+        default="score",
+        choices=["score", "channel", "zero_shot", "rank", "cot_rank"],
     )
     ap.add_argument(
         "--llm",
         default=None,
-        help="qwen-1.5b (default), a .gguf path or a LiteLLM model string (score: local only)",
+        help="qwen-1.5b (default), a .gguf path or a LiteLLM model string (score, channel: "
+        "local only)",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "disagreement")
     ap.add_argument(
@@ -185,7 +195,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.out / f"llm-{tag}.jsonl"
     logp = ask_llm(expert, test, asked, top, cache, args.llm, args.strategy)
-    is_score = args.strategy == "score"
+    is_score = args.strategy in LOGPROB_STRATEGIES
+    weights = CHANNEL_WEIGHTS if args.strategy == "channel" else WEIGHTS
 
     def acc_on(proba, rows) -> float:
         return float(np.mean([expert.classes_[int(np.argmax(proba[i]))] == gold[i] for i in rows]))
@@ -203,7 +214,7 @@ def main() -> None:
     chosen: dict[str, list[float]] = {}
     for label, lp in (("", answers), (", position-calibrated", calibrated)):
         variants[f"LLM pick alone{label}"] = pick(fused, top, lp, asked, ids, expert, None)
-        for w in WEIGHTS:
+        for w in weights:
             variants[f"fused with the LLM{label}, w={w:g}"] = pick(
                 fused, top, lp, asked, ids, expert, w
             )
@@ -211,7 +222,7 @@ def main() -> None:
         crossed, chosen[label] = fused.copy(), []
         for a, b in ((0, 1), (1, 0)):
             dev = halves[a]
-            w = max(WEIGHTS, key=lambda v: acc_on(pick(fused, top, lp, dev, ids, expert, v), dev))
+            w = max(weights, key=lambda v: acc_on(pick(fused, top, lp, dev, ids, expert, v), dev))
             chosen[label].append(w)
             crossed[halves[b]] = pick(fused, top, lp, halves[b], ids, expert, w)[halves[b]]
         variants[f"fused with the LLM{label}, w cross-fitted on halves"] = crossed

@@ -1,8 +1,11 @@
 """The general expert (paper 3.2): an LLM, driven by DSPy, that picks one of the candidates.
 
 Strategies (Figure 3): ``zero_shot`` (select one; "none" / "cannot decide" allowed), ``rank`` and
-``cot_rank`` (chain of thought, then rank). Candidates are shown as numbered lines; the text of
-each line is chosen by the caller (leaf, full path, descriptive name, or name plus summary).
+``cot_rank`` (chain of thought, then rank). Two more read a local model's log-probabilities
+instead of its text: ``score`` (over the candidate numbers after the zero-shot prompt) and
+``channel`` (how likely the product's words are after each candidate's name). Candidates are
+shown as numbered lines; the text of each line is chosen by the caller (leaf, full path,
+descriptive name, or name plus summary).
 
 Product text is untrusted: an answer outside the candidate numbers is never accepted. The module
 retries once, then falls back to the first candidate (the domain expert's top-1) and flags it.
@@ -13,6 +16,7 @@ too, with ``decision="unavailable"`` and the reason in ``fallback_reason``; the 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Sequence
 from typing import Any
@@ -32,7 +36,14 @@ STRATEGIES = {
     "cot_rank": RankCategories,  # through dspy.ChainOfThought, which adds the reasoning
     # the zero-shot prompt, read as the LLM's probabilities over the candidate numbers
     "score": SelectCategory,
+    # no question asked: how likely the LLM finds the product's words after each category's
+    # name (a noisy channel, log P(product | category)); SelectCategory only names the fields
+    "channel": SelectCategory,
 }
+#: the text before the product's words in the ``channel`` strategy
+CHANNEL_PROMPT = "Online shop category: {category}\nA product from this category: "
+#: tokens of the product text the ``channel`` strategy scores (its title and a little more)
+CHANNEL_TOKENS = 32
 
 
 def format_candidates(texts: Sequence[str]) -> str:
@@ -137,6 +148,36 @@ class GeneralExpert(dspy.Module):
             fallback=False,
             fallback_reason="",
             llm_logprobs=[float(x) for x in logp],
+        )
+
+    def _channel(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
+        """Each candidate scored by the log-likelihood of the product's first words after its
+        name (:data:`CHANNEL_PROMPT`), normalised over the candidates. Nothing is generated, so
+        the answer is always one of the candidates, whatever the product text says."""
+        lm = dspy.settings.lm
+        engine = getattr(lm, "engine", None)
+        if not hasattr(engine, "loglik"):
+            raise ValueError(
+                "strategy 'channel' needs a local llama.cpp LM (dualexpert.lm.local_lm); "
+                "use zero_shot, rank or cot_rank with hosted models"
+            )
+        prompts = [CHANNEL_PROMPT.format(category=c) for c in candidates]
+        ll = engine.loglik(prompts, product, CHANNEL_TOKENS)
+        tracker = dspy.settings.usage_tracker  # the engine bypasses dspy.LM: count the call here
+        if tracker is not None:
+            tracker.add_usage(lm.model, dict(getattr(engine, "last_usage", None) or {"calls": 1}))
+        top = max(ll)
+        norm = top + math.log(sum(math.exp(x - top) for x in ll))
+        logp = [x - norm for x in ll]
+        order = sorted(range(len(ll)), key=lambda i: -logp[i])
+        return dspy.Prediction(
+            index=order[0],
+            ranking=order,
+            reason="",
+            decision="chosen",
+            fallback=False,
+            fallback_reason="",
+            llm_logprobs=logp,
         )
 
     async def _aask(self, product: str, shown: str, attempt: int) -> dspy.Prediction | None:
@@ -248,6 +289,8 @@ class GeneralExpert(dspy.Module):
         n = len(candidates)
         if n == 0:
             raise ValueError("the general expert needs at least one candidate")
+        if self.strategy == "channel":
+            return self._channel(product, candidates)
         shown = format_candidates(candidates)
         if self.strategy == "score":
             return self._score(product, shown, n)
@@ -265,6 +308,8 @@ class GeneralExpert(dspy.Module):
         n = len(candidates)
         if n == 0:
             raise ValueError("the general expert needs at least one candidate")
+        if self.strategy == "channel":
+            return await asyncio.to_thread(self._channel, product, candidates)
         shown = format_candidates(candidates)
         if self.strategy == "score":
             return await asyncio.to_thread(self._score, product, shown, n)

@@ -15,6 +15,8 @@ Ops:
   (:class:`dualexpert.llm_batch.BatchGenerator`, ``parallel`` sequences at a time), with an
   optional ``response_format`` grammar shared by all;
 * ``score``: log-probabilities of single-token options after a chat prompt plus a prefix;
+* ``loglik``: the log-likelihood of one text after each of several raw prompts (the general
+  expert's ``channel`` strategy: how well each category explains the product's words);
 * ``ping``: a one-token decode, for ``dualexpert doctor``.
 
 Only JSON crosses the pipe (no pickle). C-level writes to stdout are sent to stderr, so they
@@ -72,6 +74,47 @@ def score_options(
     return {"logprobs": [float(x) for x in logp], "prompt_tokens": len(toks)}
 
 
+def continuation_logliks(
+    llm: Any, prompts: list[str], continuation: str, max_tokens: int
+) -> dict[str, Any]:
+    """The log-likelihood of ``continuation`` (its first ``max_tokens`` tokens) after each of
+    ``prompts`` (raw text, no chat template), summed over its tokens. The KV cache of the
+    prefix a prompt shares with the one before is kept; only the continuation's positions
+    return logits."""
+    import numpy as np
+
+    cont = llm.tokenize(continuation.encode("utf-8"), add_bos=False, special=False)[:max_tokens]
+    if not cont:
+        raise ValueError("the continuation is empty")
+    n_vocab, out, evaluated = llm.n_vocab(), [], 0
+    for prompt in prompts:
+        toks = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=False)
+        if not toks or len(toks) + len(cont) > llm.n_ctx() or len(cont) > llm.n_batch:
+            raise ValueError("the prompt and continuation do not fit the context")
+        keep = 0
+        for a, b in zip(llm.input_ids[: llm.n_tokens], toks[:-1], strict=False):
+            if a != b:
+                break
+            keep += 1
+        llm.n_tokens = keep
+        if len(toks) - 1 > keep:
+            llm.eval(toks[keep:-1])  # the prompt but its last token, into the KV cache
+        batch = [toks[-1], *cont[:-1]]  # each position predicts the next continuation token
+        n_past = llm.n_tokens
+        llm._ctx.kv_cache_seq_rm(-1, n_past, -1)
+        llm._batch.set_batch(batch=batch, n_past=n_past, logits_all=True)
+        llm._ctx.decode(llm._batch)
+        logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(len(batch) * n_vocab,))
+        z = logits.reshape(len(batch), n_vocab).astype(np.float64)
+        top = z.max(axis=1)
+        lse = top + np.log(np.exp(z - top[:, None]).sum(axis=1))
+        out.append(float(sum(z[i, t] - lse[i] for i, t in enumerate(cont))))
+        llm.input_ids[n_past : n_past + len(batch)] = batch
+        llm.n_tokens = n_past + len(batch)
+        evaluated += len(toks) - keep + len(cont) - 1
+    return {"logliks": out, "prompt_tokens": evaluated, "continuation_tokens": len(cont)}
+
+
 def _ping(llm: Any) -> dict[str, Any]:
     out = llm.create_completion("1 + 1 =", max_tokens=1, temperature=0.0)
     return {"text": out["choices"][0]["text"]}
@@ -102,6 +145,10 @@ def _handle(llm: Any, req: dict[str, Any], cfg: dict[str, Any] | None = None) ->
         return _chat_batch(llm, cfg or {}, req)
     if op == "score":
         return score_options(llm, req["messages"], req["prefix"], req["options"])
+    if op == "loglik":
+        return continuation_logliks(
+            llm, req["prompts"], req["continuation"], int(req.get("max_tokens", 32))
+        )
     if op == "ping":
         return _ping(llm)
     if op == "reset":

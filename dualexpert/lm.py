@@ -279,6 +279,15 @@ class LlamaCppEngine:
         self.last_usage = {"prompt_tokens": int(out["prompt_tokens"]), "completion_tokens": 0}
         return [float(x) for x in out["logprobs"]]
 
+    def loglik(self, prompts: list[str], continuation: str, max_tokens: int = 32) -> list[float]:
+        """Log-likelihood of ``continuation`` (its first ``max_tokens`` tokens) after each raw
+        text prompt, summed over its tokens (no chat template)."""
+        out = self.process.request(
+            "loglik", prompts=prompts, continuation=continuation, max_tokens=max_tokens
+        )
+        self.last_usage = {"prompt_tokens": int(out["prompt_tokens"]), "completion_tokens": 0}
+        return [float(x) for x in out["logliks"]]
+
 
 class AsyncLlamaCppEngine:
     """The async counterpart DSPy asks for with a custom engine (runs in a worker thread)."""
