@@ -37,6 +37,7 @@ def test_settings_and_paths_a_user_can_fix_are_refused_before_any_work(tmp_path)
         (["predict", str(model), str(f), "-o", out, "--batch-size", "0"], "--batch-size"),
         (["classify", str(model), str(f), "-o", out, "--threshold", "90"], "--threshold"),
         (["classify", str(model), str(f), "-o", out, "--limit", "-1"], "--limit"),
+        (["predict", str(model), str(f), "-o", out, "--prior-adjustment", "1e308"], "--prior"),
         (["evaluate", str(model), str(f), "--json", str(f)], "is an input of this command"),
         (["evaluate", str(model), str(f), "--json", str(tmp_path)], "is a folder"),
     ]:

@@ -99,6 +99,7 @@ def train(
         float | None,
         typer.Option(
             min=0,
+            max=10,
             help="tau: predictions take out tau x log(the leaf's share of the real training "
             "products). Default: 1 when trained with synthetic products, else 0.",
         ),

@@ -65,6 +65,7 @@ PriorOpt = Annotated[
     float | None,
     typer.Option(
         min=0.0,
+        max=10.0,  # far beyond any useful value; huge ones overflowed into NaN probabilities
         help="tau of the prior adjustment to predict with, instead of the one the model was "
         "trained with (1 with synthetic products; lower keeps more head accuracy, 0: none).",
     ),
