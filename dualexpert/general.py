@@ -68,6 +68,30 @@ def clean_ranking(raw: Any, n: int) -> list[int]:
     return out
 
 
+def scored_prediction(logp: Sequence[float], decision: str = "chosen") -> dspy.Prediction:
+    """The general expert's prediction from log-probabilities over the candidates, best first
+    (never a fallback: the answer is always one of them)."""
+    order = sorted(range(len(logp)), key=lambda i: -logp[i])
+    return dspy.Prediction(
+        index=order[0],
+        ranking=order,
+        reason="",
+        decision=decision,
+        fallback=False,
+        fallback_reason="",
+        llm_logprobs=[float(x) for x in logp],
+    )
+
+
+def _scored(lm: Any, engine: Any, logp: Sequence[float]) -> dspy.Prediction:
+    """:func:`scored_prediction`, with the engine's call counted as LLM usage (the engine
+    bypasses ``dspy.LM``)."""
+    tracker = dspy.settings.usage_tracker
+    if tracker is not None:
+        tracker.add_usage(lm.model, dict(getattr(engine, "last_usage", None) or {"calls": 1}))
+    return scored_prediction(logp)
+
+
 class GeneralExpert(dspy.Module):
     """Choose among candidate categories for a product.
 
@@ -136,19 +160,7 @@ class GeneralExpert(dspy.Module):
             inputs={"product": product, "candidates": shown},
         )
         logp = engine.score_options(messages, '{"choice": ', [str(i) for i in range(1, n + 1)])
-        tracker = dspy.settings.usage_tracker  # the engine bypasses dspy.LM: count the call here
-        if tracker is not None:
-            tracker.add_usage(lm.model, dict(getattr(engine, "last_usage", None) or {"calls": 1}))
-        order = sorted(range(n), key=lambda i: -logp[i])
-        return dspy.Prediction(
-            index=order[0],
-            ranking=order,
-            reason="",
-            decision="chosen",
-            fallback=False,
-            fallback_reason="",
-            llm_logprobs=[float(x) for x in logp],
-        )
+        return _scored(lm, engine, logp)
 
     def _channel(self, product: str, candidates: Sequence[str]) -> dspy.Prediction:
         """Each candidate scored by the log-likelihood of the product's first words after its
@@ -163,22 +175,9 @@ class GeneralExpert(dspy.Module):
             )
         prompts = [CHANNEL_PROMPT.format(category=c) for c in candidates]
         ll = engine.loglik(prompts, product, CHANNEL_TOKENS)
-        tracker = dspy.settings.usage_tracker  # the engine bypasses dspy.LM: count the call here
-        if tracker is not None:
-            tracker.add_usage(lm.model, dict(getattr(engine, "last_usage", None) or {"calls": 1}))
         top = max(ll)
         norm = top + math.log(sum(math.exp(x - top) for x in ll))
-        logp = [x - norm for x in ll]
-        order = sorted(range(len(ll)), key=lambda i: -logp[i])
-        return dspy.Prediction(
-            index=order[0],
-            ranking=order,
-            reason="",
-            decision="chosen",
-            fallback=False,
-            fallback_reason="",
-            llm_logprobs=logp,
-        )
+        return _scored(lm, engine, [x - norm for x in ll])
 
     async def _aask(self, product: str, shown: str, attempt: int) -> dspy.Prediction | None:
         cfg = {"rollout_id": attempt, "temperature": 0.7} if attempt else {}

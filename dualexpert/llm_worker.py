@@ -45,6 +45,18 @@ def _chat_prompt(llm: Any, messages: list[dict[str, str]]) -> str:
     )
 
 
+def _keep_shared_prefix(llm: Any, toks: list[int]) -> int:
+    """Keep the KV cache of the tokens ``toks`` shares with what was evaluated last (never its
+    last token, so there is always one to evaluate); returns how many were kept."""
+    keep = 0
+    for a, b in zip(llm.input_ids[: llm.n_tokens], toks[:-1], strict=False):
+        if a != b:
+            break
+        keep += 1
+    llm.n_tokens = keep
+    return keep
+
+
 def score_options(
     llm: Any, messages: list[dict[str, str]], prefix: str, options: list[str]
 ) -> dict[str, Any]:
@@ -56,12 +68,7 @@ def score_options(
 
     prompt = _chat_prompt(llm, messages) + prefix
     toks = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=True)
-    keep = 0
-    for a, b in zip(llm.input_ids[: llm.n_tokens], toks[:-1], strict=False):
-        if a != b:
-            break
-        keep += 1
-    llm.n_tokens = keep
+    keep = _keep_shared_prefix(llm, toks)
     llm.eval(toks[keep:])  # always evaluates at least the last token
     # Llama keeps no logits without logits_all: read the last token's from the context.
     logits = np.ctypeslib.as_array(
@@ -91,12 +98,7 @@ def continuation_logliks(
         toks = llm.tokenize(prompt.encode("utf-8"), add_bos=False, special=False)
         if not toks or len(toks) + len(cont) > llm.n_ctx() or len(cont) > llm.n_batch:
             raise ValueError("the prompt and continuation do not fit the context")
-        keep = 0
-        for a, b in zip(llm.input_ids[: llm.n_tokens], toks[:-1], strict=False):
-            if a != b:
-                break
-            keep += 1
-        llm.n_tokens = keep
+        keep = _keep_shared_prefix(llm, toks)
         if len(toks) - 1 > keep:
             llm.eval(toks[keep:-1])  # the prompt but its last token, into the KV cache
         batch = [toks[-1], *cont[:-1]]  # each position predicts the next continuation token

@@ -22,6 +22,7 @@ from typing import Any
 import dspy
 import numpy as np
 
+from ..general import scored_prediction
 from .estimator import CategoryReranker, log_softmax
 
 log = logging.getLogger(__name__)
@@ -43,16 +44,7 @@ class RerankerExpert(dspy.Module):
         if not candidates:
             raise ValueError("the reranker needs at least one candidate")
         logp = log_softmax(self.reranker.score([product], [list(candidates)])[0])
-        order = sorted(range(len(candidates)), key=lambda i: -logp[i])
-        return dspy.Prediction(
-            index=order[0],
-            ranking=order,
-            reason="",
-            decision="reranked",
-            fallback=False,
-            fallback_reason="",
-            llm_logprobs=[float(x) for x in logp],
-        )
+        return scored_prediction(logp, decision="reranked")
 
 
 class CascadeExpert(dspy.Module):
