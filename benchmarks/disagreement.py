@@ -51,7 +51,7 @@ from fusion import class_counts, scores  # noqa: E402
 
 WEIGHTS = (0.25, 0.5, 1.0, 2.0)
 # ``channel`` scores are log-likelihoods of a whole title (tens of nats apart), not a pick
-CHANNEL_WEIGHTS = (0.03, 0.05, 0.1, 0.2, 0.3)
+CHANNEL_WEIGHTS = (0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0)
 LOGPROB_STRATEGIES = ("score", "channel")
 COLUMNS = ("lvl3 acc", "lvl3 wF1", "lvl3 mF1", "head mF1", "tail mF1", "avg wF1")
 

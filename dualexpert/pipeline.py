@@ -177,18 +177,35 @@ RERANKER_FUSION_WEIGHT = 1.0  # the reranker's log-probabilities fused as an equ
 # is it broke more products than it fixed in every MWPD measurement (BENCHMARKS: Table 4,
 # sessions 15 and 17), and at 0.25 it only moves the domain expert's close calls.
 LOCAL_LLM_FUSION_WEIGHT = 0.25
+# The channel strategy's log-probabilities (the local LLM's likelihood of the product's words
+# under each candidate) fused at this weight: cross-fitted on halves of MWPD's routed products
+# it chose 0.3 and 0.5, and 0.3 to 0.75 all gained (BENCHMARKS, issue 17, session 34).
+CHANNEL_FUSION_WEIGHT = 0.3
+STRATEGIES_AUTO = "auto"
+
+
+def resolve_strategy(strategy: str, lm: Any = None) -> str:
+    """The general expert's strategy for ``strategy``. ``"auto"``: ``channel`` with the bundled
+    local LLM (``lm``, default DSPy's configured one), whose likelihoods paid on MWPD where its
+    answers did not; ``zero_shot`` (the paper's) with any other LLM, whose text is all a chat
+    API returns."""
+    if strategy != STRATEGIES_AUTO:
+        return strategy
+    from .lm import is_local_lm
+
+    return "channel" if is_local_lm(lm if lm is not None else dspy.settings.lm) else "zero_shot"
 
 
 def resolve_fusion_weight(
-    value: float | str | None, reranker: bool, lm: Any = None
+    value: float | str | None, reranker: bool, lm: Any = None, strategy: str | None = None
 ) -> float | None:
     """The :class:`DualExpert` ``fusion_weight`` for ``value``.
 
-    ``"auto"``: ``RERANKER_FUSION_WEIGHT`` with the reranker, ``LOCAL_LLM_FUSION_WEIGHT`` with
-    the bundled local LLM (``lm``, default DSPy's configured one), and the LLM's pick as is with
-    any other (hosted) LLM, as in the paper. ``None``: the reranker's weight with the reranker,
-    else the pick as is. ``"none"``/``"pick"``: the pick as is. A number (or its text): that
-    weight.
+    ``"auto"``: ``RERANKER_FUSION_WEIGHT`` with the reranker; with the bundled local LLM
+    (``lm``, default DSPy's configured one) ``CHANNEL_FUSION_WEIGHT`` for the ``channel``
+    strategy and ``LOCAL_LLM_FUSION_WEIGHT`` for the others; the LLM's pick as is with any other
+    (hosted) LLM, as in the paper. ``None``: the reranker's weight with the reranker, else the
+    pick as is. ``"none"``/``"pick"``: the pick as is. A number (or its text): that weight.
     """
     if isinstance(value, str):
         if value == "auto":
@@ -196,8 +213,9 @@ def resolve_fusion_weight(
                 return RERANKER_FUSION_WEIGHT
             from .lm import is_local_lm
 
-            local = is_local_lm(lm if lm is not None else dspy.settings.lm)
-            return LOCAL_LLM_FUSION_WEIGHT if local else None
+            if not is_local_lm(lm if lm is not None else dspy.settings.lm):
+                return None
+            return CHANNEL_FUSION_WEIGHT if strategy == "channel" else LOCAL_LLM_FUSION_WEIGHT
         if value.lower() in ("none", "pick"):
             return None
         try:
@@ -213,7 +231,7 @@ def resolve_fusion_weight(
 
 def load_dual_expert(
     model: str | Path,
-    strategy: str = "zero_shot",
+    strategy: str = "auto",
     representation: str = "descriptive",
     k: int = 5,
     threshold: float = 0.9,
@@ -229,14 +247,15 @@ def load_dual_expert(
 
     Args:
         model: a saved :class:`~dualexpert.domain.DomainExpert` folder.
-        strategy: the LLM's prompt strategy (see :class:`GeneralExpert`).
+        strategy: the LLM's strategy (see :class:`GeneralExpert`); ``"auto"``: ``channel``
+            with the bundled local LLM, ``zero_shot`` with a hosted one (:func:`resolve_strategy`).
         representation: how candidates are shown: leaf, path, descriptive or summary.
         k: candidates from the domain expert.
         threshold: products at least this confident skip the general expert.
         summaries: a saved summary index folder (needed for ``representation="summary"``).
         fusion_weight: see :class:`DualExpert` and :func:`resolve_fusion_weight` (``"auto"``:
-            1 with the reranker, 0.25 with the bundled local LLM, the pick as is with a hosted
-            one).
+            1 with the reranker; with the bundled local LLM 0.3 for ``channel``, 0.25 for the
+            others; the pick as is with a hosted one).
         program: a compiled LLM general expert (DSPy JSON from ``dualexpert optimize``); the
             strategy it was compiled for is read from it.
         general: ``"auto"``: the model's cross-encoder reranker (``MODEL/reranker``, trained
@@ -255,15 +274,19 @@ def load_dual_expert(
 
     if general not in GENERALS:
         raise ValueError(f"general must be one of {GENERALS}, not {general!r}")
-    llm: Any = GeneralExpert(strategy)
     if program:
         from .programs import load_program, saved_strategy
 
         recorded = saved_strategy(program)
-        if recorded and recorded != strategy:
+        if recorded and strategy not in (recorded, STRATEGIES_AUTO):
             log.warning("%s was compiled for strategy %r: using it, not %r", program, recorded,
                         strategy)  # fmt: skip
-        llm = load_program(program, strategy=recorded or strategy)
+        # a compiled program is a prompt: "auto" without a record is the paper's zero_shot
+        strategy = recorded or (strategy if strategy != STRATEGIES_AUTO else "zero_shot")
+        llm: Any = load_program(program, strategy=strategy)
+    else:
+        strategy = resolve_strategy(strategy)
+        llm = GeneralExpert(strategy)
     expert: Any = llm
     reranker = _reranker(Path(model), general, representation)
     if reranker is not None:
@@ -279,7 +302,7 @@ def load_dual_expert(
         threshold=threshold,
         representation=representation,
         summaries=SummaryIndex.load(summaries) if summaries else None,
-        fusion_weight=resolve_fusion_weight(fusion_weight, reranker is not None),
+        fusion_weight=resolve_fusion_weight(fusion_weight, reranker is not None, strategy=strategy),
     )
 
 

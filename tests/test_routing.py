@@ -90,3 +90,32 @@ def test_the_default_fusion_weight_follows_the_general_expert():
     assert resolve_fusion_weight(2.0, reranker=True) == 2.0
     with pytest.raises(ValueError, match="'heavy'"):
         resolve_fusion_weight("heavy", reranker=False)
+    # the channel strategy's log-probabilities have a weight of their own
+    assert resolve_fusion_weight("auto", False, lm=local, strategy="channel") == 0.3
+    assert resolve_fusion_weight("auto", False, lm=hosted, strategy="channel") is None
+
+
+def test_the_default_strategy_follows_the_llm(tmp_path):
+    """auto: channel with the bundled local LLM (its likelihoods paid on MWPD where its answers
+    did not), zero_shot with a hosted LLM (a chat API returns text only); a named strategy
+    stays; load_dual_expert builds it with the matching fusion weight."""
+    import dspy
+    from _dspy_fakes import tiny_domain_expert
+
+    from dualexpert.lm import hosted_lm, local_lm
+    from dualexpert.pipeline import load_dual_expert, resolve_strategy
+
+    local = local_lm("smollm2")
+    hosted = hosted_lm("openai/some-model", api_base="http://127.0.0.1:9/v1")
+    assert resolve_strategy("auto", local) == "channel"
+    assert resolve_strategy("auto", hosted) == "zero_shot"
+    assert resolve_strategy("rank", local) == "rank"
+    tiny_domain_expert(tmp_path / "m")
+    with dspy.context(lm=local):
+        de = load_dual_expert(tmp_path / "m", general="llm")
+        assert de.general.strategy == "channel" and de.fusion_weight == 0.3
+        de = load_dual_expert(tmp_path / "m", strategy="zero_shot", general="llm")
+        assert de.general.strategy == "zero_shot" and de.fusion_weight == 0.25
+    with dspy.context(lm=hosted):
+        de = load_dual_expert(tmp_path / "m", general="llm")
+        assert de.general.strategy == "zero_shot" and de.fusion_weight is None

@@ -31,6 +31,7 @@ from .common import (
     QuantizeOpt,
     RuntimeOpt,
     SkipOpt,
+    StrategyOpt,
     ThreadsOpt,
     ThresholdOpt,
     console,
@@ -357,8 +358,8 @@ def evaluate(
     strategy: Annotated[
         str | None,
         typer.Option(
-            help="Evaluate the dual expert with this prompt strategy "
-            "(zero_shot, rank, cot_rank) instead of the domain expert alone."
+            help="Evaluate the dual expert with this strategy (auto: as classify does; "
+            "zero_shot, rank, cot_rank, score, channel) instead of the domain expert alone."
         ),
     ] = None,
     representation: str = "descriptive",
@@ -518,7 +519,7 @@ def classify(
     out: Annotated[Path, typer.Option("--out", "-o", help="JSONL output (appended, resumable).")],
     llm: LlmOpt = None,
     api_base: ApiBaseOpt = None,
-    strategy: str = "zero_shot",
+    strategy: StrategyOpt = "auto",
     representation: str = "descriptive",
     k: KOpt = 5,
     threshold: ThresholdOpt = 0.9,
@@ -805,7 +806,7 @@ def threshold(
     plot: Annotated[Path, typer.Option(help="PNG of accuracy and traffic.")] = Path(
         "runs/threshold.png"
     ),
-    strategy: str = "zero_shot",
+    strategy: StrategyOpt = "auto",
     representation: str = "descriptive",
     k: KOpt = 5,
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,

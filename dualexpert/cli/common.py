@@ -87,6 +87,14 @@ RuntimeOpt = Annotated[
         "or onnx.",
     ),
 ]
+StrategyOpt = Annotated[
+    str,
+    typer.Option(
+        help="How the LLM chooses: auto (channel with the bundled local LLM, zero_shot with a "
+        "hosted one), zero_shot, rank, cot_rank (the paper's prompts), score or channel (a "
+        "local LLM's log-probabilities)."
+    ),
+]
 KOpt = Annotated[int, typer.Option(min=1, help="Candidate leaves (top-K) per product.")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Products per batch.")]
 ThresholdOpt = Annotated[

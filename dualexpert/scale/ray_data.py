@@ -213,7 +213,7 @@ def classify_dataset(
     ds: Any,
     model: str | Path,
     *,
-    strategy: str = "zero_shot",
+    strategy: str = "auto",
     representation: str = "descriptive",
     k: int = 5,
     threshold: float = 0.9,
