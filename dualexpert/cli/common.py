@@ -102,7 +102,8 @@ ThresholdOpt = Annotated[
     typer.Option(
         min=0.0,
         max=1.0,
-        help="Products whose top probability is below this go to the general expert.",
+        help="Products whose top probability is below this go to the general expert (1: "
+        "every product, 0: none).",
     ),
 ]
 LimitOpt = Annotated[int | None, typer.Option(min=0, help="Only the first N products.")]
