@@ -119,8 +119,7 @@ class DualExpert(dspy.Module):
             "fallback_reason": "",
             "llm_logprobs": None,
         }
-        # a threshold of 1 or more routes every product (a top-1 can round to exactly 1.0)
-        if (top.probability >= self.threshold and self.threshold < 1) or len(cands) == 1:
+        if top.probability >= self.threshold or len(cands) == 1:
             why = (
                 f"domain expert confident: p={top.probability:.3f} >= {self.threshold}"
                 if len(cands) > 1

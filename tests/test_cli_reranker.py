@@ -52,7 +52,7 @@ def test_train_saves_the_reranker_and_the_default_dual_expert_uses_it(model):
 def test_evaluate_and_classify_default_to_the_reranker(model, demo_catalogue_path, tmp_path):
     rep = tmp_path / "dual.json"
     args = ["evaluate", str(model), str(demo_catalogue_path), "--strategy", "zero_shot"]
-    args += ["--limit", "30", "--threshold", "1", "--json", str(rep)]
+    args += ["--limit", "30", "--threshold", "1.01", "--json", str(rep)]
     res = runner.invoke(app, [*args, "--run-file", str(tmp_path / "run.jsonl")])
     assert res.exit_code == 0, res.output
     summary = json.loads(rep.read_text())
@@ -61,7 +61,7 @@ def test_evaluate_and_classify_default_to_the_reranker(model, demo_catalogue_pat
     assert summary["fallback"] == 0
     out = tmp_path / "classified.jsonl"
     args = ["classify", str(model), str(demo_catalogue_path), "--out", str(out)]
-    res = runner.invoke(app, [*args, "--limit", "20", "--threshold", "1"])
+    res = runner.invoke(app, [*args, "--limit", "20", "--threshold", "1.01"])
     assert res.exit_code == 0, res.output
     recs = [json.loads(x) for x in out.read_text().splitlines()]
     assert len(recs) == 20 and all(r["decision"] == "reranked" for r in recs)

@@ -114,12 +114,6 @@ def test_routing_confident_skips_llm():
     assert len(lm.history) == 0
 
 
-def test_a_threshold_of_one_routes_even_a_certain_product():
-    lm = DummyLM([{"choice": "1", "reason": "r"}])
-    de = DualExpert(FixedDomain([1.0, 0.0, 0.0]), threshold=1.0, k=3)
-    assert run(lm, lambda: de("cake topper")).routed and len(lm.history) == 1
-
-
 def test_routing_unsure_asks_llm_and_maps_back():
     lm = DummyLM([{"choice": "2", "reason": "non-edible"}])
     de = DualExpert(FixedDomain([0.5, 0.45, 0.05]), threshold=0.9, k=3)

@@ -101,9 +101,9 @@ ThresholdOpt = Annotated[
     float,
     typer.Option(
         min=0.0,
-        max=1.0,
-        help="Products whose top probability is below this go to the general expert (1: "
-        "every product, 0: none).",
+        max=1.01,  # a probability: 90 (meant as a percentage) would route every product
+        help="Products whose top probability is below this go to the general expert (0: none; "
+        "1.01: every one, a top-1 can round to exactly 1).",
     ),
 ]
 LimitOpt = Annotated[int | None, typer.Option(min=0, help="Only the first N products.")]
