@@ -178,8 +178,9 @@ RERANKER_FUSION_WEIGHT = 1.0  # the reranker's log-probabilities fused as an equ
 # sessions 15 and 17), and at 0.25 it only moves the domain expert's close calls.
 LOCAL_LLM_FUSION_WEIGHT = 0.25
 # The channel strategy's log-probabilities (the local LLM's likelihood of the product's words
-# under each candidate) fused at this weight: cross-fitted on halves of MWPD's routed products
-# it chose 0.3 and 0.5, and 0.3 to 0.75 all gained (BENCHMARKS, issue 17, session 34).
+# under each candidate) fused at this weight: on MWPD's routed products it gained 10 products on
+# one training seed and tied on another (BENCHMARKS, issue 17, session 34), where the local
+# model's answers at LOCAL_LLM_FUSION_WEIGHT tied.
 CHANNEL_FUSION_WEIGHT = 0.3
 STRATEGIES_AUTO = "auto"
 
