@@ -22,7 +22,7 @@ def demo(
         str | None, typer.Option("--llm", help="qwen-1.5b (default), smollm2 or a .gguf path.")
     ] = None,
     strategy: Annotated[
-        str, typer.Option(help="score (fast, fused), zero_shot, rank or cot_rank.")
+        str, typer.Option(help="score or channel (fast, fused), zero_shot, rank or cot_rank.")
     ] = "score",
     k: Annotated[int, typer.Option(help="Candidates shown to the LLM.")] = 5,
     dev_size: Annotated[
