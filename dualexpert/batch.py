@@ -30,12 +30,11 @@ from dspy.utils.usage_tracker import track_usage
 
 from .data import Product
 from .journal import (
-    BLOCK,
     USAGE_KEYS,
-    IdIndex,
     Journal,
     add_usage,
     chunks,
+    first_of_each_id,
     ramped_chunks,
     release_freed_memory,
     usage_totals,
@@ -173,14 +172,10 @@ def classify_iter(
         An iterator of JSON-ready records (``id``, ``category``, ``path``, ``routed``,
         ``decision``, ``fallback``, ``fallback_reason``, ``candidates``, ``usage``, ...).
     """
-    seen = IdIndex()  # a repeated id is classified once
 
-    def todo() -> Iterator[Product]:
-        for block in chunks(products, BLOCK):
-            first = seen.add_new([p.id for p in block])
-            for p, is_first in zip(block, first, strict=True):
-                if is_first and (skip is None or p.id not in skip):
-                    yield p
+    def todo() -> Iterator[Product]:  # a repeated id is classified once
+        for block in first_of_each_id(products, lambda p: p.id):
+            yield from (p for p in block if skip is None or p.id not in skip)
 
     for records in classified_chunks(program, todo(), chunk_size, concurrency):
         yield from records

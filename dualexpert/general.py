@@ -83,6 +83,19 @@ def scored_prediction(logp: Sequence[float], decision: str = "chosen") -> dspy.P
     )
 
 
+def _local_engine(strategy: str, method: str) -> tuple[Any, Any]:
+    """DSPy's configured LM and its engine, which must offer ``method`` (a local llama.cpp
+    model's log-probabilities: a hosted chat API returns text only)."""
+    lm = dspy.settings.lm
+    engine = getattr(lm, "engine", None)
+    if not hasattr(engine, method):
+        raise ValueError(
+            f"strategy {strategy!r} needs a local llama.cpp LM (dualexpert.lm.local_lm); "
+            "use zero_shot, rank or cot_rank with hosted models"
+        )
+    return lm, engine
+
+
 def _scored(lm: Any, engine: Any, logp: Sequence[float]) -> dspy.Prediction:
     """:func:`scored_prediction`, with the engine's call counted as LLM usage (the engine
     bypasses ``dspy.LM``)."""
@@ -144,13 +157,7 @@ class GeneralExpert(dspy.Module):
 
     def _score(self, product: str, shown: str, n: int) -> dspy.Prediction:
         """Log-probabilities over the candidate numbers from an engine that can score."""
-        lm = dspy.settings.lm
-        engine = getattr(lm, "engine", None)
-        if not hasattr(engine, "score_options"):
-            raise ValueError(
-                "strategy 'score' needs a local llama.cpp LM (dualexpert.lm.local_lm); "
-                "use zero_shot, rank or cot_rank with hosted models"
-            )
+        lm, engine = _local_engine("score", "score_options")
         if n > 9:
             raise ValueError("strategy 'score' supports at most 9 candidates")
         adapter = dspy.JSONAdapter()
@@ -166,13 +173,7 @@ class GeneralExpert(dspy.Module):
         """Each candidate scored by the log-likelihood of the product's first words after its
         name (:data:`CHANNEL_PROMPT`), normalised over the candidates. Nothing is generated, so
         the answer is always one of the candidates, whatever the product text says."""
-        lm = dspy.settings.lm
-        engine = getattr(lm, "engine", None)
-        if not hasattr(engine, "loglik"):
-            raise ValueError(
-                "strategy 'channel' needs a local llama.cpp LM (dualexpert.lm.local_lm); "
-                "use zero_shot, rank or cot_rank with hosted models"
-            )
+        lm, engine = _local_engine("channel", "loglik")
         prompts = [CHANNEL_PROMPT.format(category=c) for c in candidates]
         ll = engine.loglik(prompts, product, CHANNEL_TOKENS)
         top = max(ll)

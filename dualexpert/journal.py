@@ -199,6 +199,23 @@ def add_usage(totals: dict[str, Any], usage: dict[str, int]) -> None:
         totals[k] = totals.get(k, 0) + int(usage.get(k, 0))
 
 
+def first_of_each_id(
+    items: Iterable[Any], key: Callable[[Any], str], repeated: Callable[[str], None] | None = None
+) -> Iterator[list[Any]]:
+    """``items`` in blocks (read lazily, :data:`BLOCK` at a time) without those whose key came
+    earlier in ``items``; the key of each one left out is passed to ``repeated``."""
+    seen = IdIndex()
+    for block in chunks(items, BLOCK):
+        keys = [key(x) for x in block]
+        kept = []
+        for item, k, is_first in zip(block, keys, seen.add_new(keys), strict=True):
+            if is_first:
+                kept.append(item)
+            elif repeated is not None:
+                repeated(k)
+        yield kept
+
+
 class Journal:
     """An append-only, resumable JSONL file of records keyed by ``key`` (default ``id``).
 
@@ -269,20 +286,20 @@ class Journal:
         """The items still to do, lazily (a block at a time): not in the file, and not seen
         earlier in ``items``."""
         key = key or (lambda x: str(getattr(x, self.key)))
-        done, seen = self.done(), IdIndex()
-        for block in chunks(items, BLOCK):
+        done = self.done()
+        for block in first_of_each_id(items, key, self._repeated):
             keys = [key(x) for x in block]
-            first = seen.add_new(keys)
             finished = done.contains(keys) if len(done) else np.zeros(len(keys), dtype=bool)
-            for item, k, is_first, is_done in zip(block, keys, first, finished, strict=True):
-                if not is_first:
-                    self.duplicate_ids += 1
-                    if self.duplicate_ids == 1:
-                        log.warning("id %r appears more than once; only its first is kept", k)
-                elif is_done:
+            for item, is_done in zip(block, finished, strict=True):
+                if is_done:
                     self.already_done += 1
                 else:
                     yield item
+
+    def _repeated(self, k: str) -> None:
+        self.duplicate_ids += 1
+        if self.duplicate_ids == 1:
+            log.warning("id %r appears more than once; only its first is kept", k)
 
     @contextmanager
     def open(self) -> Iterator[Callable[[Iterable[dict[str, Any]]], int]]:

@@ -182,7 +182,7 @@ LOCAL_LLM_FUSION_WEIGHT = 0.25
 # one training seed and tied on another (BENCHMARKS, issue 17, session 34), where the local
 # model's answers at LOCAL_LLM_FUSION_WEIGHT tied.
 CHANNEL_FUSION_WEIGHT = 0.3
-STRATEGIES_AUTO = "auto"
+STRATEGY_AUTO = "auto"
 
 
 def resolve_strategy(strategy: str, lm: Any = None) -> str:
@@ -190,7 +190,7 @@ def resolve_strategy(strategy: str, lm: Any = None) -> str:
     local LLM (``lm``, default DSPy's configured one), whose likelihoods paid on MWPD where its
     answers did not; ``zero_shot`` (the paper's) with any other LLM, whose text is all a chat
     API returns."""
-    if strategy != STRATEGIES_AUTO:
+    if strategy != STRATEGY_AUTO:
         return strategy
     from .lm import is_local_lm
 
@@ -279,11 +279,11 @@ def load_dual_expert(
         from .programs import load_program, saved_strategy
 
         recorded = saved_strategy(program)
-        if recorded and strategy not in (recorded, STRATEGIES_AUTO):
+        if recorded and strategy not in (recorded, STRATEGY_AUTO):
             log.warning("%s was compiled for strategy %r: using it, not %r", program, recorded,
                         strategy)  # fmt: skip
         # a compiled program is a prompt: "auto" without a record is the paper's zero_shot
-        strategy = recorded or (strategy if strategy != STRATEGIES_AUTO else "zero_shot")
+        strategy = recorded or (strategy if strategy != STRATEGY_AUTO else "zero_shot")
         llm: Any = load_program(program, strategy=strategy)
     else:
         strategy = resolve_strategy(strategy)

@@ -39,7 +39,10 @@ def save_program(program: dspy.Module, path: str | Path, meta: Mapping[str, Any]
 
 def saved_strategy(path: str | Path) -> str | None:
     """The strategy a program file records (:func:`save_program` writes it), or None."""
-    state = _read_state(path)
+    return _recorded_strategy(_read_state(path))
+
+
+def _recorded_strategy(state: dict[str, Any]) -> str | None:
     info = state.get("dualexpert")
     return info.get("strategy") if isinstance(info, dict) else None
 
@@ -65,7 +68,7 @@ def load_program(path: str | Path, strategy: str | None = None):
     fields to the other strategy's by position and load a program that asks the wrong thing.
     """
     state = _read_state(path)
-    recorded = saved_strategy(path)
+    recorded = _recorded_strategy(state)
     if strategy and recorded and strategy != recorded:
         raise ValueError(
             f"program {path} was compiled for strategy {recorded!r}, not {strategy!r}: "
@@ -78,10 +81,9 @@ def load_program(path: str | Path, strategy: str | None = None):
         state["predict.predict"] = state.pop("predict")
     missing = sorted(names - set(state))
     if missing:
-        kind = state.get("dualexpert", {}).get("program") if recorded else None
         raise ValueError(
             f"program {path} holds no general expert for strategy {strategy!r} (no "
-            f"{', '.join(missing)})" + (f"; it is a saved {kind}" if kind else "")
+            f"{', '.join(missing)})"
         )
     program.load_state(state)
     return program

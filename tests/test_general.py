@@ -164,3 +164,10 @@ def test_relevance_judge_reads_yes_and_no_in_any_case(answer, relevant, fallback
     pred = run(lm, lambda: RelevanceJudge()(query="drill", title="cordless drill"))
     assert pred.relevant is relevant and pred.fallback is fallback
     assert pred.probability == (0.5 if fallback else float(relevant))
+
+
+@pytest.mark.parametrize("strategy", ["score", "channel"])
+def test_log_probability_strategies_name_what_they_need_with_a_hosted_lm(strategy):
+    lm = DummyLM([{"choice": "1", "reason": "r"}])  # a chat LM: text only, no log-probabilities
+    with pytest.raises(ValueError, match=f"strategy '{strategy}' needs a local llama.cpp LM"):
+        run(lm, lambda: GeneralExpert(strategy)(product="p", candidates=["a", "b"]))

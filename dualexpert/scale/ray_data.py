@@ -357,7 +357,7 @@ def classify_file(
     import pyarrow.parquet as pq
 
     from ..data import ReadStats, iter_catalogue
-    from ..journal import IdIndex, chunks
+    from ..journal import chunks, first_of_each_id
 
     ray = require_ray()
     if "://" not in str(model):
@@ -382,17 +382,13 @@ def classify_file(
         prods = islice(prods, limit)
     totals = {"products": 0, "already_done": 0, "shards": 0, "routed": 0, "fallback": 0}
     totals["duplicate_ids"] = 0
-    seen = IdIndex()  # a repeated id is classified once, as on the local path
 
-    def first_of_each_id() -> Any:
-        for block in chunks(prods, 4096):
-            for p, is_first in zip(block, seen.add_new([p.id for p in block]), strict=True):
-                if is_first:
-                    yield p
-                else:
-                    totals["duplicate_ids"] += 1
+    def repeated(_: str) -> None:
+        totals["duplicate_ids"] += 1
 
-    for i, shard in enumerate(chunks(first_of_each_id(), shard_size)):
+    # a repeated id is classified once, as on the local path
+    unique = chain.from_iterable(first_of_each_id(prods, lambda p: p.id, repeated))
+    for i, shard in enumerate(chunks(unique, shard_size)):
         final = out / f"shard-{i:05d}"
         totals["shards"] += 1
         if final.is_dir():
