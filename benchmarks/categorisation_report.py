@@ -177,6 +177,36 @@ def rationale_rows(dataset: str, size: int = 800) -> list[dict[str, Any]]:
     return rows
 
 
+def channel_rows(dataset: str, model: str, seeds: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Session 34's ``channel`` strategy (the default with the bundled LLM) on every routed
+    product of ``model``'s seeds: the domain tier alone, the channel's pick alone, and fused at
+    ``CHANNEL_FUSION_WEIGHT`` with its paired difference from the domain tier alone."""
+    name = "disagreement/disagreement-{}-{}-s{}-k5-confidence-channel.json"
+    found = [d for s in seeds if (d := _load(name.format(dataset, model, s)))]
+    if not found:
+        return []
+    alone, shipped = "domain expert, shipped (fused), no LLM", "fused with the LLM, w=0.3"
+    base = [d["rows"][alone] for d in found]
+    fused = [d["rows"][shipped] for d in found]
+    fixed = sum(r["fixed"] for r in fused)
+    broken = sum(r["broken"] for r in fused)
+    used = ", ".join(str(s) for s in seeds if _load(name.format(dataset, model, s)))
+    calls = mean(d["meta"]["llm_calls_per_product_all_routed"] for d in found)
+    secs = mean(d["meta"]["llm_seconds_per_asked"] or math.nan for d in found)
+    src = name.format(dataset, model, "*")
+    return [
+        row(f"{model}: the domain tier alone (no synthetic, tau 0)", base, src, llm_calls=0.0,
+            note=f"seeds {used}; all routed products asked"),
+        row(f"{model}: + local LLM channel on p < 0.9, its pick alone",
+            [d["rows"]["LLM pick alone"] for d in found], src, llm_calls=calls,
+            note=f"{secs:.1f} s a routed product"),
+        row(f"**{model}: + local LLM channel on p < 0.9, fused at 0.3 (the default)**", fused,
+            src, llm_calls=calls, note="minus the domain tier alone, points (paired by seed): "
+            + paired(fused, base, ("lvl3 wF1", "lvl3 mF1", "lvl3 acc"))
+            + f"; {fixed} fixed, {broken} broken"),
+    ]  # fmt: skip
+
+
 def strategy_rows(
     dataset: str, model: str, seed: int, prefix: str, base_speed: float | None, fit: str
 ) -> list[dict[str, Any]]:
@@ -252,6 +282,7 @@ def mwpd() -> list[dict[str, Any]]:
          "session 17's default + local LLM zero_shot on p < 0.9, rank-fused at 0.25"),
     ))  # fmt: skip
     rows += current_mwpd()
+    rows += channel_rows("mwpd", "domain_expert@4ep-ctx-nn", (42, 43, 44))
     rows += rationale_rows("mwpd")
     rows += strategy_rows(
         "mwpd",

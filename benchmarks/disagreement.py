@@ -26,6 +26,10 @@ resumes). Prints a table and writes ``<out>/disagreement-<tag>.json``.
     python benchmarks/disagreement.py --seed 42 --limit 150
     python benchmarks/disagreement.py --seed 42 --route confidence --strategy zero_shot --k 5
     python benchmarks/disagreement.py --seed 42 --route confidence --strategy channel --k 5
+    python benchmarks/disagreement.py --seed 42 --route confidence --strategy channel --k 5 \
+        --threshold 0.8
+
+A lower ``--threshold`` reuses the answers kept for 0.9 (its products are a subset of those).
 """
 
 from __future__ import annotations
@@ -193,7 +197,9 @@ def main() -> None:
         f"asking about {len(asked)}; gold in the fused top-{args.k} for {in_top:.1%} of them"
     )
     args.out.mkdir(parents=True, exist_ok=True)
-    cache = args.out / f"llm-{tag}.jsonl"
+    cache = args.out / f"llm-{tag}.jsonl"  # the answers do not depend on the threshold
+    if args.route == "confidence" and args.threshold != 0.9:
+        tag += f"-t{args.threshold:g}"
     logp = ask_llm(expert, test, asked, top, cache, args.llm, args.strategy)
     is_score = args.strategy in LOGPROB_STRATEGIES
     weights = CHANNEL_WEIGHTS if args.strategy == "channel" else WEIGHTS

@@ -19,7 +19,22 @@ from .general import GeneralExpert
 from .retriever import DomainRetriever
 
 REPRESENTATIONS = ("leaf", "path", "descriptive", "summary")
+#: products whose domain top-1 probability is below this go to the general expert
+DEFAULT_THRESHOLD = 0.9
+# ... but below this with the ``channel`` strategy: between 0.8 and 0.9 the channel fixed 1 and
+# broke 9 of MWPD's routed validation products over three training seeds (BENCHMARKS, issue 17,
+# session 35); the products there are mostly right already.
+CHANNEL_THRESHOLD = 0.8
 log = logging.getLogger(__name__)
+
+
+def resolve_threshold(threshold: float | None, general: Any) -> float:
+    """The routing threshold: ``threshold`` when given, else :data:`CHANNEL_THRESHOLD` for a
+    general expert with the ``channel`` strategy and :data:`DEFAULT_THRESHOLD` for any other."""
+    if threshold is not None:
+        return float(threshold)
+    channel = getattr(general, "strategy", None) == "channel"
+    return CHANNEL_THRESHOLD if channel else DEFAULT_THRESHOLD
 
 
 class DualExpert(dspy.Module):
@@ -34,7 +49,8 @@ class DualExpert(dspy.Module):
     * ``fallback`` (the LLM gave no valid answer, or could not answer at all; the domain
       expert's top-1 was kept) and ``fallback_reason``.
 
-    ``threshold``: products whose top-1 probability is at least this skip the LLM.
+    ``threshold``: products whose top-1 probability is at least this skip the LLM (default
+    0.8 with the ``channel`` strategy, 0.9 otherwise: :func:`resolve_threshold`).
     ``fusion_weight``: ``None`` takes the LLM's pick as is (the paper). A number ``w`` fuses the
     two experts: each candidate scores ``log p_domain + w * s_LLM``, where ``s_LLM`` is the LLM's
     log-probability of the candidate's number (strategy ``score``, local models) or minus its
@@ -47,7 +63,7 @@ class DualExpert(dspy.Module):
         domain: Any,
         general: GeneralExpert | None = None,
         k: int = 5,
-        threshold: float = 0.9,
+        threshold: float | None = None,
         representation: str = "descriptive",
         summaries: Mapping[str, str] | Any | None = None,
         fusion_weight: float | None = None,
@@ -59,7 +75,7 @@ class DualExpert(dspy.Module):
             raise ValueError("representation='summary' needs summaries (a SummaryIndex or a dict)")
         self.retriever = DomainRetriever(domain, k=k)
         self.general = general or GeneralExpert()
-        self.threshold = threshold
+        self.threshold = resolve_threshold(threshold, self.general)
         self.representation = representation
         self.summaries = summaries
         self.fusion_weight = fusion_weight
@@ -235,7 +251,7 @@ def load_dual_expert(
     strategy: str = "auto",
     representation: str = "descriptive",
     k: int = 5,
-    threshold: float = 0.9,
+    threshold: float | None = None,
     summaries: str | Path | None = None,
     fusion_weight: float | str | None = "auto",
     program: str | Path | None = None,
@@ -252,7 +268,8 @@ def load_dual_expert(
             with the bundled local LLM, ``zero_shot`` with a hosted one (:func:`resolve_strategy`).
         representation: how candidates are shown: leaf, path, descriptive or summary.
         k: candidates from the domain expert.
-        threshold: products at least this confident skip the general expert.
+        threshold: products at least this confident skip the general expert (default: 0.8
+            with the ``channel`` strategy, else 0.9; :func:`resolve_threshold`).
         summaries: a saved summary index folder (needed for ``representation="summary"``).
         fusion_weight: see :class:`DualExpert` and :func:`resolve_fusion_weight` (``"auto"``:
             1 with the reranker; with the bundled local LLM 0.3 for ``channel``, 0.25 for the

@@ -307,3 +307,16 @@ def test_a_row_carries_every_product_field_into_the_actors():
 
     p = Product(id="7", title="Hose", description="Green", context="Garden", category=("G", "H"))
     assert Product(**_product_fields(p.model_dump(mode="json"))) == p
+
+
+def test_the_driver_resolves_auto_for_the_llm_the_job_names():
+    """Stage-1 actors have no LLM configured: "auto" is resolved in the driver, so both stages
+    route by the same strategy's threshold (channel: 0.8 with the bundled LLM)."""
+    from dualexpert.scale.ray_data import driver_strategy
+
+    assert driver_strategy("auto", None, None, None) == "channel"
+    assert driver_strategy("auto", None, "smollm2", None) == "channel"
+    assert driver_strategy("auto", None, "openai/gpt-4o-mini", None) == "zero_shot"
+    assert driver_strategy("auto", None, "qwen-1.5b", "http://127.0.0.1:8000/v1") == "zero_shot"
+    assert driver_strategy("rank", None, None, None) == "rank"
+    assert driver_strategy("auto", "compiled.json", None, None) == "auto"  # the program's own

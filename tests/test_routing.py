@@ -114,8 +114,34 @@ def test_the_default_strategy_follows_the_llm(tmp_path):
     with dspy.context(lm=local):
         de = load_dual_expert(tmp_path / "m", general="llm")
         assert de.general.strategy == "channel" and de.fusion_weight == 0.3
+        assert de.threshold == 0.8  # the channel's own routing threshold
         de = load_dual_expert(tmp_path / "m", strategy="zero_shot", general="llm")
         assert de.general.strategy == "zero_shot" and de.fusion_weight == 0.25
+        assert de.threshold == 0.9
+        de = load_dual_expert(tmp_path / "m", general="llm", threshold=0.95)
+        assert de.general.strategy == "channel" and de.threshold == 0.95  # given: kept
     with dspy.context(lm=hosted):
         de = load_dual_expert(tmp_path / "m", general="llm")
         assert de.general.strategy == "zero_shot" and de.fusion_weight is None
+        assert de.threshold == 0.9
+
+
+def test_the_channel_strategy_routes_below_its_own_threshold():
+    """A product at 0.85 goes to a zero_shot general expert but not to a channel one (between
+    0.8 and 0.9 the channel broke 9 MWPD products and fixed 1); a threshold given is kept."""
+    from test_general import FixedDomain
+
+    from dualexpert.general import GeneralExpert
+    from dualexpert.pipeline import DualExpert, resolve_threshold
+
+    assert resolve_threshold(None, GeneralExpert("channel")) == 0.8
+    assert resolve_threshold(None, GeneralExpert("zero_shot")) == 0.9
+    assert resolve_threshold(None, object()) == 0.9  # a reranker has no strategy
+    assert resolve_threshold(0.0, GeneralExpert("channel")) == 0.0
+    unsure = [0.85, 0.1, 0.05]
+    channel = DualExpert(FixedDomain(unsure), GeneralExpert("channel"), k=3)
+    out = channel(product="anything")
+    assert not out.routed and "0.8" in out.route_reason
+    asked = DualExpert(FixedDomain(unsure), GeneralExpert("channel"), k=3, threshold=0.9)
+    assert isinstance(asked.route(asked.retriever("anything").candidates), dict)  # routed
+    assert DualExpert(FixedDomain(unsure), GeneralExpert("zero_shot"), k=3).threshold == 0.9

@@ -98,12 +98,14 @@ StrategyOpt = Annotated[
 KOpt = Annotated[int, typer.Option(min=1, help="Candidate leaves (top-K) per product.")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Products per batch.")]
 ThresholdOpt = Annotated[
-    float,
+    float | None,
     typer.Option(
         min=0.0,
         max=1.01,  # a probability: 90 (meant as a percentage) would route every product
         help="Products whose top probability is below this go to the general expert (0: none; "
-        "1.01: every one, a top-1 can round to exactly 1).",
+        "1.01: every one, a top-1 can round to exactly 1). Default: 0.8 with the channel "
+        "strategy (auto with the bundled LLM), else 0.9.",
+        show_default=False,
     ),
 ]
 LimitOpt = Annotated[int | None, typer.Option(min=0, help="Only the first N products.")]

@@ -209,6 +209,20 @@ def _output_row(rec: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def driver_strategy(
+    strategy: str, program: str | None, llm: str | None, api_base: str | None
+) -> str:
+    """``"auto"`` resolved for the LLM the job names (as :func:`~dualexpert.pipeline.
+    resolve_strategy` would with it configured): stage-1 actors have no LLM configured, and
+    they route by the strategy's threshold (:func:`~dualexpert.pipeline.resolve_threshold`).
+    A compiled program's own strategy is read by ``load_dual_expert``."""
+    if strategy != "auto" or program is not None:
+        return strategy
+    from ..lm import is_local
+
+    return "channel" if is_local(llm, api_base) else "zero_shot"
+
+
 def classify_dataset(
     ds: Any,
     model: str | Path,
@@ -216,7 +230,7 @@ def classify_dataset(
     strategy: str = "auto",
     representation: str = "descriptive",
     k: int = 5,
-    threshold: float = 0.9,
+    threshold: float | None = None,
     fusion_weight: float | str | None = "auto",
     summaries: str | None = None,
     program: str | None = None,
@@ -268,7 +282,7 @@ def classify_dataset(
     if runtime not in ("auto", "torch", "onnx"):
         raise ValueError(f"runtime must be auto, torch or onnx, not {runtime!r}")
     options = dict(
-        strategy=strategy,
+        strategy=driver_strategy(strategy, program, llm, api_base),
         representation=representation,
         k=k,
         threshold=threshold,
