@@ -178,33 +178,40 @@ def rationale_rows(dataset: str, size: int = 800) -> list[dict[str, Any]]:
 
 
 def channel_rows(dataset: str, model: str, seeds: tuple[int, ...]) -> list[dict[str, Any]]:
-    """Session 34's ``channel`` strategy (the default with the bundled LLM) on every routed
-    product of ``model``'s seeds: the domain tier alone, the channel's pick alone, and fused at
-    ``CHANNEL_FUSION_WEIGHT`` with its paired difference from the domain tier alone."""
-    name = "disagreement/disagreement-{}-{}-s{}-k5-confidence-channel.json"
-    found = [d for s in seeds if (d := _load(name.format(dataset, model, s)))]
-    if not found:
-        return []
+    """The ``channel`` strategy (the default with the bundled LLM) on ``model``'s seeds: the
+    domain tier alone, the channel's pick alone and fused at ``CHANNEL_FUSION_WEIGHT`` on every
+    product below 0.9 (session 34), and fused below ``CHANNEL_THRESHOLD`` (session 35's
+    default), each fused row with its paired difference from the domain tier alone."""
+    name = "disagreement/disagreement-{}-{}-s{}-k5-confidence-channel{}.json"
     alone, shipped = "domain expert, shipped (fused), no LLM", "fused with the LLM, w=0.3"
-    base = [d["rows"][alone] for d in found]
-    fused = [d["rows"][shipped] for d in found]
-    fixed = sum(r["fixed"] for r in fused)
-    broken = sum(r["broken"] for r in fused)
-    used = ", ".join(str(s) for s in seeds if _load(name.format(dataset, model, s)))
-    calls = mean(d["meta"]["llm_calls_per_product_all_routed"] for d in found)
-    secs = mean(d["meta"]["llm_seconds_per_asked"] or math.nan for d in found)
-    src = name.format(dataset, model, "*")
-    return [
-        row(f"{model}: the domain tier alone (no synthetic, tau 0)", base, src, llm_calls=0.0,
-            note=f"seeds {used}; all routed products asked"),
-        row(f"{model}: + local LLM channel on p < 0.9, its pick alone",
-            [d["rows"]["LLM pick alone"] for d in found], src, llm_calls=calls,
-            note=f"{secs:.1f} s a routed product"),
-        row(f"**{model}: + local LLM channel on p < 0.9, fused at 0.3 (the default)**", fused,
-            src, llm_calls=calls, note="minus the domain tier alone, points (paired by seed): "
+    rows = []
+    for suffix, below in (("", 0.9), ("-t0.8", 0.8)):
+        found = {s: d for s in seeds if (d := _load(name.format(dataset, model, s, suffix)))}
+        if not found:
+            continue
+        base = [d["rows"][alone] for d in found.values()]
+        fused = [d["rows"][shipped] for d in found.values()]
+        calls = mean(d["meta"]["llm_calls_per_product_all_routed"] for d in found.values())
+        secs = [d["meta"]["llm_seconds_per_asked"] for d in found.values()]
+        src = name.format(dataset, model, "*", suffix)
+        used = f"seeds {', '.join(map(str, found))}"
+        if not rows:
+            rows.append(row(f"{model}: the domain tier alone (no synthetic, tau 0)", base, src,
+                            llm_calls=0.0, note=f"{used}; the same products"))  # fmt: skip
+        if below == 0.9:
+            rows.append(row(
+                f"{model}: + local LLM channel on p < 0.9, its pick alone",
+                [d["rows"]["LLM pick alone"] for d in found.values()], src, llm_calls=calls,
+                note=f"{mean(x for x in secs if x):.1f} s a routed product"))  # fmt: skip
+        label = "the default now" if below == 0.8 else "session 34's default"
+        rows.append(row(
+            f"**{model}: + local LLM channel on p < {below:g}, fused at 0.3 ({label})**",
+            fused, src, llm_calls=calls,
+            note="minus the domain tier alone, points (paired by seed): "
             + paired(fused, base, ("lvl3 wF1", "lvl3 mF1", "lvl3 acc"))
-            + f"; {fixed} fixed, {broken} broken"),
-    ]  # fmt: skip
+            + f"; {sum(r['fixed'] for r in fused)} fixed, "
+            f"{sum(r['broken'] for r in fused)} broken"))  # fmt: skip
+    return rows
 
 
 def strategy_rows(
