@@ -211,6 +211,22 @@ def channel_rows(dataset: str, model: str, seeds: tuple[int, ...]) -> list[dict[
             + paired(fused, base, ("lvl3 wF1", "lvl3 mF1", "lvl3 acc"))
             + f"; {sum(r['fixed'] for r in fused)} fixed, "
             f"{sum(r['broken'] for r in fused)} broken"))  # fmt: skip
+    # the paper's zero_shot on the same products below 0.8 (its pick as is)
+    zs = "disagreement/disagreement-{}-{}-s{}-k5-confidence-zero_shot-t0.8.json"
+    found = {s: d for s in seeds if (d := _load(zs.format(dataset, model, s)))}
+    if found:
+        picks = [d["rows"]["LLM pick alone"] for d in found.values()]
+        base = [d["rows"][alone] for d in found.values()]
+        secs = [d["meta"]["llm_seconds_per_asked"] for d in found.values()]
+        rows.append(row(
+            f"{model}: + local LLM zero_shot on p < 0.8, its pick as is (the paper)", picks,
+            zs.format(dataset, model, "*"),
+            llm_calls=mean(d["meta"]["llm_calls_per_product_all_routed"] for d in found.values()),
+            note=f"seeds {', '.join(map(str, found))}; the same products as the row above; "
+            f"{mean(x for x in secs if x):.1f} s a routed product; minus the domain tier alone: "
+            + paired(picks, base, ("lvl3 wF1", "lvl3 mF1", "lvl3 acc"))
+            + f"; {sum(r['fixed'] for r in picks)} fixed, "
+            f"{sum(r['broken'] for r in picks)} broken"))  # fmt: skip
     return rows
 
 
