@@ -201,16 +201,21 @@ CHANNEL_FUSION_WEIGHT = 0.3
 STRATEGY_AUTO = "auto"
 
 
+def auto_strategy(local: bool) -> str:
+    """What ``"auto"`` means: ``channel`` with the bundled local LLM (``local``), whose
+    likelihoods paid on MWPD where its answers did not; ``zero_shot`` (the paper's) with any
+    other LLM, whose text is all a chat API returns."""
+    return "channel" if local else "zero_shot"
+
+
 def resolve_strategy(strategy: str, lm: Any = None) -> str:
-    """The general expert's strategy for ``strategy``. ``"auto"``: ``channel`` with the bundled
-    local LLM (``lm``, default DSPy's configured one), whose likelihoods paid on MWPD where its
-    answers did not; ``zero_shot`` (the paper's) with any other LLM, whose text is all a chat
-    API returns."""
+    """The general expert's strategy for ``strategy``: ``"auto"`` is :func:`auto_strategy` for
+    ``lm`` (default DSPy's configured one)."""
     if strategy != STRATEGY_AUTO:
         return strategy
     from .lm import is_local_lm
 
-    return "channel" if is_local_lm(lm if lm is not None else dspy.settings.lm) else "zero_shot"
+    return auto_strategy(is_local_lm(lm if lm is not None else dspy.settings.lm))
 
 
 def resolve_fusion_weight(

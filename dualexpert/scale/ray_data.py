@@ -212,15 +212,16 @@ def _output_row(rec: dict[str, Any]) -> dict[str, Any]:
 def driver_strategy(
     strategy: str, program: str | None, llm: str | None, api_base: str | None
 ) -> str:
-    """``"auto"`` resolved for the LLM the job names (as :func:`~dualexpert.pipeline.
-    resolve_strategy` would with it configured): stage-1 actors have no LLM configured, and
-    they route by the strategy's threshold (:func:`~dualexpert.pipeline.resolve_threshold`).
-    A compiled program's own strategy is read by ``load_dual_expert``."""
-    if strategy != "auto" or program is not None:
-        return strategy
+    """``"auto"`` resolved for the LLM the job names (:func:`~dualexpert.pipeline.
+    auto_strategy`): stage-1 actors have no LLM configured, and they route by the strategy's
+    threshold (:func:`~dualexpert.pipeline.resolve_threshold`). A compiled program's own
+    strategy is read by ``load_dual_expert``."""
     from ..lm import is_local
+    from ..pipeline import STRATEGY_AUTO, auto_strategy
 
-    return "channel" if is_local(llm, api_base) else "zero_shot"
+    if strategy != STRATEGY_AUTO or program is not None:
+        return strategy
+    return auto_strategy(is_local(llm, api_base))
 
 
 def classify_dataset(
