@@ -198,9 +198,9 @@ def channel_rows(dataset: str, model: str, seeds: tuple[int, ...]) -> list[dict[
         if not rows:
             rows.append(row(f"{model}: the domain tier alone (no synthetic, tau 0)", base, src,
                             llm_calls=0.0, note=f"{used}; the same products"))  # fmt: skip
-        if below == 0.9:
+        if len(rows) == 1:  # the pick alone on the first threshold measured
             rows.append(row(
-                f"{model}: + local LLM channel on p < 0.9, its pick alone",
+                f"{model}: + local LLM channel on p < {below:g}, its pick alone",
                 [d["rows"]["LLM pick alone"] for d in found.values()], src, llm_calls=calls,
                 note=f"{mean(x for x in secs if x):.1f} s a routed product"))  # fmt: skip
         label = "the default now" if below == 0.8 else "session 34's default"
@@ -456,6 +456,7 @@ def bigbasket() -> list[dict[str, Any]]:
     bb_speed = _speed(["fusion-bigbasket@4ep-syn.json"], "fused_products_s")
     rows += strategy_rows("bigbasket", "domain_expert@4ep-syn", 44, "4 epochs", bb_speed,
                           "bigbasket/domain_expert@4ep-syn-s44.json")  # fmt: skip
+    rows += channel_rows("bigbasket", "domain_expert@4ep-nn", (42, 43, 44))
     return rows
 
 
