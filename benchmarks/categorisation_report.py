@@ -179,9 +179,10 @@ def rationale_rows(dataset: str, size: int = 800) -> list[dict[str, Any]]:
 
 def channel_rows(dataset: str, model: str, seeds: tuple[int, ...]) -> list[dict[str, Any]]:
     """The ``channel`` strategy (the default with the bundled LLM) on ``model``'s seeds: the
-    domain tier alone, the channel's pick alone and fused at ``CHANNEL_FUSION_WEIGHT`` on every
-    product below 0.9 (session 34), and fused below ``CHANNEL_THRESHOLD`` (session 35's
-    default), each fused row with its paired difference from the domain tier alone."""
+    domain tier alone, the channel's pick alone (below the first threshold measured), fused at
+    ``CHANNEL_FUSION_WEIGHT`` on every product below 0.9 (session 34) and below
+    ``CHANNEL_THRESHOLD`` (session 35's default), each fused row with its paired difference
+    from the domain tier alone."""
     name = "disagreement/disagreement-{}-{}-s{}-k5-confidence-channel{}.json"
     alone, shipped = "domain expert, shipped (fused), no LLM", "fused with the LLM, w=0.3"
     rows = []
