@@ -177,6 +177,14 @@ def rationale_rows(dataset: str, size: int = 800) -> list[dict[str, Any]]:
     return rows
 
 
+def _gain(rows: list[dict[str, Any]], base: list[dict[str, Any]]) -> str:
+    """An LLM row's paired difference from the domain tier alone, and its fixed and broken."""
+    return (
+        paired(rows, base, ("lvl3 wF1", "lvl3 mF1", "lvl3 acc"))
+        + f"; {sum(r['fixed'] for r in rows)} fixed, {sum(r['broken'] for r in rows)} broken"
+    )
+
+
 def channel_rows(dataset: str, model: str, seeds: tuple[int, ...]) -> list[dict[str, Any]]:
     """The ``channel`` strategy (the default with the bundled LLM) on ``model``'s seeds: the
     domain tier alone, the channel's pick alone (below the first threshold measured), fused at
@@ -196,10 +204,9 @@ def channel_rows(dataset: str, model: str, seeds: tuple[int, ...]) -> list[dict[
         secs = [d["meta"]["llm_seconds_per_asked"] for d in found.values()]
         src = name.format(dataset, model, "*", suffix)
         used = f"seeds {', '.join(map(str, found))}"
-        if not rows:
+        if not rows:  # the tier alone and the channel's pick alone, below the first threshold
             rows.append(row(f"{model}: the domain tier alone (no synthetic, tau 0)", base, src,
                             llm_calls=0.0, note=f"{used}; the same products"))  # fmt: skip
-        if len(rows) == 1:  # the pick alone on the first threshold measured
             rows.append(row(
                 f"{model}: + local LLM channel on p < {below:g}, its pick alone",
                 [d["rows"]["LLM pick alone"] for d in found.values()], src, llm_calls=calls,
@@ -209,9 +216,7 @@ def channel_rows(dataset: str, model: str, seeds: tuple[int, ...]) -> list[dict[
             f"**{model}: + local LLM channel on p < {below:g}, fused at 0.3 ({label})**",
             fused, src, llm_calls=calls,
             note="minus the domain tier alone, points (paired by seed): "
-            + paired(fused, base, ("lvl3 wF1", "lvl3 mF1", "lvl3 acc"))
-            + f"; {sum(r['fixed'] for r in fused)} fixed, "
-            f"{sum(r['broken'] for r in fused)} broken"))  # fmt: skip
+            + _gain(fused, base)))  # fmt: skip
     # the paper's zero_shot on the same products below 0.8 (its pick as is)
     zs = "disagreement/disagreement-{}-{}-s{}-k5-confidence-zero_shot-t0.8.json"
     found = {s: d for s in seeds if (d := _load(zs.format(dataset, model, s)))}
@@ -225,9 +230,7 @@ def channel_rows(dataset: str, model: str, seeds: tuple[int, ...]) -> list[dict[
             llm_calls=mean(d["meta"]["llm_calls_per_product_all_routed"] for d in found.values()),
             note=f"seeds {', '.join(map(str, found))}; the same products as the row above; "
             f"{mean(x for x in secs if x):.1f} s a routed product; minus the domain tier alone: "
-            + paired(picks, base, ("lvl3 wF1", "lvl3 mF1", "lvl3 acc"))
-            + f"; {sum(r['fixed'] for r in picks)} fixed, "
-            f"{sum(r['broken'] for r in picks)} broken"))  # fmt: skip
+            + _gain(picks, base)))  # fmt: skip
     return rows
 
 
