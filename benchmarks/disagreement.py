@@ -61,15 +61,25 @@ COLUMNS = ("lvl3 acc", "lvl3 wF1", "lvl3 mF1", "head mF1", "tail mF1", "avg wF1"
 
 
 def ask_llm(
-    expert, test, asked, top, out: Path, llm: str | None, strategy: str = "score"
+    expert,
+    test,
+    asked,
+    top,
+    out: Path,
+    llm: str | None,
+    strategy: str = "score",
+    summaries: dict[str, str] | None = None,
 ) -> dict[str, list[float]]:
     """The LLM's score of each asked product's candidates (cached in ``out``): log-probabilities
-    with ``score`` and ``channel``, minus the rank in its answer with the other strategies."""
+    with ``score`` and ``channel``, minus the rank in its answer with the other strategies.
+    Candidates are shown by descriptive name, followed by their summary when ``summaries``
+    has one (``DualExpert``'s ``summary`` representation)."""
     import dspy
 
     from dualexpert.general import GeneralExpert
     from dualexpert.lm import get_lm
 
+    summ = summaries or {}
     done: dict[str, list[float]] = {}
     if out.exists():
         for line in out.read_text().splitlines():
@@ -84,7 +94,10 @@ def ask_llm(
     t0 = time.perf_counter()
     with dspy.context(lm=lm), open(out, "a") as f:
         for n, i in enumerate(todo, 1):
-            shown = [expert.taxonomy.represent(expert.classes_[j], "descriptive") for j in top[i]]
+            shown = [
+                expert.taxonomy.descriptive_name(c) + (f": {summ[c]}" if c in summ else "")
+                for c in (expert.classes_[j] for j in top[i])
+            ]
             t1 = time.perf_counter()
             g = general(product=test[i].text(), candidates=shown)
             took = round(time.perf_counter() - t1, 3)
@@ -153,6 +166,11 @@ def main() -> None:
     )
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "disagreement")
     ap.add_argument(
+        "--summaries",
+        type=Path,
+        help="a summary index folder: candidates shown as descriptive name + summary",
+    )
+    ap.add_argument(
         "--prior-adjustment",
         type=float,
         default=None,
@@ -166,6 +184,12 @@ def main() -> None:
     tag = f"{args.dataset}-{args.system}{args.tag}-s{args.seed}-k{args.k}"
     if (args.route, args.strategy) != ("disagree", "score"):
         tag += f"-{args.route}-{args.strategy}"
+    summaries = None
+    if args.summaries:
+        from dualexpert.indexes import SummaryIndex
+
+        summaries = SummaryIndex.load(args.summaries).summaries
+        tag += f"-summary-{args.summaries.name}"
     folder = ROOT / "runs" / f"{args.dataset}-{args.system}{args.tag}-s{args.seed}" / "model"
     expert = DomainExpert.load(folder)
     if expert.lexical_ is None:
@@ -200,7 +224,7 @@ def main() -> None:
     cache = args.out / f"llm-{tag}.jsonl"  # the answers do not depend on the threshold
     if args.route == "confidence" and args.threshold != 0.9:
         tag += f"-t{args.threshold:g}"
-    logp = ask_llm(expert, test, asked, top, cache, args.llm, args.strategy)
+    logp = ask_llm(expert, test, asked, top, cache, args.llm, args.strategy, summaries)
     is_score = args.strategy in LOGPROB_STRATEGIES
     weights = CHANNEL_WEIGHTS if args.strategy == "channel" else WEIGHTS
 
@@ -260,6 +284,7 @@ def main() -> None:
         if args.prior_adjustment is None
         else args.prior_adjustment,
         "strategy": args.strategy,
+        "summaries": str(args.summaries) if args.summaries else None,
         "routed": len(routed),
         "asked": len(asked),
         "n_test": len(test),

@@ -96,6 +96,8 @@ def ranked_expert(train, test, k, args, overrides, extra=()):
             teacher_weight=args.teacher_weight,
             teacher_temperature=args.teacher_temperature,
         )
+    if args.label_summaries:
+        cfg["label_summaries"] = str(args.label_summaries)
     expert = DomainExpert(**cfg)
     run_dir = ROOT / "runs" / f"{args.dataset}-{args.system_name}{args.tag}-s{args.seed}"
     if not args.resume:
@@ -154,6 +156,7 @@ def run_system(name, train, test, args, extra=()):
             "teacher": str(args.teacher) if args.teacher else None,
             "teacher_weight": args.teacher_weight if args.teacher else None,
             "teacher_temperature": args.teacher_temperature if args.teacher else None,
+            "label_summaries": str(args.label_summaries) if args.label_summaries else None,
         }
         if name in ABLATIONS
         else {"seed": args.seed},  # the split's seed
@@ -237,6 +240,11 @@ def main() -> None:
     ap.add_argument("--teacher", type=Path, help="a saved domain expert to distil from")
     ap.add_argument("--teacher-weight", type=float, default=0.5)
     ap.add_argument("--teacher-temperature", type=float, default=2.0)
+    ap.add_argument(
+        "--label-summaries",
+        type=Path,
+        help="a summary index (dualexpert summarize): the head starts at path + summary",
+    )
     ap.add_argument(
         "--write-train",
         type=Path,

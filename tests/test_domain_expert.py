@@ -215,6 +215,62 @@ def test_label_init_starts_as_nearest_label_classifier():
     assert logits.argmax(1).tolist() == [0, 1, 2, 3]  # right before any training
 
 
+def test_label_summaries_give_opaque_categories_their_meaning(tmp_path):
+    """With ``label_summaries`` the head starts at path + summary: categories whose names say
+    nothing (new or coded ones) are told apart before any training; without, they are not."""
+    import torch
+    from dualexpert.indexes import SummaryIndex
+    from transformers import AutoModel, AutoTokenizer
+
+    from dualexpert.domain.expert import LABEL_SUMMARY_TOKENS
+    from dualexpert.domain.model import EncoderClassifier
+    from dualexpert.models import resolve_encoder
+    from dualexpert.taxonomy import Taxonomy
+
+    paths = [("Dept 1", f"Aisle {i}") for i in range(4)]
+    meaning = [
+        "Coffee beans, ground coffee and espresso for brewing at home.",
+        "Laptop computers: notebooks and gaming laptops with RAM and SSD storage.",
+        "Running shoes and trail sneakers for joggers.",
+        "Garden tools such as pruning shears, rakes and spades.",
+    ]
+    tax = Taxonomy.from_paths(paths)
+    ids = [tax.by_path(p).id for p in paths]
+    folder = tmp_path / "summaries"
+    index = SummaryIndex()
+    for cid, text in zip(ids[:3], meaning[:3], strict=True):  # the last one has none
+        index.update(cid, text)
+    index.save(folder)
+
+    def nearest_label(summaries):
+        expert = DomainExpert(label_summaries=summaries)
+        expert.taxonomy, expert.classes_ = tax, ids
+        texts = expert._label_texts()
+        model = EncoderClassifier(AutoModel.from_pretrained(path), len(ids)).eval()
+        model.init_head_from_labels(tok, texts, max_length=LABEL_SUMMARY_TOKENS)
+        with torch.inference_mode():
+            logits = model(**tok(queries, padding=True, return_tensors="pt"))["logits"]
+        return texts, logits.argmax(1).tolist()
+
+    path = resolve_encoder("minilm")
+    tok = AutoTokenizer.from_pretrained(path)
+    queries = ["espresso coffee beans", "gaming laptop 16GB RAM", "trail running shoes"]
+    texts, with_summaries = nearest_label(str(folder))
+    assert texts[0] == "Dept 1 > Aisle 0: " + meaning[0]
+    assert texts[3] == "Dept 1 > Aisle 3"  # no summary: the path alone
+    assert with_summaries == [0, 1, 2]
+    _, paths_only = nearest_label(None)
+    assert paths_only != [0, 1, 2]
+
+    stray = SummaryIndex()
+    stray.update("Dept 9 > Aisle 9", "Something else.")
+    stray.save(tmp_path / "stray")
+    expert = DomainExpert(label_summaries=str(tmp_path / "stray"))
+    expert.taxonomy, expert.classes_ = tax, ids
+    with pytest.raises(ValueError, match="name no class of this taxonomy"):
+        expert._label_texts()
+
+
 def test_int8_quantised_prediction_agrees(fitted, split):
     expert, _ = fitted
     _, test = split

@@ -134,6 +134,15 @@ def train(
             "(MODEL/neighbours/, fused into the predictions)."
         ),
     ] = True,
+    label_summaries: Annotated[
+        Path | None,
+        typer.Option(
+            exists=True,
+            file_okay=False,
+            help="A summary index (from `summarize`): each category's classifier weights start "
+            "at the embedding of its path and summary instead of its path alone.",
+        ),
+    ] = None,
 ) -> None:
     """Fine-tune the domain expert (encoder + lexical expert + neighbour index), then, with
     --reranker, its cross-encoder reranker. Re-running with the same --out resumes from
@@ -192,6 +201,7 @@ def train(
             teacher_weight=teacher_weight,
             teacher_temperature=teacher_temperature,
             neighbours=neighbours,
+            label_summaries=str(label_summaries) if label_summaries else None,
         )
     if synthesize:
         synthetic = out.with_name(f"{out.name}.synthetic.jsonl")

@@ -51,6 +51,7 @@ log = logging.getLogger(__name__)
 #: dropped): memory stays linear in the products whatever the size of the taxonomy
 TEACHER_TOP_K = 32
 TEACHER_CACHE = "teacher-targets.npz"
+LABEL_SUMMARY_TOKENS = 128  # a path and a two-to-four-sentence summary
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,10 @@ class DomainExpertConfig(StrictConfig):
     learning_rate: float = Field(1e-4, gt=0)
     head_lr_multiplier: float = 20.0
     label_init: bool = True  # head starts at the label texts' embeddings
+    # a summary index folder (`dualexpert summarize`): with label_init, each class's head row
+    # starts at the embedding of "<full path>: <its LLM-written summary>" (read at
+    # LABEL_SUMMARY_TOKENS tokens); classes without a summary start at their path alone
+    label_summaries: str | None = None
     warmup_ratio: float = 0.06
     weight_decay: float = 0.01
     dropout: float = 0.1
@@ -149,6 +154,35 @@ class DomainExpert:
         self.prior_adjustment_ = self.config.prior_adjustment or 0.0
 
     # ---- training -----------------------------------------------------------------------
+    def _label_texts(self) -> list[str]:
+        """Each class's label text for the head's start: its full path, and its summary when
+        ``label_summaries`` has one."""
+        assert self.taxonomy is not None
+        paths = [self.taxonomy.full_path(c) for c in self.classes_]
+        folder = self.config.label_summaries
+        if folder is None:
+            return paths
+        from ..indexes import SummaryIndex
+
+        summaries = SummaryIndex.load(folder).summaries
+        unknown = sorted(set(summaries) - set(self.classes_))
+        if unknown:
+            raise ValueError(
+                f"{folder}: {len(unknown)} summaries name no class of this taxonomy, e.g. "
+                f"{unknown[0]!r}; was the index written for another taxonomy?"
+            )
+        missing = sum(c not in summaries for c in self.classes_)
+        if missing:
+            log.info(
+                "%d of %d classes have no summary: their path alone starts the head",
+                missing,
+                len(paths),
+            )
+        return [
+            f"{p}: {summaries[c]}" if c in summaries else p
+            for p, c in zip(paths, self.classes_, strict=True)
+        ]
+
     def _classes(self, products: Sequence[Product]) -> list[str]:
         """The leaves, plus, with ``internal_nodes="class"``, every internal category that holds
         products of its own (real taxonomies file some products above the deepest level)."""
@@ -250,6 +284,11 @@ class DomainExpert:
         learned = cfg.model_dump(exclude=INFERENCE_ONLY)
         if cfg.teacher is not None:  # a teacher retrained in the same folder is another run
             learned["teacher_manifest"] = sha256_file(Path(cfg.teacher) / "dualexpert.json")
+        label_texts = self._label_texts()
+        # the summaries' text, not their folder, is what is learned (and a run without them
+        # keeps the fingerprint it had before the setting existed)
+        if learned.pop("label_summaries") is not None:
+            learned["label_texts"] = label_texts
         rows = ((p.id, p.text(), p.category) for p in prods)
         fingerprint = run_fingerprint(learned, self.classes_, rows)
         ckpt = resume_point(output_dir, fingerprint, resume)
@@ -272,7 +311,9 @@ class DomainExpert:
         self.model = EncoderClassifier(encoder, len(self.classes_), cfg.dropout)
         if cfg.label_init:
             self.model.init_head_from_labels(
-                self.tokenizer, [self.taxonomy.full_path(c) for c in self.classes_]
+                self.tokenizer,
+                label_texts,
+                max_length=32 if cfg.label_summaries is None else LABEL_SUMMARY_TOKENS,
             )
 
         # optimiser steps: under DDP each process takes batch_size rows of every step's batch

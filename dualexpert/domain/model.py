@@ -25,7 +25,9 @@ class EncoderClassifier(nn.Module):
         return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
 
     @torch.no_grad()
-    def init_head_from_labels(self, tokenizer: Any, texts: list[str], scale: float = 5.0) -> None:
+    def init_head_from_labels(
+        self, tokenizer: Any, texts: list[str], scale: float = 5.0, max_length: int = 32
+    ) -> None:
         """Start each class's weights at the encoder's embedding of its label text.
 
         The head then begins as a nearest-label classifier (label semantics, paper 3.1.1), so
@@ -36,7 +38,11 @@ class EncoderClassifier(nn.Module):
         embs = []
         for i in range(0, len(texts), 64):
             enc = tokenizer(
-                texts[i : i + 64], truncation=True, max_length=32, padding=True, return_tensors="pt"
+                texts[i : i + 64],
+                truncation=True,
+                max_length=max_length,
+                padding=True,
+                return_tensors="pt",
             )
             embs.append(self.embed(enc["input_ids"], enc["attention_mask"]))
         e = torch.cat(embs)
