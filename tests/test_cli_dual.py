@@ -137,6 +137,28 @@ def _classify(work, out, *extra):
     )  # fmt: skip
 
 
+def test_train_starts_the_head_at_the_summaries(work, summaries, tmp_path):
+    """``train --label-summaries``: the folder is checked against the catalogue's taxonomy before
+    any training, and a model trained with it records it."""
+    src, _ = summaries
+    base = ["train", work["train"], "--no-synthesize", "--no-neighbours", "--epochs", 0.3]
+    stray = SummaryIndex()
+    stray.update("Nowhere > Nothing", "A category of another taxonomy.")
+    stray.save(tmp_path / "stray")
+    res = runner.invoke(
+        app, [str(a) for a in [*base, "--out", tmp_path / "bad", "--label-summaries",
+                               tmp_path / "stray"]]
+    )  # fmt: skip
+    assert res.exit_code == 2, res.output
+    assert "name no category of this taxonomy" in res.output
+    assert not (tmp_path / "bad.checkpoints").exists()  # refused before training
+
+    _run([*base, "--out", tmp_path / "m", "--label-summaries", src])
+    saved = json.loads((tmp_path / "m" / "dualexpert.json").read_text())
+    assert saved["config"]["label_summaries"] == str(src)
+    assert DomainExpert.load(tmp_path / "m").predict(work["held_products"][:2])
+
+
 def test_classify_routes_the_unsure_and_resumes_without_duplicates(work, tmp_path):
     out = tmp_path / "labelled.jsonl"
     res = _classify(work, out)

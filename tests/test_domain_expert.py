@@ -267,7 +267,7 @@ def test_label_summaries_give_opaque_categories_their_meaning(tmp_path):
     stray.save(tmp_path / "stray")
     expert = DomainExpert(label_summaries=str(tmp_path / "stray"))
     expert.taxonomy, expert.classes_ = tax, ids
-    with pytest.raises(ValueError, match="name no class of this taxonomy"):
+    with pytest.raises(ValueError, match="name no category of this taxonomy"):
         expert._label_texts()
 
 

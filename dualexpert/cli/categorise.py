@@ -173,6 +173,7 @@ def train(
     apply_threads(threads)
     from ..data import labelled_only
     from ..domain import DomainExpert
+    from ..domain.expert import label_texts
     from ..taxonomy import Taxonomy
 
     cat = load_or_exit(train_file, columns, skip_bad)
@@ -203,6 +204,8 @@ def train(
             neighbours=neighbours,
             label_summaries=str(label_summaries) if label_summaries else None,
         )
+        if label_summaries:  # another taxonomy's summaries are said before training starts
+            label_texts(known, [c.id for c in known.leaves], str(label_summaries))
     if synthesize:
         synthetic = out.with_name(f"{out.name}.synthetic.jsonl")
         _synthesize(known, cat.products, synthetic, llm, api_base, required=required)

@@ -132,6 +132,38 @@ class DomainExpertConfig(StrictConfig):
     extra: dict[str, Any] = {}
 
 
+def label_texts(taxonomy: Taxonomy, classes: Sequence[str], summaries: str | None) -> list[str]:
+    """Each class's full path, followed by its summary from the summary index folder
+    ``summaries`` (``dualexpert summarize``) when that has one.
+
+    Raises:
+        FileNotFoundError: ``summaries`` is no summary index.
+        ValueError: it summarises categories that are not in ``taxonomy`` (another taxonomy's).
+    """
+    paths = [taxonomy.full_path(c) for c in classes]
+    if summaries is None:
+        return paths
+    from ..indexes import SummaryIndex
+
+    written = SummaryIndex.load(summaries).summaries
+    unknown = sorted(c for c in written if c not in taxonomy)
+    if unknown:
+        raise ValueError(
+            f"{summaries}: {len(unknown)} of its {len(written)} summaries name no category of "
+            f"this taxonomy, e.g. {unknown[0]!r}; was it written for another taxonomy?"
+        )
+    missing = sum(c not in written for c in classes)
+    if missing:
+        log.info(
+            "%d of %d classes have no summary: their path alone starts the head",
+            missing,
+            len(classes),
+        )
+    return [
+        f"{p}: {written[c]}" if c in written else p for p, c in zip(paths, classes, strict=True)
+    ]
+
+
 class DomainExpert:
     """Fine-tuned encoder over the leaves of a taxonomy.
 
@@ -158,30 +190,7 @@ class DomainExpert:
         """Each class's label text for the head's start: its full path, and its summary when
         ``label_summaries`` has one."""
         assert self.taxonomy is not None
-        paths = [self.taxonomy.full_path(c) for c in self.classes_]
-        folder = self.config.label_summaries
-        if folder is None:
-            return paths
-        from ..indexes import SummaryIndex
-
-        summaries = SummaryIndex.load(folder).summaries
-        unknown = sorted(set(summaries) - set(self.classes_))
-        if unknown:
-            raise ValueError(
-                f"{folder}: {len(unknown)} summaries name no class of this taxonomy, e.g. "
-                f"{unknown[0]!r}; was the index written for another taxonomy?"
-            )
-        missing = sum(c not in summaries for c in self.classes_)
-        if missing:
-            log.info(
-                "%d of %d classes have no summary: their path alone starts the head",
-                missing,
-                len(paths),
-            )
-        return [
-            f"{p}: {summaries[c]}" if c in summaries else p
-            for p, c in zip(paths, self.classes_, strict=True)
-        ]
+        return label_texts(self.taxonomy, self.classes_, self.config.label_summaries)
 
     def _classes(self, products: Sequence[Product]) -> list[str]:
         """The leaves, plus, with ``internal_nodes="class"``, every internal category that holds
@@ -284,11 +293,11 @@ class DomainExpert:
         learned = cfg.model_dump(exclude=INFERENCE_ONLY)
         if cfg.teacher is not None:  # a teacher retrained in the same folder is another run
             learned["teacher_manifest"] = sha256_file(Path(cfg.teacher) / "dualexpert.json")
-        label_texts = self._label_texts()
+        head_texts = self._label_texts()
         # the summaries' text, not their folder, is what is learned (and a run without them
         # keeps the fingerprint it had before the setting existed)
         if learned.pop("label_summaries") is not None:
-            learned["label_texts"] = label_texts
+            learned["label_texts"] = head_texts
         rows = ((p.id, p.text(), p.category) for p in prods)
         fingerprint = run_fingerprint(learned, self.classes_, rows)
         ckpt = resume_point(output_dir, fingerprint, resume)
@@ -312,7 +321,7 @@ class DomainExpert:
         if cfg.label_init:
             self.model.init_head_from_labels(
                 self.tokenizer,
-                label_texts,
+                head_texts,
                 max_length=32 if cfg.label_summaries is None else LABEL_SUMMARY_TOKENS,
             )
 
