@@ -310,6 +310,7 @@ def mwpd() -> list[dict[str, Any]]:
     ))  # fmt: skip
     rows += current_mwpd()
     rows += channel_rows("mwpd", "domain_expert@4ep-ctx-nn", (42, 43, 44))
+    rows += label_summary_rows()
     rows += rationale_rows("mwpd")
     rows += strategy_rows(
         "mwpd",
@@ -382,6 +383,52 @@ def current_mwpd() -> list[dict[str, Any]]:
                     "fused, shipped (calibrated scale)"), name, llm_calls=0.0,
                     products_s=_speed([name], "fused_products_s"), train_min=_fit_minutes(fits)),
             ]  # fmt: skip
+    return rows
+
+
+def label_summary_rows() -> list[dict[str, Any]]:
+    """Session 37: the head started at each leaf's path + LLM-written summary
+    (``label_summaries``), against the path alone, on the default tier without synthetic
+    products (tau 0), paired by seed; and label init off (one seed)."""
+    base, summ = ["fusion-mwpd@4ep-ctx-nn.json"], ["fusion-mwpd@4ep-ctx-nn-suminit.json"]
+    if not (_load(base[0]) and _load(summ[0])):
+        return []
+    rows = []
+    for files, tag, label in (
+        (base, "@4ep-ctx-nn", "head from paths (the default)"),
+        (summ, "@4ep-ctx-nn-suminit", "head from paths + LLM summaries"),
+    ):
+        fits = [f"mwpd/domain_expert{tag}{_seed_suffix(s)}.json" for s in (42, 43, 44)]
+        alone = seed_rows(files, "domain expert alone (encoder)")
+        tier = seed_rows(files, "shipped: + neighbours")
+        gain = {}
+        if files is summ:
+            gain = {
+                "note": "minus the head from paths, points (paired by seed): encoder "
+                + paired(
+                    alone,
+                    seed_rows(base, "domain expert alone (encoder)"),
+                    ("lvl3 wF1", "lvl3 mF1"),
+                )
+                + "; tier "
+                + paired(
+                    tier,
+                    seed_rows(base, "shipped: + neighbours"),
+                    ("lvl3 wF1", "lvl3 mF1", "lvl3 acc"),
+                )
+            }
+        rows += [
+            row(f"no synthetic, tau 0: encoder alone, {label}", alone, files[0], llm_calls=0.0,
+                products_s=_speed(files, "encoder_products_s"), train_min=_fit_minutes(fits)),
+            row(f"no synthetic, tau 0: + lexical + neighbours, {label}", tier, files[0],
+                llm_calls=0.0, products_s=_speed(files, "with_neighbours_products_s"),
+                train_min=_fit_minutes(fits), **gain),
+        ]  # fmt: skip
+    off = "mwpd/no_label_init@4ep-ctx-nn.json"
+    if _load(off):
+        rows.append(row("no synthetic, tau 0: + lexical + neighbours, no label init (seed 42)",
+                        from_report(off), off, llm_calls=0.0, products_s=_speed_of(off),
+                        train_min=_fit_minutes([off])))  # fmt: skip
     return rows
 
 
