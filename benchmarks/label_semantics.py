@@ -65,17 +65,19 @@ def main() -> None:
     args = ap.parse_args()
 
     from dualexpert.domain import DomainExpert
-    from dualexpert.domain.expert import LABEL_SUMMARY_TOKENS
+    from dualexpert.domain.expert import LABEL_SUMMARY_TOKENS, label_texts
     from dualexpert.taxonomy import Taxonomy
 
     train, test = load_dataset(args.dataset, args.seed)
     expert = DomainExpert(internal_nodes="class")
     expert.taxonomy = Taxonomy.from_paths(p.category for p in train)
-    expert.classes_ = expert._classes(train)
-    kinds = {"full path": (expert._label_texts(), 32)}
+    expert.classes_ = expert._classes(train)  # the classes training would have
+    kinds = {"full path": (label_texts(expert.taxonomy, expert.classes_, None), 32)}
     if args.summaries:
-        expert.config.label_summaries = str(args.summaries)
-        kinds["path + summary"] = (expert._label_texts(), LABEL_SUMMARY_TOKENS)
+        kinds["path + summary"] = (
+            label_texts(expert.taxonomy, expert.classes_, str(args.summaries)),
+            LABEL_SUMMARY_TOKENS,
+        )
         from dualexpert.indexes import SummaryIndex
 
         summaries = SummaryIndex.load(args.summaries).summaries
