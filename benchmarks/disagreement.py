@@ -78,8 +78,9 @@ def ask_llm(
 
     from dualexpert.general import GeneralExpert
     from dualexpert.lm import get_lm
+    from dualexpert.pipeline import candidate_text
 
-    summ = summaries or {}
+    rep = "summary" if summaries else "descriptive"
     done: dict[str, list[float]] = {}
     if out.exists():
         for line in out.read_text().splitlines():
@@ -95,8 +96,7 @@ def ask_llm(
     with dspy.context(lm=lm), open(out, "a") as f:
         for n, i in enumerate(todo, 1):
             shown = [
-                expert.taxonomy.descriptive_name(c) + (f": {summ[c]}" if c in summ else "")
-                for c in (expert.classes_[j] for j in top[i])
+                candidate_text(expert.taxonomy, expert.classes_[j], rep, summaries) for j in top[i]
             ]
             t1 = time.perf_counter()
             g = general(product=test[i].text(), candidates=shown)

@@ -37,6 +37,19 @@ def resolve_threshold(threshold: float | None, general: Any) -> float:
     return CHANNEL_THRESHOLD if channel else DEFAULT_THRESHOLD
 
 
+def candidate_text(
+    taxonomy: Any, category_id: str, representation: str, summaries: Any = None
+) -> str:
+    """How a candidate is shown to the general expert: ``taxonomy.represent`` for leaf, path and
+    descriptive; with ``summary``, the descriptive name followed by the category's summary
+    (``summaries``: a SummaryIndex or a dict) when there is one."""
+    if representation != "summary":
+        return taxonomy.represent(category_id, representation)
+    summary = summaries.get(category_id) if summaries is not None else None
+    name = taxonomy.descriptive_name(category_id)
+    return f"{name}: {summary}" if summary else name
+
+
 class DualExpert(dspy.Module):
     """Dual-expert categoriser, usable as a plain ``dspy.Module``.
 
@@ -85,12 +98,7 @@ class DualExpert(dspy.Module):
         return self.retriever.domain.taxonomy
 
     def candidate_text(self, category_id: str) -> str:
-        tax = self.taxonomy
-        if self.representation != "summary":
-            return tax.represent(category_id, self.representation)
-        summary = self.summaries.get(category_id) if self.summaries is not None else None
-        name = tax.descriptive_name(category_id)
-        return f"{name}: {summary}" if summary else name
+        return candidate_text(self.taxonomy, category_id, self.representation, self.summaries)
 
     def candidates_batch(self, products: list[Product]) -> list[list[Any]]:
         """Stage 1 over many products at once: the domain expert's top-K for each (the same

@@ -222,7 +222,7 @@ def test_label_summaries_give_opaque_categories_their_meaning(tmp_path):
     from dualexpert.indexes import SummaryIndex
     from transformers import AutoModel, AutoTokenizer
 
-    from dualexpert.domain.expert import LABEL_SUMMARY_TOKENS
+    from dualexpert.domain.expert import LABEL_SUMMARY_TOKENS, label_texts
     from dualexpert.domain.model import EncoderClassifier
     from dualexpert.models import resolve_encoder
     from dualexpert.taxonomy import Taxonomy
@@ -243,9 +243,7 @@ def test_label_summaries_give_opaque_categories_their_meaning(tmp_path):
     index.save(folder)
 
     def nearest_label(summaries):
-        expert = DomainExpert(label_summaries=summaries)
-        expert.taxonomy, expert.classes_ = tax, ids
-        texts = expert._label_texts()
+        texts = label_texts(tax, ids, summaries)
         model = EncoderClassifier(AutoModel.from_pretrained(path), len(ids)).eval()
         model.init_head_from_labels(tok, texts, max_length=LABEL_SUMMARY_TOKENS)
         with torch.inference_mode():
@@ -265,10 +263,8 @@ def test_label_summaries_give_opaque_categories_their_meaning(tmp_path):
     stray = SummaryIndex()
     stray.update("Dept 9 > Aisle 9", "Something else.")
     stray.save(tmp_path / "stray")
-    expert = DomainExpert(label_summaries=str(tmp_path / "stray"))
-    expert.taxonomy, expert.classes_ = tax, ids
     with pytest.raises(ValueError, match="name no category of this taxonomy"):
-        expert._label_texts()
+        label_texts(tax, ids, str(tmp_path / "stray"))
 
 
 def test_int8_quantised_prediction_agrees(fitted, split):
