@@ -159,6 +159,7 @@ def run_system(name, train, test, args, extra=()):
             "teacher_weight": args.teacher_weight if args.teacher else None,
             "teacher_temperature": args.teacher_temperature if args.teacher else None,
             "label_summaries": str(args.label_summaries) if args.label_summaries else None,
+            "summary_samples": str(args.summary_samples) if args.summary_samples else None,
             "prior_adjustment": args.prior_adjustment,
         }
         if name in ABLATIONS
@@ -249,6 +250,12 @@ def main() -> None:
         help="a summary index (dualexpert summarize): the head starts at path + summary",
     )
     ap.add_argument(
+        "--summary-samples",
+        type=Path,
+        help="a summary index: each leaf's summary is added as one labelled training text "
+        "(as the library adds synthetic products: left out of the prior and the neighbour index)",
+    )
+    ap.add_argument(
         "--prior-adjustment",
         type=float,
         help="tau (default: 1 with --synthetic, else 0)",
@@ -278,6 +285,17 @@ def main() -> None:
             from dualexpert.taxonomy import Taxonomy
 
             extra = load_synthetic(args.synthetic, Taxonomy.from_paths(p.category for p in train))
+        if args.summary_samples:
+            from dualexpert.indexes import SummaryIndex
+
+            from dualexpert.taxonomy import Taxonomy
+
+            tax = Taxonomy.from_paths(p.category for p in train)
+            written = SummaryIndex.load(args.summary_samples).summaries
+            extra += [
+                Product(id=f"summary:{c}", title=t, category=tax.get(c).path)
+                for c, t in written.items()
+            ]
         for name in args.systems.split(","):
             if name not in SYSTEMS:
                 raise SystemExit(f"unknown system {name}; choose from {SYSTEMS}")

@@ -91,8 +91,10 @@ FLOOR = textwrap.dedent(
     ray.init(include_dashboard=False, log_to_driver=False, **local_ray_options(2))
     rows = pq.read_table(sys.argv[1]).to_pylist()
     ds = ray.data.from_items(rows)
-    ds = ds.map_batches(Stage1, batch_size=256, batch_format="pyarrow", concurrency=2, num_cpus=1)
-    ds = ds.map_batches(Stage2, batch_size=256, batch_format="pyarrow", concurrency=1, num_cpus=0)
+    ds = ds.map_batches(Stage1, batch_size=256, batch_format="pyarrow",
+                        compute=ray.data.ActorPoolStrategy(size=2), num_cpus=1)
+    ds = ds.map_batches(Stage2, batch_size=256, batch_format="pyarrow",
+                        compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0)
     shutil.rmtree(sys.argv[2], ignore_errors=True)
     ds.write_parquet(sys.argv[2], ray_remote_args={"num_cpus": 0}, concurrency=1)
     assert pq.read_table(sys.argv[2]).num_rows == len(rows)

@@ -132,6 +132,47 @@ def test_a_worker_cannot_ask_more_cpus_than_a_node_has(ray_local, setup):
         classify_dataset(ray.data.from_items([{"title": "x"}]), d / "model", workers=0)
 
 
+def test_the_stages_are_built_without_deprecated_ray_arguments(ray_local, setup):
+    """``map_batches(concurrency=)`` is deprecated from Ray 2.51: the stages ask for their actor
+    pools through ``compute``, so a run does not warn, and keeps working when Ray drops it."""
+    import logging
+
+    from dualexpert.scale import classify_dataset
+
+    class Seen(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    d, _, _ = setup
+    rows = ray.data.from_items([{"title": "x"}])  # Ray Data sets up its loggers on first use
+    seen, ray_data_log = Seen(), logging.getLogger("ray.data")
+    ray_data_log.addHandler(seen)
+    try:
+        ds = classify_dataset(rows, d / "model", workers=2)
+        rows.map_batches(lambda b: b, concurrency=1)  # a canary: the check sees Ray's warning
+    finally:
+        ray_data_log.removeHandler(seen)
+    assert [m for m in seen.messages if "deprecated" in m] == [  # the canary's alone
+        next(m for m in seen.messages if "``concurrency`` is deprecated" in m)
+    ]
+    pools = [op for op in _operators(ds) if "MapBatches" in op.name]
+    assert [op.name for op in pools] == ["MapBatches(DomainStage)", "MapBatches(GeneralStage)"]
+    assert [(op.compute.min_size, op.compute.max_size) for op in pools] == [(2, 2), (1, 1)]
+
+
+def _operators(ds):
+    """The logical operators of ``ds``'s plan, first to last."""
+    op, ops = ds._logical_plan.dag, []
+    while op is not None:
+        ops.append(op)
+        op = op.input_dependencies[0] if op.input_dependencies else None
+    return ops[::-1]
+
+
 def test_limit_skipped_records_and_threads_per_worker_as_on_the_local_path(
     ray_local, setup, tmp_path
 ):

@@ -296,6 +296,7 @@ def classify_dataset(
         runtime=runtime,
     )
     lm = dict(spec=llm, api_base=api_base, timeout=timeout)
+    pool = require_ray().data.ActorPoolStrategy
     stage1 = ds.map_batches(
         DomainStage,
         fn_constructor_kwargs={
@@ -306,7 +307,7 @@ def classify_dataset(
         },
         batch_size=batch_size,
         batch_format="pyarrow",
-        concurrency=workers,
+        compute=pool(size=workers),  # ``concurrency=`` is deprecated from Ray 2.51
         num_cpus=threads,
     )
     return stage1.map_batches(
@@ -319,7 +320,7 @@ def classify_dataset(
         },
         batch_size=batch_size,
         batch_format="pyarrow",
-        concurrency=1,
+        compute=pool(size=1),
         # it mostly waits on the LLM: with a CPU of its own it could only start once stage 1
         # had released the cores it fills, i.e. after stage 1 (measured: a 12 s tail on 20,000
         # products with 2 workers on 2 cores)
