@@ -387,33 +387,40 @@ def current_mwpd() -> list[dict[str, Any]]:
 
 
 def label_summary_rows() -> list[dict[str, Any]]:
-    """Session 37: the head started at each leaf's path + LLM-written summary
-    (``label_summaries``), against the path alone, on the default tier without synthetic
-    products (tau 0), paired by seed; and label init off (one seed)."""
+    """Sessions 37 and 38: the head started at each leaf's path + LLM-written summary
+    (``label_summaries``), against the path alone; then each summary also added as one labelled
+    training text (``--summary-samples``), against the head start alone. On the default tier
+    without synthetic products (tau 0), paired by seed; and label init off (one seed)."""
     base, summ = ["fusion-mwpd@4ep-ctx-nn.json"], ["fusion-mwpd@4ep-ctx-nn-suminit.json"]
+    both = ["fusion-mwpd@4ep-ctx-nn-sumboth.json"]
     if not (_load(base[0]) and _load(summ[0])):
         return []
     rows = []
-    for files, tag, label in (
-        (base, "@4ep-ctx-nn", "head from paths (the default)"),
-        (summ, "@4ep-ctx-nn-suminit", "head from paths + LLM summaries"),
-    ):
+    for files, tag, label, against, what in (
+        (base, "@4ep-ctx-nn", "head from paths (the default)", None, ""),
+        (summ, "@4ep-ctx-nn-suminit", "head from paths + LLM summaries",
+         base, "the head from paths"),
+        (both, "@4ep-ctx-nn-sumboth", "head from summaries + each summary as a training text",
+         summ, "the head from summaries alone"),
+    ):  # fmt: skip
+        if not _load(files[0]):
+            continue
         fits = [f"mwpd/domain_expert{tag}{_seed_suffix(s)}.json" for s in (42, 43, 44)]
         alone = seed_rows(files, "domain expert alone (encoder)")
         tier = seed_rows(files, "shipped: + neighbours")
         gain = {}
-        if files is summ:
+        if against is not None:
             gain = {
-                "note": "minus the head from paths, points (paired by seed): encoder "
+                "note": f"minus {what}, points (paired by seed): encoder "
                 + paired(
                     alone,
-                    seed_rows(base, "domain expert alone (encoder)"),
+                    seed_rows(against, "domain expert alone (encoder)"),
                     ("lvl3 wF1", "lvl3 mF1"),
                 )
                 + "; tier "
                 + paired(
                     tier,
-                    seed_rows(base, "shipped: + neighbours"),
+                    seed_rows(against, "shipped: + neighbours"),
                     ("lvl3 wF1", "lvl3 mF1", "lvl3 acc"),
                 )
             }

@@ -267,7 +267,7 @@ def classify_dataset(
         A Dataset with ``id``, ``category``, ``routed``, ``decision``, ``fallback``,
         ``fallback_reason`` and ``record`` (the full JSON record).
     """
-    require_ray()
+    ray = require_ray()
     from ..checks import whole_number
 
     for name, value in (("workers", workers), ("threads", threads), ("batch_size", batch_size)):
@@ -296,7 +296,7 @@ def classify_dataset(
         runtime=runtime,
     )
     lm = dict(spec=llm, api_base=api_base, timeout=timeout)
-    pool = require_ray().data.ActorPoolStrategy
+    pool = ray.data.ActorPoolStrategy
     stage1 = ds.map_batches(
         DomainStage,
         fn_constructor_kwargs={
