@@ -280,17 +280,17 @@ def main() -> None:
             print(f"wrote {len(train)} training products to {args.write_train}")
             return
         extra = []
-        if args.synthetic:
-            from dualexpert.synthetic import load_synthetic
-            from dualexpert.taxonomy import Taxonomy
-
-            extra = load_synthetic(args.synthetic, Taxonomy.from_paths(p.category for p in train))
-        if args.summary_samples:
-            from dualexpert.indexes import SummaryIndex
-
+        if args.synthetic or args.summary_samples:
             from dualexpert.taxonomy import Taxonomy
 
             tax = Taxonomy.from_paths(p.category for p in train)
+        if args.synthetic:
+            from dualexpert.synthetic import load_synthetic
+
+            extra = load_synthetic(args.synthetic, tax)
+        if args.summary_samples:  # one labelled text per summarised leaf
+            from dualexpert.indexes import SummaryIndex
+
             written = SummaryIndex.load(args.summary_samples).summaries
             extra += [
                 Product(id=f"summary:{c}", title=t, category=tax.get(c).path)
