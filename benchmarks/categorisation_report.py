@@ -185,12 +185,15 @@ def _gain(rows: list[dict[str, Any]], base: list[dict[str, Any]]) -> str:
     )
 
 
-def channel_rows(dataset: str, model: str, seeds: tuple[int, ...]) -> list[dict[str, Any]]:
+def channel_rows(
+    dataset: str, model: str, seeds: tuple[int, ...], shipped_model: bool = True
+) -> list[dict[str, Any]]:
     """The ``channel`` strategy (the default with the bundled LLM) on ``model``'s seeds: the
     domain tier alone, the channel's pick alone (below the first threshold measured), fused at
     ``CHANNEL_FUSION_WEIGHT`` on every product below 0.9 (session 34) and below
     ``CHANNEL_THRESHOLD`` (session 35's default), each fused row with its paired difference
-    from the domain tier alone."""
+    from the domain tier alone. ``shipped_model``: whether ``model`` is the one the default
+    rows name (otherwise the fused rows are called by their rule alone)."""
     name = "disagreement/disagreement-{}-{}-s{}-k5-confidence-channel{}.json"
     alone, shipped = "domain expert, shipped (fused), no LLM", "fused with the LLM, w=0.3"
     rows = []
@@ -212,6 +215,8 @@ def channel_rows(dataset: str, model: str, seeds: tuple[int, ...]) -> list[dict[
                 [d["rows"]["LLM pick alone"] for d in found.values()], src, llm_calls=calls,
                 note=f"{mean(x for x in secs if x):.1f} s a routed product"))  # fmt: skip
         label = "the default now" if below == 0.8 else "session 34's default"
+        if not shipped_model:
+            label = "the default rule"
         rows.append(row(
             f"**{model}: + local LLM channel on p < {below:g}, fused at 0.3 ({label})**",
             fused, src, llm_calls=calls,
@@ -310,6 +315,10 @@ def mwpd() -> list[dict[str, Any]]:
     ))  # fmt: skip
     rows += current_mwpd()
     rows += channel_rows("mwpd", "domain_expert@4ep-ctx-nn", (42, 43, 44))
+    # session 38: the same rule on the tier trained with the LLM's summaries (both uses)
+    rows += channel_rows(
+        "mwpd", "domain_expert@4ep-ctx-nn-sumboth", (42, 43, 44), shipped_model=False
+    )
     rows += label_summary_rows()
     rows += rationale_rows("mwpd")
     rows += strategy_rows(
