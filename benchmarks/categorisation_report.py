@@ -214,7 +214,7 @@ def channel_rows(
                 f"{model}: + local LLM channel on p < {below:g}, its pick alone",
                 [d["rows"]["LLM pick alone"] for d in found.values()], src, llm_calls=calls,
                 note=f"{mean(x for x in secs if x):.1f} s a routed product"))  # fmt: skip
-        label = "the default now" if below == 0.8 else "session 34's default"
+        label = "session 35's default, names alone" if below == 0.8 else "session 34's default"
         if not shipped_model:
             label = "the default rule"
         rows.append(row(
@@ -237,6 +237,38 @@ def channel_rows(
             f"{mean(x for x in secs if x):.1f} s a routed product; minus the domain tier alone: "
             + _gain(picks, base)))  # fmt: skip
     return rows
+
+
+def examples_rows(dataset: str, model: str, seeds: tuple[int, ...]) -> list[dict[str, Any]]:
+    """Session 39: the ``channel`` strategy reading, under each candidate's name, the two
+    training products of that category nearest to the product (the ``examples``
+    representation, the default since), below 0.8, fused at 0.3: its pick alone and the fused
+    row, paired against the domain tier alone and against names alone on the same products."""
+    name = "disagreement/disagreement-{}-{}-s{}-k5-confidence-channel{}-t0.8.json"
+    ex = {s: d for s in seeds if (d := _load(name.format(dataset, model, s, "-ex2")))}
+    if not ex:
+        return []
+    alone, shipped = "domain expert, shipped (fused), no LLM", "fused with the LLM, w=0.3"
+    base = [d["rows"][alone] for d in ex.values()]
+    fused = [d["rows"][shipped] for d in ex.values()]
+    plain = [_load(name.format(dataset, model, s, "")) for s in ex]
+    names = [d["rows"][shipped] for d in plain if d]
+    calls = mean(d["meta"]["llm_calls_per_product_all_routed"] for d in ex.values())
+    secs = mean(d["meta"]["llm_seconds_per_asked"] for d in ex.values())
+    src = name.format(dataset, model, "*", "-ex2")
+    used = f"seeds {', '.join(map(str, ex))}"
+    vs_names = ""
+    if len(names) == len(fused):
+        vs_names = "; minus names alone (the row above): " + _gain(fused, names).split(";")[0]
+    return [
+        row(f"{model}: + local LLM channel with 2 examples a candidate on p < 0.8, its pick alone",
+            [d["rows"]["LLM pick alone"] for d in ex.values()], src, llm_calls=calls,
+            note=f"{used}; {secs:.1f} s a routed product"),
+        row(f"**{model}: + local LLM channel with 2 examples a candidate on p < 0.8, fused at "
+            "0.3 (the default now)**", fused, src, llm_calls=calls,
+            note="minus the domain tier alone, points (paired by seed): " + _gain(fused, base)
+            + vs_names),
+    ]  # fmt: skip
 
 
 def strategy_rows(
@@ -315,6 +347,7 @@ def mwpd() -> list[dict[str, Any]]:
     ))  # fmt: skip
     rows += current_mwpd()
     rows += channel_rows("mwpd", "domain_expert@4ep-ctx-nn", (42, 43, 44))
+    rows += examples_rows("mwpd", "domain_expert@4ep-ctx-nn", (42, 43, 44))
     # session 38: the same rule on the tier trained with the LLM's summaries (both uses)
     rows += channel_rows(
         "mwpd", "domain_expert@4ep-ctx-nn-sumboth", (42, 43, 44), shipped_model=False
@@ -524,6 +557,7 @@ def bigbasket() -> list[dict[str, Any]]:
     rows += strategy_rows("bigbasket", "domain_expert@4ep-syn", 44, "4 epochs", bb_speed,
                           "bigbasket/domain_expert@4ep-syn-s44.json")  # fmt: skip
     rows += channel_rows("bigbasket", "domain_expert@4ep-nn", (42, 43, 44))
+    rows += examples_rows("bigbasket", "domain_expert@4ep-nn", (42, 43, 44))
     return rows
 
 

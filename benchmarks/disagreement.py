@@ -69,11 +69,12 @@ def ask_llm(
     llm: str | None,
     strategy: str = "score",
     summaries: dict[str, str] | None = None,
+    shown_as: dict[int, list[str]] | None = None,
 ) -> dict[str, list[float]]:
     """The LLM's score of each asked product's candidates (cached in ``out``): log-probabilities
     with ``score`` and ``channel``, minus the rank in its answer with the other strategies.
     Candidates are shown by descriptive name, followed by their summary when ``summaries``
-    has one (``DualExpert``'s ``summary`` representation)."""
+    has one (``DualExpert``'s ``summary`` representation), or as ``shown_as[i]`` says."""
     import dspy
 
     from dualexpert.general import GeneralExpert
@@ -98,6 +99,8 @@ def ask_llm(
             shown = [
                 candidate_text(expert.taxonomy, expert.classes_[j], rep, summaries) for j in top[i]
             ]
+            if shown_as is not None:
+                shown = shown_as[i]
             t1 = time.perf_counter()
             g = general(product=test[i].text(), candidates=shown)
             took = round(time.perf_counter() - t1, 3)
@@ -114,6 +117,25 @@ def ask_llm(
                 secs = time.perf_counter() - t0
                 print(f"  LLM {n}/{len(todo)} ({secs:.0f} s, {secs / n:.1f} s each)", flush=True)
     return done
+
+
+def examples_shown(expert, train, test, asked, top, m: int) -> dict[int, list[str]]:
+    """Each asked product's candidates as ``DualExpert(representation="examples")`` shows them:
+    the descriptive name and the ``m`` training products of that class nearest to the product.
+    A model saved before its neighbour index kept titles gets the index rebuilt from ``train``
+    (the products it was built from; the same encoder and settings)."""
+    from dualexpert.domain import Candidate
+    from dualexpert.pipeline import DualExpert
+
+    if not expert.neighbours_.has_titles:
+        print("rebuilding the neighbour index with titles (saved before it kept them)")
+        expert.fit_neighbours(train)
+    de = DualExpert(expert, representation="examples", examples=m)
+    out = {}
+    for i in asked:
+        cands = [Candidate(expert.classes_[j], (), 0.0) for j in top[i]]
+        out[i] = de.general_inputs(test[i], cands)["candidates"]
+    return out
 
 
 def seconds_per_call(cache: Path) -> float | None:
@@ -171,6 +193,13 @@ def main() -> None:
         help="a summary index folder: candidates shown as descriptive name + summary",
     )
     ap.add_argument(
+        "--exemplars",
+        type=int,
+        default=0,
+        help="show candidates as DualExpert's examples representation does, with this many of "
+        "their training products, those nearest to the product",
+    )
+    ap.add_argument(
         "--prior-adjustment",
         type=float,
         default=None,
@@ -190,6 +219,8 @@ def main() -> None:
 
         summaries = SummaryIndex.load(args.summaries).summaries
         tag += f"-summary-{args.summaries.name}"
+    if args.exemplars:
+        tag += f"-ex{args.exemplars}"
     folder = ROOT / "runs" / f"{args.dataset}-{args.system}{args.tag}-s{args.seed}" / "model"
     expert = DomainExpert.load(folder)
     if expert.lexical_ is None:
@@ -224,7 +255,10 @@ def main() -> None:
     cache = args.out / f"llm-{tag}.jsonl"  # the answers do not depend on the threshold
     if args.route == "confidence" and args.threshold != 0.9:
         tag += f"-t{args.threshold:g}"
-    logp = ask_llm(expert, test, asked, top, cache, args.llm, args.strategy, summaries)
+    shown_as = None
+    if args.exemplars:
+        shown_as = examples_shown(expert, train, test, asked, top, args.exemplars)
+    logp = ask_llm(expert, test, asked, top, cache, args.llm, args.strategy, summaries, shown_as)
     is_score = args.strategy in LOGPROB_STRATEGIES
     weights = CHANNEL_WEIGHTS if args.strategy == "channel" else WEIGHTS
 
@@ -285,6 +319,7 @@ def main() -> None:
         else args.prior_adjustment,
         "strategy": args.strategy,
         "summaries": str(args.summaries) if args.summaries else None,
+        "exemplars": args.exemplars,
         "routed": len(routed),
         "asked": len(asked),
         "n_test": len(test),

@@ -14,11 +14,16 @@ from typing import Any
 
 import dspy
 
+from .checks import whole_number
 from .data import Product, as_product
 from .general import GeneralExpert
 from .retriever import DomainRetriever
 
-REPRESENTATIONS = ("leaf", "path", "descriptive", "summary")
+REPRESENTATIONS = ("leaf", "path", "descriptive", "summary", "examples")
+#: with ``examples``, the training products shown under each candidate's name ...
+EXAMPLES_PER_CANDIDATE = 2
+#: ... each by the first this many words of its title
+EXAMPLE_WORDS = 12
 #: products whose domain top-1 probability is below this go to the general expert
 DEFAULT_THRESHOLD = 0.9
 # ... but below this with the ``channel`` strategy: between 0.8 and 0.9 the channel fixed 1 and
@@ -42,12 +47,37 @@ def candidate_text(
 ) -> str:
     """How a candidate is shown to the general expert: ``taxonomy.represent`` for leaf, path and
     descriptive; with ``summary``, the descriptive name followed by the category's summary
-    (``summaries``: a SummaryIndex or a dict) when there is one."""
+    (``summaries``: a SummaryIndex or a dict) when there is one. With ``examples`` this is the
+    descriptive name; :func:`with_examples` adds the products, which depend on the product."""
+    if representation == "examples":
+        return taxonomy.represent(category_id, "descriptive")
     if representation != "summary":
         return taxonomy.represent(category_id, representation)
     summary = summaries.get(category_id) if summaries is not None else None
     name = taxonomy.descriptive_name(category_id)
     return f"{name}: {summary}" if summary else name
+
+
+REPRESENTATION_AUTO = "auto"
+
+
+def auto_representation(domain: Any, strategy: str) -> str:
+    """What ``"auto"`` means for an LLM general expert: ``examples`` for the ``channel``
+    strategy when the domain expert's neighbour index keeps product titles (on MWPD's routed
+    products it fixed more and broke fewer than names alone on every training seed:
+    BENCHMARKS, issue 17, session 39); ``descriptive`` otherwise."""
+    index = getattr(domain, "neighbours_", None)
+    if strategy == "channel" and index is not None and index.has_titles:
+        return "examples"
+    return "descriptive"
+
+
+def with_examples(name: str, examples: list[str], words: int = EXAMPLE_WORDS) -> str:
+    """A candidate's name followed by some of its labelled products (the first ``words`` words
+    of each title), one a line. The ``channel`` strategy then scores the product's words after
+    them, so the LLM compares the product with real members of each category."""
+    lines = "".join(f"\n- {' '.join(e.split()[:words])}" for e in examples)
+    return f"{name}\nSome products from this category:{lines}" if examples else name
 
 
 class DualExpert(dspy.Module):
@@ -69,6 +99,9 @@ class DualExpert(dspy.Module):
     log-probability of the candidate's number (strategy ``score``, local models) or minus its
     rank (any LM). The LLM then overrides the domain expert only where their confidence gap is
     small; tune ``w`` on dev data (``dualexpert threshold``).
+    ``representation="examples"`` shows each candidate by its descriptive name and the
+    ``examples`` labelled products of that category nearest to the product (from the domain
+    expert's neighbour index, which keeps their titles).
     """
 
     def __init__(
@@ -80,12 +113,24 @@ class DualExpert(dspy.Module):
         representation: str = "descriptive",
         summaries: Mapping[str, str] | Any | None = None,
         fusion_weight: float | None = None,
+        examples: int = EXAMPLES_PER_CANDIDATE,
     ) -> None:
         super().__init__()
         if representation not in REPRESENTATIONS:
             raise ValueError(f"representation must be one of {REPRESENTATIONS}")
         if representation == "summary" and summaries is None:
             raise ValueError("representation='summary' needs summaries (a SummaryIndex or a dict)")
+        if representation == "examples":
+            index = getattr(domain, "neighbours_", None)
+            if index is None or not index.has_titles:
+                why = "has no neighbour index" if index is None else "kept no product titles"
+                raise ValueError(
+                    f"representation='examples' needs the domain expert's neighbour index with "
+                    f"product titles, and this model {why}: rebuild it with "
+                    "DomainExpert.fit_neighbours(labelled products), or choose another "
+                    "representation"
+                )
+        self.examples = whole_number("examples", examples, minimum=0)
         self.retriever = DomainRetriever(domain, k=k)
         self.general = general or GeneralExpert()
         self.threshold = resolve_threshold(threshold, self.general)
@@ -107,7 +152,14 @@ class DualExpert(dspy.Module):
 
     def general_inputs(self, product: Product, cands) -> dict[str, Any]:
         """The general expert's inputs for a routed product."""
-        return {"product": product.text(), "candidates": [self.candidate_text(c.id) for c in cands]}
+        text = product.text()
+        shown = [self.candidate_text(c.id) for c in cands]
+        if self.representation == "examples":
+            near = self.retriever.domain.neighbours_.examples(
+                text, [c.id for c in cands], self.examples
+            )
+            shown = [with_examples(s, e) for s, e in zip(shown, near, strict=True)]
+        return {"product": text, "candidates": shown}
 
     def forward(self, product: Product | str | Mapping) -> dspy.Prediction:
         prod = as_product(dict(product) if isinstance(product, Mapping) else product)
@@ -262,7 +314,7 @@ def resolve_fusion_weight(
 def load_dual_expert(
     model: str | Path,
     strategy: str = "auto",
-    representation: str = "descriptive",
+    representation: str = REPRESENTATION_AUTO,
     k: int = 5,
     threshold: float | None = None,
     summaries: str | Path | None = None,
@@ -279,7 +331,9 @@ def load_dual_expert(
         model: a saved :class:`~dualexpert.domain.DomainExpert` folder.
         strategy: the LLM's strategy (see :class:`GeneralExpert`); ``"auto"``: ``channel``
             with the bundled local LLM, ``zero_shot`` with a hosted one (:func:`resolve_strategy`).
-        representation: how candidates are shown: leaf, path, descriptive or summary.
+        representation: how candidates are shown: leaf, path, descriptive, summary or
+            examples; ``"auto"``: the reranker's own with a reranker, else
+            :func:`auto_representation`.
         k: candidates from the domain expert.
         threshold: products at least this confident skip the general expert (default: 0.8
             with the ``channel`` strategy, else 0.9; :func:`resolve_threshold`).
@@ -320,6 +374,13 @@ def load_dual_expert(
         llm = GeneralExpert(strategy)
     expert: Any = llm
     reranker = _reranker(Path(model), general, representation)
+    domain = DomainExpert.load(model, prior_adjustment=prior_adjustment, runtime=runtime)
+    if representation == REPRESENTATION_AUTO:
+        representation = (
+            reranker.config.representation
+            if reranker is not None
+            else auto_representation(domain, strategy)
+        )
     if reranker is not None:
         from .reranker import CascadeExpert, RerankerExpert
 
@@ -327,7 +388,7 @@ def load_dual_expert(
         if llm_tier > 0:
             expert = CascadeExpert(expert, llm, threshold=llm_tier)
     return DualExpert(
-        DomainExpert.load(model, prior_adjustment=prior_adjustment, runtime=runtime),
+        domain,
         expert,
         k=k,
         threshold=threshold,
@@ -350,7 +411,7 @@ def _reranker(model: Path, general: str, representation: str) -> Any:
     from .reranker import CategoryReranker
 
     reranker = CategoryReranker.load(folder)
-    if reranker.config.representation != representation:
+    if representation not in (reranker.config.representation, REPRESENTATION_AUTO):
         if general == "reranker":
             raise ValueError(
                 f"the reranker was trained on {reranker.config.representation!r} candidates, "

@@ -15,9 +15,14 @@ the fine-tuned encoder's own embeddings added a tenth of that (BENCHMARKS.md).
 Labelled products can be added after training (:meth:`NeighbourIndex.add`): they count at once,
 without retraining.
 
+It also keeps each labelled product's title, so that :meth:`NeighbourIndex.examples` can show
+the general expert, for each candidate category, the products of that category most like the
+one being classified (``DualExpert``'s ``examples`` representation).
+
 Saved as a folder: ``encoder/`` (the sentence-transformers model, so the folder is
-self-contained), ``index.faiss``, ``labels.npy`` (row -> class number) and ``neighbours.json``
-(settings, classes, temperature). No pickle is read.
+self-contained), ``index.faiss``, ``labels.npy`` (row -> class number), ``titles.jsonl`` (row
+-> title, one JSON string a line; absent in folders saved before titles were kept) and
+``neighbours.json`` (settings, classes, temperature). No pickle is read.
 """
 
 from __future__ import annotations
@@ -67,6 +72,9 @@ class NeighbourIndex:
         self.classes_: list[str] = []
         self.temperature = 1.0
         self._labels = np.zeros(0, dtype=np.int64)
+        # row -> title; None for an index saved before titles were kept
+        self._titles: list[str] | None = []
+        self._rows: dict[int, np.ndarray] | None = None  # class number -> rows, built on use
         self._index: Any = None
         self._model: Any = None
         self._embed_fn: Callable[[list[str]], np.ndarray] | None = None
@@ -95,19 +103,24 @@ class NeighbourIndex:
 
     # ---- fitting ----------------------------------------------------------------------------
     def fit(
-        self, texts: Sequence[str], labels: Sequence[str], work_dir: str | Path | None = None
+        self,
+        texts: Sequence[str],
+        labels: Sequence[str],
+        work_dir: str | Path | None = None,
+        titles: Sequence[str] | None = None,
     ) -> NeighbourIndex:
         """Index ``texts`` under their ``labels`` and calibrate the temperature on them.
 
         ``work_dir``: where the embeddings are kept, :data:`CHUNK` texts a file, as they are
         computed; a fit killed midway and run again on the same folder embeds only the chunks
-        that are missing (each file is named by a hash of its texts and the encoder)."""
+        that are missing (each file is named by a hash of its texts and the encoder).
+        ``titles``: what :meth:`examples` shows of each product (default: its text)."""
         if len(texts) != len(labels) or not texts:
             raise ValueError("NeighbourIndex.fit needs as many labels as texts, and some texts")
         self.classes_ = sorted({str(y) for y in labels})
-        self._index, self._labels = None, np.zeros(0, dtype=np.int64)
+        self._index, self._labels, self._titles = None, np.zeros(0, dtype=np.int64), []
         vecs = self._embed_chunks(list(texts), Path(work_dir) if work_dir else None)
-        self._append(vecs, labels)
+        self._append(vecs, labels, _titles_for(texts, titles))
         if self.calibrate > 0:
             self.temperature = self._calibrated_temperature(vecs)
         return self
@@ -141,7 +154,9 @@ class NeighbourIndex:
             log.info("neighbour index: embedded %d of %d labelled products", done, len(texts))
         return np.concatenate(parts)
 
-    def add(self, texts: Sequence[str], labels: Sequence[str]) -> NeighbourIndex:
+    def add(
+        self, texts: Sequence[str], labels: Sequence[str], titles: Sequence[str] | None = None
+    ) -> NeighbourIndex:
         """Add labelled products to a fitted index (their classes must be known ones); they
         count from the next :meth:`scores`. The temperature is kept."""
         self._check_fitted()
@@ -151,10 +166,10 @@ class NeighbourIndex:
         if unknown:
             raise ValueError(f"labels {unknown[:5]} are not classes of this index")
         if texts:
-            self._append(self.embed(texts), labels)
+            self._append(self.embed(texts), labels, _titles_for(texts, titles))
         return self
 
-    def _append(self, vecs: np.ndarray, labels: Sequence[str]) -> None:
+    def _append(self, vecs: np.ndarray, labels: Sequence[str], titles: list[str]) -> None:
         import faiss
 
         col = {c: i for i, c in enumerate(self.classes_)}
@@ -167,6 +182,9 @@ class NeighbourIndex:
         self._index.add(vecs)
         new = np.asarray([col[str(y)] for y in labels], dtype=np.int64)
         self._labels = np.concatenate([self._labels, new])
+        if self._titles is not None:  # an old index without titles stays without
+            self._titles.extend(titles)
+        self._rows = None
 
     def _calibrated_temperature(self, vecs: np.ndarray) -> float:
         """The ``T`` whose ``softmax(T * score)`` has the least log loss, each sampled labelled
@@ -207,6 +225,45 @@ class NeighbourIndex:
         sims, ids = self._index.search(self.embed(texts), min(self.k, len(self._labels)))
         return self._scores_of(sims, ids)
 
+    @property
+    def has_titles(self) -> bool:
+        """Whether :meth:`examples` can answer (indexes saved before titles were kept cannot)."""
+        return self._titles is not None
+
+    def examples(self, text: str, classes: Sequence[str], m: int = 2) -> list[list[str]]:
+        """For each of ``classes``, the titles of its ``m`` labelled products nearest to
+        ``text``, nearest first (fewer when it has fewer; none for a class not in the index).
+        Exact within each class, whatever the index type: the search is restricted to the
+        class's rows."""
+        import faiss
+
+        self._check_fitted()
+        if self._titles is None:
+            raise ValueError(
+                "this neighbour index was saved before it kept product titles: rebuild it "
+                "(DomainExpert.fit_neighbours with the labelled products) to show examples"
+            )
+        if self._rows is None:
+            order = np.argsort(self._labels, kind="stable")
+            bounds = np.searchsorted(self._labels[order], np.arange(len(self.classes_) + 1))
+            self._rows = {c: order[bounds[c] : bounds[c + 1]] for c in range(len(self.classes_))}
+        col = {c: i for i, c in enumerate(self.classes_)}
+        vec = self.embed([text])
+        hnsw = isinstance(self._index, faiss.IndexHNSW)
+        out: list[list[str]] = []
+        for c in classes:
+            rows = self._rows.get(col.get(str(c), -1), np.zeros(0, dtype=np.int64))
+            if m < 1 or not len(rows):
+                out.append([])
+                continue
+            sel = faiss.IDSelectorBatch(rows)
+            params = (
+                faiss.SearchParametersHNSW(sel=sel) if hnsw else faiss.SearchParameters(sel=sel)
+            )
+            _, ids = self._index.search(vec, min(m, len(rows)), params=params)
+            out.append([self._titles[i] for i in ids[0] if i >= 0])
+        return out
+
     def __len__(self) -> int:
         return len(self._labels)
 
@@ -227,6 +284,9 @@ class NeighbourIndex:
         self._model.save(str(d / "encoder"))
         faiss.write_index(self._index, str(d / "index.faiss"))
         np.save(d / "labels.npy", self._labels)
+        if self._titles is not None:
+            with open(d / "titles.jsonl", "w", encoding="utf-8") as f:
+                f.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in self._titles)
         meta = {
             "format": FORMAT,
             "encoder": self.encoder,
@@ -269,8 +329,37 @@ class NeighbourIndex:
         self._labels = np.load(d / "labels.npy", allow_pickle=False).astype(np.int64)
         if self._index.ntotal != len(self._labels):
             raise ValueError(f"{d}: index.faiss and labels.npy disagree; save again")
+        self._titles = _read_titles(d / "titles.jsonl", len(self._labels))
         if embed is not None:
             self._embed_fn = embed
         else:
             self._source = str(d / "encoder")  # the saved copy, not the package's
         return self
+
+
+def _titles_for(texts: Sequence[str], titles: Sequence[str] | None) -> list[str]:
+    """What :meth:`NeighbourIndex.examples` will show of each product: its title, or its text."""
+    if titles is None:
+        return [str(t) for t in texts]
+    if len(titles) != len(texts):
+        raise ValueError(f"{len(titles)} titles for {len(texts)} texts")
+    return [str(t) for t in titles]
+
+
+def _read_titles(path: Path, n: int) -> list[str] | None:
+    """The titles of a saved index (None for one saved before they were kept)."""
+    if not path.is_file():
+        return None
+    titles: list[str] = []
+    with open(path, encoding="utf-8") as f:
+        for lineno, line in enumerate(f, 1):
+            try:
+                title = json.loads(line)
+            except ValueError:
+                title = None
+            if not isinstance(title, str):
+                raise ValueError(f"{path}, line {lineno}: not a JSON string; save again")
+            titles.append(title)
+    if len(titles) != n:
+        raise ValueError(f"{path}: {len(titles)} titles for {n} products; save again")
+    return titles

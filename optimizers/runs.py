@@ -82,6 +82,13 @@ def build_examples(
     from dualexpert.data import as_product
     from dualexpert.pipeline import DualExpert
 
+    if representation == "examples":
+        # the labelled products are in the neighbour index: each would be its own example
+        raise ValueError(
+            "representation 'examples' cannot be optimised on labelled products from the "
+            "domain expert's own training data (each would be shown as its own example); "
+            "optimise with descriptive and classify with examples"
+        )
     prods = [as_product(p) for p in products]
     prods = [p for p in prods if p.category is not None]
     shower = DualExpert(domain, k=k, representation=representation, summaries=summaries)

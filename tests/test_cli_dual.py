@@ -233,6 +233,36 @@ def test_evaluate_strategy_scores_dual_against_domain(work, tmp_path, strategy, 
     assert all(r["usage"]["llm_calls"] >= 1 for r in recs if r["routed"])
 
 
+def test_channel_shows_candidates_with_their_nearest_training_products(work, tmp_path):
+    """With the channel strategy, "auto" shows each candidate with the training products of
+    its category nearest to the product (the model's neighbour index keeps their titles), in
+    the Python API and in `evaluate`; other strategies keep the descriptive name."""
+    from dualexpert.pipeline import load_dual_expert, with_examples
+
+    de = load_dual_expert(work["model"], strategy="channel")
+    assert de.representation == "examples" and de.threshold == 0.8
+    assert load_dual_expert(work["model"], strategy="zero_shot").representation == "descriptive"
+    prod = work["held_products"][0]
+    cands = de.retriever(prod).candidates
+    shown = de.general_inputs(prod, cands)["candidates"]
+    train = {}
+    for row in csv.DictReader(work["train"].open(encoding="utf-8")):
+        train.setdefault(row["category"], []).append(row["title"])
+    index = de.retriever.domain.neighbours_
+    for c, text in zip(cands, shown, strict=True):
+        near = index.examples(prod.text(), [c.id], 2)[0]
+        assert len(near) == min(2, len(train[c.id])) and set(near) <= set(train[c.id])
+        assert text == with_examples(de.candidate_text(c.id), near)
+    rep = tmp_path / "report.json"
+    _run(
+        ["evaluate", work["model"], work["held"], "--strategy", "channel", *LLM, "--k", 3,
+         "--threshold", 1.01, "--limit", 2, "--run-file", tmp_path / "run.jsonl", "--json", rep]
+    )  # fmt: skip
+    report = json.loads(rep.read_text())
+    assert report["config"]["representation"] == "examples" and report["routed"] == 2
+    assert all(len(set(r["llm_logprobs"])) == 3 for r in labelled_records(tmp_path / "run.jsonl"))
+
+
 def test_evaluate_default_run_file_is_per_configuration(work, tmp_path, monkeypatch):
     """Without --run-file, runs with other settings must not reuse each other's records."""
     monkeypatch.chdir(tmp_path)

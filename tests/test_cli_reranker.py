@@ -39,6 +39,9 @@ def test_train_saves_the_reranker_and_the_default_dual_expert_uses_it(model):
     assert (model / "reranker" / "cross-encoder" / "model.safetensors").is_file()
     de = load_dual_expert(model)
     assert isinstance(de.general, RerankerExpert) and de.fusion_weight == 1.0
+    # the "auto" representation is the reranker's own, whatever the LLM's strategy
+    assert de.representation == "descriptive"
+    assert load_dual_expert(model, strategy="channel").representation == "descriptive"
     assert isinstance(load_dual_expert(model, llm_tier=0.5).general, CascadeExpert)
     assert type(load_dual_expert(model, general="llm").general).__name__ == "GeneralExpert"
     # summaries are not what it was trained on: auto falls back to the LLM, reranker refuses

@@ -152,6 +152,46 @@ def test_summary_representation_requires_summaries():
     assert de.candidate_text(IDS[0]) == "Edible Cake Decorations (Food › Baking)"
 
 
+def test_examples_representation_shows_each_candidates_nearest_products():
+    """Each candidate's name, then its labelled products nearest to the product (a real MiniLM
+    neighbour index), reach the LLM's prompt; a domain expert without titles is refused."""
+    from dualexpert.indexes import NeighbourIndex
+
+    from dualexpert.pipeline import with_examples
+
+    titles = {
+        IDS[0]: ["Sugar sprinkles rainbow 100g", "Edible glitter gold 5g", "Fondant icing white"],
+        IDS[1]: ["Wooden happy birthday cake topper", "Acrylic glitter topper Mr & Mrs"],
+        IDS[2]: ["Gaming laptop 16GB RAM", "Ultrabook 14 inch 8GB"],
+    }
+    texts = [t for i in IDS for t in titles[i]]
+    labels = [i for i in IDS for _ in titles[i]]
+    domain = FixedDomain([0.5, 0.4, 0.1])
+    domain.neighbours_ = NeighbourIndex(k=3, calibrate=0).fit(texts, labels)
+    de = DualExpert(domain, threshold=0.9, k=3, representation="examples", examples=1)
+    lm = DummyLM([{"choice": "2", "reason": "a topper of glitter acrylic, not edible"}])
+    pred = run(lm, lambda: de(ATTACK))
+    assert pred.category == IDS[1] and pred.routed
+    prompt = lm.history[-1]["messages"][-1]["content"]
+    shown = [
+        with_examples("Edible Cake Decorations (Food › Baking)", ["Edible glitter gold 5g"]),
+        with_examples("Cake Toppers (Home › Party Supplies)", ["Acrylic glitter topper Mr & Mrs"]),
+        with_examples("Laptops (Electronics › Computing)", ["Gaming laptop 16GB RAM"]),
+    ]
+    assert format_candidates(shown) in prompt
+    assert with_examples("n", ["one two three four"], words=2) == (
+        "n\nSome products from this category:\n- one two"
+    )
+    assert with_examples("n", []) == "n"
+    domain.neighbours_._titles = None  # as an index saved before titles were kept
+    with pytest.raises(ValueError, match="kept no product titles.*fit_neighbours"):
+        DualExpert(domain, representation="examples")
+    with pytest.raises(ValueError, match="has no neighbour index"):
+        DualExpert(FixedDomain([0.5, 0.3, 0.2]), representation="examples")
+    with pytest.raises(ValueError, match="examples must be a whole number"):
+        DualExpert(FixedDomain([0.5, 0.3, 0.2]), examples=-1)
+
+
 @pytest.mark.parametrize(
     "answer, relevant, fallback",
     [("yes", True, False), ("Yes", True, False), (" NO ", False, False), ("maybe", False, True)],

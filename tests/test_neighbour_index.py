@@ -126,3 +126,52 @@ def test_a_killed_fit_resumes_from_its_embedded_chunks(tmp_path, monkeypatch):
     calls.clear()
     NeighbourIndex(k=5, max_length=32).fit(TEXTS, LABELS, work_dir=tmp_path / "emb")
     assert calls == [4, 4, 1]
+
+
+def test_examples_are_each_class_products_nearest_to_the_text(index):
+    titles = [f"title {i}" for i in range(len(TEXTS))]
+    idx = NeighbourIndex(k=2, calibrate=0).fit(TEXTS, LABELS, titles=titles)
+    query = "dark roast espresso beans"
+    got = idx.examples(query, ["shoes", "coffee", "camping"], m=2)
+    # the exact answer: within each class, the two texts with the highest cosine, nearest first
+    sims = idx.embed(TEXTS) @ idx.embed([query])[0]
+    for cls, shown in zip(["shoes", "coffee"], got[:2], strict=True):
+        rows = [i for i, y in enumerate(LABELS) if y == cls]
+        want = sorted(rows, key=lambda i: -sims[i])[:2]
+        assert shown == [titles[i] for i in want]
+    assert got[1][0] == "title 0"  # the espresso beans, as a human would pick
+    # the k of the scores does not limit it (shoes are never among the 2 nearest); an unknown
+    # class and m = 0 show nothing; a class with fewer products shows what it has
+    assert got[2] == [] and idx.examples(query, ["coffee"], m=0) == [[]]
+    assert len(idx.examples(query, ["coffee"], m=10)[0]) == 3
+    # without titles the texts are shown; added products can be shown at once
+    assert index.examples(query, ["coffee"], m=1) == [[TEXTS[0]]]
+    idx.add(["dark roast espresso beans 500g"], ["laptops"], titles=["added"])
+    assert idx.examples(query, ["laptops"], m=1) == [["added"]]
+    with pytest.raises(ValueError, match="1 titles for 2 texts"):
+        idx.add(["a", "b"], ["coffee", "coffee"], titles=["one"])
+
+
+def test_titles_are_saved_and_an_index_saved_without_them_says_so(tmp_path):
+    titles = ["Café “crème” 1 kg"] + [f"t{i}" for i in range(1, len(TEXTS))]
+    idx = NeighbourIndex(k=3, calibrate=0).fit(TEXTS, LABELS, titles=titles)
+    idx.save(tmp_path / "nn")
+    back = NeighbourIndex.load(tmp_path / "nn")
+    assert back.has_titles
+    assert back.examples("espresso beans", ["coffee"], m=1) == [["Café “crème” 1 kg"]]
+    lines = (tmp_path / "nn" / "titles.jsonl").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(TEXTS)
+    (tmp_path / "nn" / "titles.jsonl").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="8 titles for 9 products"):
+        NeighbourIndex.load(tmp_path / "nn")
+    (tmp_path / "nn" / "titles.jsonl").write_text("\n".join(lines[:-1] + ["{"]) + "\n")
+    with pytest.raises(ValueError, match="line 9: not a JSON string"):
+        NeighbourIndex.load(tmp_path / "nn")
+    # a folder saved before titles were kept still loads and scores, and says what to do
+    (tmp_path / "nn" / "titles.jsonl").unlink()
+    old = NeighbourIndex.load(tmp_path / "nn")
+    assert not old.has_titles and old.scores(["espresso"]).shape == (1, 3)
+    with pytest.raises(ValueError, match="fit_neighbours"):
+        old.examples("espresso", ["coffee"])
+    old.add(["espresso cups"], ["coffee"])  # adding to it keeps it without titles
+    assert not old.has_titles

@@ -52,6 +52,8 @@ def test_build_examples_fixes_the_domain_experts_candidates(demo_split):
     domain = tfidf_domain(train)
     exs = build_examples(domain, test[:6], k=3, representation="path")
     assert len(exs) == 6
+    with pytest.raises(ValueError, match="each would be shown as its own example"):
+        build_examples(domain, test[:2], k=3, representation="examples")
     for e, p in zip(exs, test[:6], strict=True):
         assert set(e.inputs().keys()) == {"product", "candidates"}
         assert e.product == p.text() and e.gold == list(p.category)

@@ -29,6 +29,7 @@ from .common import (
     LlmTierOpt,
     PriorOpt,
     QuantizeOpt,
+    RepresentationOpt,
     RuntimeOpt,
     SkipOpt,
     StrategyOpt,
@@ -375,7 +376,7 @@ def evaluate(
             "zero_shot, rank, cot_rank, score, channel) instead of the domain expert alone."
         ),
     ] = None,
-    representation: str = "descriptive",
+    representation: RepresentationOpt = "auto",
     threshold: ThresholdOpt = None,
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
     fusion_weight: FusionOpt = "auto",
@@ -411,6 +412,7 @@ def evaluate(
         de = _dual_expert(llm, api_base, model, strategy, representation, k, threshold,
                           summaries, fusion_weight, general=general, llm_tier=llm_tier,
                           prior_adjustment=prior_adjustment, runtime=runtime)  # fmt: skip
+        representation = de.representation  # "auto" resolved
         prods = _labelled(test_file, columns, skip_bad, limit, seed)
         run_file = run_file or run_file_for(
             "eval", strategy, representation, model=model, data=test_file, k=k,
@@ -533,7 +535,7 @@ def classify(
     llm: LlmOpt = None,
     api_base: ApiBaseOpt = None,
     strategy: StrategyOpt = "auto",
-    representation: str = "descriptive",
+    representation: RepresentationOpt = "auto",
     k: KOpt = 5,
     threshold: ThresholdOpt = None,
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
@@ -820,7 +822,7 @@ def threshold(
         "runs/threshold.png"
     ),
     strategy: StrategyOpt = "auto",
-    representation: str = "descriptive",
+    representation: RepresentationOpt = "auto",
     k: KOpt = 5,
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
     max_traffic: Annotated[float, typer.Option(help="Cap on the share sent to the LLM.")] = 1.0,
@@ -845,6 +847,7 @@ def threshold(
 
     de = _dual_expert(llm, api_base, model, strategy, representation, k, 1.01, summaries, None,
                       general=general, llm_tier=llm_tier)  # fmt: skip
+    representation = de.representation  # "auto" resolved
     prods = _labelled(dev_file, columns, skip_bad, limit, seed)
     run_file = run_file or run_file_for(
         "threshold", strategy, representation, model=model, data=dev_file, k=k,

@@ -95,6 +95,15 @@ StrategyOpt = Annotated[
         "local LLM's log-probabilities)."
     ),
 ]
+RepresentationOpt = Annotated[
+    str,
+    typer.Option(
+        help="How candidates are shown to the LLM: auto (examples for the channel strategy when "
+        "the model keeps its products' titles, else descriptive; a reranker's own), leaf, "
+        "path, descriptive, summary (needs --summaries) or examples (the descriptive name and "
+        "the category's training products nearest to the product)."
+    ),
+]
 KOpt = Annotated[int, typer.Option(min=1, help="Candidate leaves (top-K) per product.")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Products per batch.")]
 ThresholdOpt = Annotated[

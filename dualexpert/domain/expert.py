@@ -451,6 +451,7 @@ class DomainExpert:
             settings = (cfg.neighbour_encoder, cfg.neighbour_max_length, cfg.neighbour_k)
             if (
                 len(index) == len(prods)
+                and index.has_titles
                 and index.classes_ == sorted(set(ids))
                 and (index.encoder, index.max_length, index.k) == settings
             ):
@@ -458,7 +459,7 @@ class DomainExpert:
                 return index
         index = NeighbourIndex(cfg.neighbour_encoder, cfg.neighbour_max_length, cfg.neighbour_k)
         work = Path(output_dir) / "neighbour-embeddings" if output_dir is not None else None
-        index.fit([p.text() for p in prods], ids, work_dir=work)
+        index.fit([p.text() for p in prods], ids, work_dir=work, titles=[p.title for p in prods])
         if cached is not None and is_main_process():
             index.save(cached)
         return index

@@ -229,7 +229,7 @@ def classify_dataset(
     model: str | Path,
     *,
     strategy: str = "auto",
-    representation: str = "descriptive",
+    representation: str = "auto",
     k: int = 5,
     threshold: float | None = None,
     fusion_weight: float | str | None = "auto",
