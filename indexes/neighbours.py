@@ -233,8 +233,8 @@ class NeighbourIndex:
     def examples(self, text: str, classes: Sequence[str], m: int = 2) -> list[list[str]]:
         """For each of ``classes``, the titles of its ``m`` labelled products nearest to
         ``text``, nearest first (fewer when it has fewer; none for a class not in the index).
-        Exact within each class, whatever the index type: the search is restricted to the
-        class's rows."""
+        The search is restricted to the class's rows: exact on the flat index, approximate on
+        the HNSW one (above :data:`HNSW_ABOVE` products)."""
         import faiss
 
         self._check_fitted()

@@ -175,3 +175,14 @@ def test_titles_are_saved_and_an_index_saved_without_them_says_so(tmp_path):
         old.examples("espresso", ["coffee"])
     old.add(["espresso cups"], ["coffee"])  # adding to it keeps it without titles
     assert not old.has_titles
+
+
+def test_examples_on_an_hnsw_index_stay_within_the_class(monkeypatch):
+    from dualexpert.indexes import neighbours
+
+    monkeypatch.setattr(neighbours, "HNSW_ABOVE", 0)  # every index is HNSW
+    idx = NeighbourIndex(k=3, calibrate=0).fit(TEXTS, LABELS)
+    assert "HNSW" in type(idx._index).__name__
+    got = idx.examples("dark roast espresso beans", ["laptops", "coffee"], m=2)
+    assert set(got[0]) <= set(TEXTS[3:6]) and len(got[0]) == 2
+    assert got[1][0] == TEXTS[0] and set(got[1]) <= set(TEXTS[:3])
