@@ -30,6 +30,13 @@ resumes). Prints a table and writes ``<out>/disagreement-<tag>.json``.
         --threshold 0.8
 
 A lower ``--threshold`` reuses the answers kept for 0.9 (its products are a subset of those).
+
+``--exemplars M`` shows each candidate as ``DualExpert(representation="examples")`` does: its
+descriptive name and its ``M`` training products nearest to the product (the default with the
+channel strategy since session 39):
+
+    python benchmarks/disagreement.py --seed 42 --route confidence --strategy channel --k 5 \
+        --threshold 0.8 --exemplars 2
 """
 
 from __future__ import annotations
