@@ -63,9 +63,10 @@ REPRESENTATION_AUTO = "auto"
 
 def auto_representation(domain: Any, strategy: str) -> str:
     """What ``"auto"`` means for an LLM general expert: ``examples`` for the ``channel``
-    strategy when the domain expert's neighbour index keeps product titles (on MWPD's routed
-    products it fixed more and broke fewer than names alone on every training seed:
-    BENCHMARKS, issue 17, session 39); ``descriptive`` otherwise."""
+    strategy when the domain expert's neighbour index keeps product titles (on the routed
+    products of MWPD and BigBasket, three training seeds each, it fixed more and broke fewer
+    than names alone, and gained over the domain tier on every seed: BENCHMARKS, issue 17,
+    session 39); ``descriptive`` otherwise."""
     index = getattr(domain, "neighbours_", None)
     if strategy == "channel" and index is not None and index.has_titles:
         return "examples"

@@ -74,6 +74,9 @@ class NeighbourIndex:
         self._labels = np.zeros(0, dtype=np.int64)
         # row -> title; None for an index saved before titles were kept
         self._titles: list[str] | None = []
+        # a loaded index's titles.jsonl, read on first use (an index of 10^8 products that is
+        # only scored never holds its titles in memory)
+        self._titles_file: tuple[Path, int] | None = None
         self._rows: dict[int, np.ndarray] | None = None  # class number -> rows, built on use
         self._index: Any = None
         self._model: Any = None
@@ -119,6 +122,7 @@ class NeighbourIndex:
             raise ValueError("NeighbourIndex.fit needs as many labels as texts, and some texts")
         self.classes_ = sorted({str(y) for y in labels})
         self._index, self._labels, self._titles = None, np.zeros(0, dtype=np.int64), []
+        self._titles_file = None
         vecs = self._embed_chunks(list(texts), Path(work_dir) if work_dir else None)
         self._append(vecs, labels, _titles_for(texts, titles))
         if self.calibrate > 0:
@@ -182,7 +186,7 @@ class NeighbourIndex:
         self._index.add(vecs)
         new = np.asarray([col[str(y)] for y in labels], dtype=np.int64)
         self._labels = np.concatenate([self._labels, new])
-        if self._titles is not None:  # an old index without titles stays without
+        if self._loaded_titles() is not None:  # an old index without titles stays without
             self._titles.extend(titles)
         self._rows = None
 
@@ -228,7 +232,13 @@ class NeighbourIndex:
     @property
     def has_titles(self) -> bool:
         """Whether :meth:`examples` can answer (indexes saved before titles were kept cannot)."""
-        return self._titles is not None
+        return self._titles is not None or self._titles_file is not None
+
+    def _loaded_titles(self) -> list[str] | None:
+        """The titles, read from the loaded folder's file on first use."""
+        if self._titles_file is not None:
+            self._titles, self._titles_file = _read_titles(*self._titles_file), None
+        return self._titles
 
     def examples(self, text: str, classes: Sequence[str], m: int = 2) -> list[list[str]]:
         """For each of ``classes``, the titles of its ``m`` labelled products nearest to
@@ -238,7 +248,8 @@ class NeighbourIndex:
         import faiss
 
         self._check_fitted()
-        if self._titles is None:
+        titles = self._loaded_titles()
+        if titles is None:
             raise ValueError(
                 "this neighbour index was saved before it kept product titles: rebuild it "
                 "(DomainExpert.fit_neighbours with the labelled products) to show examples"
@@ -261,7 +272,7 @@ class NeighbourIndex:
                 faiss.SearchParametersHNSW(sel=sel) if hnsw else faiss.SearchParameters(sel=sel)
             )
             _, ids = self._index.search(vec, min(m, len(rows)), params=params)
-            out.append([self._titles[i] for i in ids[0] if i >= 0])
+            out.append([titles[i] for i in ids[0] if i >= 0])
         return out
 
     def __len__(self) -> int:
@@ -284,9 +295,10 @@ class NeighbourIndex:
         self._model.save(str(d / "encoder"))
         faiss.write_index(self._index, str(d / "index.faiss"))
         np.save(d / "labels.npy", self._labels)
-        if self._titles is not None:
+        titles = self._loaded_titles()
+        if titles is not None:
             with open(d / "titles.jsonl", "w", encoding="utf-8") as f:
-                f.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in self._titles)
+                f.writelines(json.dumps(t, ensure_ascii=False) + "\n" for t in titles)
         meta = {
             "format": FORMAT,
             "encoder": self.encoder,
@@ -329,7 +341,9 @@ class NeighbourIndex:
         self._labels = np.load(d / "labels.npy", allow_pickle=False).astype(np.int64)
         if self._index.ntotal != len(self._labels):
             raise ValueError(f"{d}: index.faiss and labels.npy disagree; save again")
-        self._titles = _read_titles(d / "titles.jsonl", len(self._labels))
+        self._titles = None
+        if (d / "titles.jsonl").is_file():
+            self._titles_file = (d / "titles.jsonl", len(self._labels))
         if embed is not None:
             self._embed_fn = embed
         else:
@@ -346,10 +360,8 @@ def _titles_for(texts: Sequence[str], titles: Sequence[str] | None) -> list[str]
     return [str(t) for t in titles]
 
 
-def _read_titles(path: Path, n: int) -> list[str] | None:
-    """The titles of a saved index (None for one saved before they were kept)."""
-    if not path.is_file():
-        return None
+def _read_titles(path: Path, n: int) -> list[str]:
+    """The ``n`` titles of a saved index."""
     titles: list[str] = []
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):

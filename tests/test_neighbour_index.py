@@ -157,16 +157,23 @@ def test_titles_are_saved_and_an_index_saved_without_them_says_so(tmp_path):
     idx = NeighbourIndex(k=3, calibrate=0).fit(TEXTS, LABELS, titles=titles)
     idx.save(tmp_path / "nn")
     back = NeighbourIndex.load(tmp_path / "nn")
-    assert back.has_titles
+    # the titles are read on first use, not by load (an index that is only scored never holds them)
+    assert back.has_titles and back._titles is None
     assert back.examples("espresso beans", ["coffee"], m=1) == [["Café “crème” 1 kg"]]
     lines = (tmp_path / "nn" / "titles.jsonl").read_text(encoding="utf-8").splitlines()
     assert len(lines) == len(TEXTS)
+    back.save(tmp_path / "nn")  # saved again over the folder it was read from: unchanged
+    assert (tmp_path / "nn" / "titles.jsonl").read_text(encoding="utf-8").splitlines() == lines
     (tmp_path / "nn" / "titles.jsonl").write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")
     with pytest.raises(ValueError, match="8 titles for 9 products"):
-        NeighbourIndex.load(tmp_path / "nn")
+        NeighbourIndex.load(tmp_path / "nn").examples("espresso", ["coffee"])
     (tmp_path / "nn" / "titles.jsonl").write_text("\n".join(lines[:-1] + ["{"]) + "\n")
     with pytest.raises(ValueError, match="line 9: not a JSON string"):
-        NeighbourIndex.load(tmp_path / "nn")
+        NeighbourIndex.load(tmp_path / "nn").examples("espresso", ["coffee"])
+    # adding to a loaded index reads its titles first, so the new ones line up with their rows
+    (tmp_path / "nn" / "titles.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    grown = NeighbourIndex.load(tmp_path / "nn").add(["espresso beans 250g"], ["coffee"], ["new"])
+    assert grown.examples("espresso beans 250g", ["coffee"], m=1) == [["new"]]
     # a folder saved before titles were kept still loads and scores, and says what to do
     (tmp_path / "nn" / "titles.jsonl").unlink()
     old = NeighbourIndex.load(tmp_path / "nn")
