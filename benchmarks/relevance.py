@@ -62,6 +62,8 @@ VARIANTS = {
         "decoder_warmup": True,
         "prior": "none",
     },
+    # the rationale as token tags: which input words it cites, for which label (no decoder)
+    "tags+prior": {"aux": "tags", "decoder_warmup": False, "prior": PRIOR},
     "reasoning+warmup+prior+smollm2": {
         "aux": "decoder",
         "decoder": "smollm2",

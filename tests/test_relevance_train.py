@@ -68,6 +68,28 @@ def test_distillation_learns_and_exports(data, tmp_path):
     np.testing.assert_allclose(back.predict_proba(pairs), prob, atol=1e-5)
 
 
+def test_tags_variant_learns_the_citations_and_ships_only_the_cross_encoder(data, tmp_path):
+    _, pairs, rat = data
+    d = RelevanceDistiller(
+        aux="tags", lam=1.0, epochs=6, batch_size=8, learning_rate=1e-4, logging_steps=1,
+        seed=0, prior="none",
+    ).fit(pairs, rat, progress=False)  # fmt: skip
+    logged = [h for h in d.log_history if "loss" in h]
+    aux = [h["loss_aux"] for h in logged]
+    # both parts are logged, and the token classifier learns which words the rationales cite
+    assert all("loss_cls" in h for h in logged) and aux[0] > 0.5
+    assert np.mean(aux[-3:]) < 0.8 * np.mean(aux[:3])
+    d.save(tmp_path / "ce")
+    from safetensors import safe_open
+
+    with safe_open(str(tmp_path / "ce" / "model.safetensors"), "pt") as f:
+        keys = list(f.keys())
+    assert keys and not any("tagger" in k for k in keys)
+    np.testing.assert_allclose(
+        RelevanceScorer(tmp_path / "ce").predict_proba(pairs), d.predict_proba(pairs), atol=1e-5
+    )
+
+
 def test_config_rejects_unknown_keys_and_wrong_types():
     with pytest.raises(TypeError, match="epoch"):
         RelevanceDistiller(epoch=3)

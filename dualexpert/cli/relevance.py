@@ -92,7 +92,9 @@ def distill(
     rationales_file: Annotated[
         Path | None, typer.Option("--rationales", help="Rationale JSONL (from `rationales`).")
     ] = None,
-    aux: Annotated[str, typer.Option(help="decoder, embedding or none (plain CE).")] = "decoder",
+    aux: Annotated[
+        str, typer.Option(help="decoder, embedding, tags or none (plain CE).")
+    ] = "decoder",
     encoder: Annotated[str, typer.Option(help="minilm, mpnet, or a HF name/folder.")] = "minilm",
     decoder: Annotated[
         str | None,

@@ -40,7 +40,8 @@ class DistillConfig(StrictConfig):
     paper's Table 4 where they fit 1K pairs."""
 
     encoder: str = "minilm"
-    aux: Literal["decoder", "embedding", "none"] = "decoder"
+    # "tags": a token classifier learns which input words the rationale cites (.tags)
+    aux: Literal["decoder", "embedding", "tags", "none"] = "decoder"
     decoder: str | None = None  # default: a BERT-style decoder from the encoder's weights
     embedder: str = "minilm"  # rationale embeddings for aux="embedding" (paper: BGE-M3)
     lam: float = 0.1
@@ -300,7 +301,11 @@ class RelevanceDistiller:
             args=args,
             train_dataset=PairDataset(rows),
             data_collator=PairCollator(
-                self.tokenizer, cfg.max_length, rtok, cfg.rationale_max_length
+                self.tokenizer,
+                cfg.max_length,
+                rtok,
+                cfg.rationale_max_length,
+                tags=model.aux == "tags",
             ),
             schedule_fractions=(frozen, enc_warm, cfg.head_warmup_fraction),
             decoder_weight_decay=cfg.decoder_weight_decay,

@@ -11,6 +11,8 @@ training an auxiliary head learns the LLM's rationale from the encoder's token s
   token states, projected into its embedding space, are a prefix it reads before the rationale.
 * ``aux="embedding"``: the mean-pooled encoder output, through a linear map, regresses a sentence
   embedding of the rationale (MSE).
+* ``aux="tags"``: a linear token classifier on the encoder's token states predicts, for each
+  input token, whether the rationale cites its word, and for which label (:mod:`.tags`).
 * ``aux="none"``: the plain cross-encoder baseline.
 
 With ``residual=True`` the cross-encoder's logit is added to a fixed prior logit per pair (the
@@ -223,8 +225,8 @@ class RationaleDistillModel(nn.Module):
         super().__init__()
         from transformers import AutoModelForSequenceClassification
 
-        if aux not in ("decoder", "embedding", "none"):
-            raise ValueError(f"aux must be decoder, embedding or none, not {aux!r}")
+        if aux not in ("decoder", "embedding", "tags", "none"):
+            raise ValueError(f"aux must be decoder, embedding, tags or none, not {aux!r}")
         self.cross = AutoModelForSequenceClassification.from_pretrained(encoder, num_labels=1)
         dim = self.cross.config.hidden_size
         self.aux, self.ignore_cls, self.lam = aux, ignore_cls, lam
@@ -241,7 +243,12 @@ class RationaleDistillModel(nn.Module):
             nn.init.zeros_(head.bias)
         self.decoder: nn.Module | None = None
         self.transform: nn.Module | None = None
-        if aux == "decoder":
+        self.tagger: nn.Module | None = None
+        if aux == "tags":
+            from .tags import N_TAGS
+
+            self.tagger = nn.Linear(dim, N_TAGS)
+        elif aux == "decoder":
             self.decoder = make_decoder(decoder or encoder, dim)
         elif aux == "embedding":
             if not embedding_dim:
@@ -263,6 +270,7 @@ class RationaleDistillModel(nn.Module):
         rationale_ids: torch.Tensor | None = None,
         rationale_mask: torch.Tensor | None = None,
         rationale_embedding: torch.Tensor | None = None,
+        rationale_tags: torch.Tensor | None = None,
         prior_logit: torch.Tensor | None = None,
         aux_only: bool = False,
     ) -> dict[str, Any]:
@@ -289,7 +297,14 @@ class RationaleDistillModel(nn.Module):
             mask = attention_mask
             if self.ignore_cls:
                 states, mask = states[:, 1:], mask[:, 1:]
-            if self.aux == "decoder" and rationale_ids is not None:
+                if rationale_tags is not None:
+                    rationale_tags = rationale_tags[:, 1:]
+            if self.aux == "tags" and rationale_tags is not None:
+                if (rationale_tags >= 0).any():  # else a batch of pairs without rationales
+                    l_aux = nn.functional.cross_entropy(
+                        self.tagger(states).flatten(0, 1).float(), rationale_tags.flatten()
+                    )
+            elif self.aux == "decoder" and rationale_ids is not None:
                 l_aux = self.decoder(states, mask, rationale_ids, rationale_mask)
             elif self.aux == "embedding" and rationale_embedding is not None:
                 m = mask.unsqueeze(-1).to(states.dtype)

@@ -31,7 +31,8 @@ class PairDataset(Dataset):
 
 
 class PairCollator:
-    """Tokenises (query, title) for the encoder and the rationale for the decoder."""
+    """Tokenises (query, title) for the encoder and the rationale for the decoder; with
+    ``tags``, the rationale becomes one target per input token instead (:mod:`.tags`)."""
 
     def __init__(
         self,
@@ -39,9 +40,11 @@ class PairCollator:
         max_length: int,
         rationale_tokenizer: Any = None,
         rationale_max_length: int = 64,
+        tags: bool = False,
     ):
         self.tok, self.max_length = tokenizer, max_length
         self.rtok, self.rmax = rationale_tokenizer, rationale_max_length
+        self.tags = tags
 
     def __call__(self, batch: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         enc = self.tok(
@@ -51,9 +54,19 @@ class PairCollator:
             max_length=self.max_length,
             padding=True,
             return_tensors="pt",
+            return_offsets_mapping=self.tags,
         )
         out = dict(enc)
         out["labels"] = torch.tensor([float(b["label"]) for b in batch])
+        if self.tags:
+            from .tags import token_tags
+
+            rationales = [b.get("rationale") for b in batch]
+            tags = token_tags(enc, [(b["query"], b["title"]) for b in batch], rationales,
+                              [float(b["label"]) for b in batch])  # fmt: skip
+            out.pop("offset_mapping")
+            if any(rationales):
+                out["rationale_tags"] = torch.tensor(tags)
         if self.rtok is not None and any(b.get("rationale") for b in batch):
             r = self.rtok(
                 [b.get("rationale") or "" for b in batch],
@@ -92,6 +105,8 @@ class DistillTrainer(PhasedTrainer):
         self.decoder_weight_decay = decoder_weight_decay
         self.head_lr_multiplier = head_lr_multiplier
         self.schedule: WarmupSchedule | None = None
+        self._parts: dict[str, float] = {}  # summed loss parts since the last log
+        self._part_batches = 0
 
     def create_optimizer(self, model: Any = None) -> torch.optim.Optimizer:
         """AdamW over three groups: encoder, classification head, auxiliary head (decoder)."""
@@ -134,7 +149,20 @@ class DistillTrainer(PhasedTrainer):
     def batch_loss(self, model: torch.nn.Module, inputs: dict[str, Any]) -> tuple[Any, Any]:
         aux_only = self.schedule is not None and self.schedule.aux_only(self.state.global_step)
         out = model(**inputs, aux_only=aux_only)
+        if model.training:
+            for key in ("loss_cls", "loss_aux"):
+                self._parts[key] = self._parts.get(key, 0.0) + float(out[key])
+            self._part_batches += 1
         return out["loss"], out
+
+    def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+        """The Trainer's log, with the mean of each loss part (L_cls, L_aux unweighted) over
+        the batches since the last training log."""
+        if "loss" in logs and self._part_batches:
+            for key, total in self._parts.items():
+                logs[key] = round(total / self._part_batches, 4)
+            self._parts, self._part_batches = {}, 0
+        super().log(logs, *args, **kwargs)
 
     def phase(self, step: int) -> str | None:
         if self.schedule is None:
