@@ -61,11 +61,11 @@ class PairCollator:
         if self.tags:
             from .tags import token_tags
 
-            rationales = [b.get("rationale") for b in batch]
-            tags = token_tags(enc, [(b["query"], b["title"]) for b in batch], rationales,
-                              [float(b["label"]) for b in batch])  # fmt: skip
             out.pop("offset_mapping")
-            if any(rationales):
+            rationales = [b.get("rationale") for b in batch]
+            if any(rationales):  # else nothing to learn from this batch
+                tags = token_tags(enc, [(b["query"], b["title"]) for b in batch], rationales,
+                                  [float(b["label"]) for b in batch])  # fmt: skip
                 out["rationale_tags"] = torch.tensor(tags)
         if self.rtok is not None and any(b.get("rationale") for b in batch):
             r = self.rtok(
