@@ -122,6 +122,9 @@ def _store(out: Path, results: dict) -> None:
         for entry in results.values():
             if isinstance(entry, dict) and entry.get("runs"):
                 _summarise(entry)
+        paired = _paired(results)
+        if paired:
+            results[PAIRED] = paired
         tmp = res_file.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(results, indent=2))
         tmp.replace(res_file)
@@ -141,6 +144,37 @@ def _summarise(entry: dict) -> None:
     entry["mean"] = {k: v[0] for k, v in stats.items()}
     entry["ci95"] = {k: v[1] for k, v in stats.items()}
     entry["interval"] = f"t over {len(runs)} seeds"
+
+
+#: the trained system every other trained system is compared with, seed by seed
+BASELINE = "cross_encoder+prior"
+PAIRED = f"paired_minus_{BASELINE}"
+
+
+def _paired(results: dict, baseline: str = BASELINE) -> dict:
+    """Each trained system minus ``baseline`` on the same training seeds, in points: the mean
+    and 95% t-interval of the per-seed differences (the comparison bar 2 asks for), for the
+    pooled ROC-AUC, the stacked cross-encoder alone and the within-query AUC."""
+    from dualexpert.evaluation.metrics import mean_ci
+
+    base = (results.get(baseline) or {}).get("runs") or {}
+    out: dict = {}
+    for name, entry in results.items():
+        if name == baseline or not isinstance(entry, dict) or not entry.get("runs"):
+            continue
+        row = {}
+        for metric in ("roc_auc", "cross_roc_auc", "query_auc"):
+            by_seed = {
+                seed: 100 * (run[metric] - base[seed][metric])
+                for seed, run in entry["runs"].items()
+                if metric in run and metric in base.get(seed, {})
+            }
+            if by_seed:
+                mean, half = mean_ci(list(by_seed.values()))
+                row[metric] = {"mean": mean, "ci95": half, "by_seed": by_seed}
+        if row:
+            out[name] = row
+    return out
 
 
 def _take_in(results: dict, saved: dict) -> None:
@@ -215,6 +249,7 @@ def main() -> None:
         merged: dict = {}
         for f in args.table:
             merged.update(json.loads(Path(f).read_text()))
+        merged[PAIRED] = _paired(merged)  # files written before the comparison was stored
         print_table(merged)
         return
     print_table(run(args))
@@ -399,6 +434,13 @@ def print_table(results: dict) -> None:
             cells.append(f"{m:.4f}±{h:.3f}" if h is not None else f"{m:.4f}      ")
         pps = r["mean"].get("pairs_per_s") or r.get("pairs_per_s")
         print(f"{name:32s} " + " ".join(f"{c:>15s}" for c in cells) + f" {pps or 0:9.1f}")
+    paired = results.get(PAIRED) or {}
+    if paired:
+        print(f"\nminus {BASELINE}, same seeds, points (mean ± 95% t; by seed)")
+    for name, row in paired.items():
+        for metric, d in row.items():
+            seeds = ", ".join(f"{s}: {v:+.2f}" for s, v in sorted(d["by_seed"].items()))
+            print(f"{name:32s} {metric:14s} {d['mean']:+.2f} ± {d['ci95']:.2f}  ({seeds})")
 
 
 if __name__ == "__main__":

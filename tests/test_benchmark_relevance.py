@@ -128,3 +128,27 @@ def test_learning_curve_table_and_epochs(tmp_path, capsys):
         curve.parse_also([f"x={tmp_path}"])
     curve.plot(pts, tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 1000
+
+
+def test_trained_systems_are_compared_with_the_baseline_seed_by_seed(tmp_path, capsys):
+    # bar 2 is a paired comparison: the same seeds, the difference per seed, then its interval
+    from scipy import stats
+
+    bench = _bench()
+    base = {"0": {"roc_auc": 0.70, "query_auc": 0.64}, "1": {"roc_auc": 0.71, "query_auc": 0.65}}
+    tags = {
+        "0": {"roc_auc": 0.705, "query_auc": 0.63},
+        "1": {"roc_auc": 0.708, "query_auc": 0.66},
+        "2": {"roc_auc": 0.9, "query_auc": 0.9},  # no baseline run for seed 2: left out
+    }
+    bench._store(tmp_path, {bench.BASELINE: {"runs": base}, "tags": {"runs": tags}})
+    saved = json.loads((tmp_path / "results.json").read_text())
+    row = saved[bench.PAIRED]["tags"]
+    assert row["roc_auc"]["by_seed"] == pytest.approx({"0": 0.5, "1": -0.2})
+    assert row["roc_auc"]["mean"] == pytest.approx(0.15)
+    half = stats.t.ppf(0.975, 1) * stats.tstd([0.5, -0.2]) / 2**0.5
+    assert row["roc_auc"]["ci95"] == pytest.approx(half)
+    assert row["query_auc"]["by_seed"] == pytest.approx({"0": -1.0, "1": 1.0})
+    assert "cross_roc_auc" not in row and bench.BASELINE not in saved[bench.PAIRED]
+    bench.print_table(saved)
+    assert "+0.15 ±" in capsys.readouterr().out
