@@ -122,6 +122,7 @@ def _store(out: Path, results: dict) -> None:
         for entry in results.values():
             if isinstance(entry, dict) and entry.get("runs"):
                 _summarise(entry)
+        results.pop(PAIRED, None)  # worked out again from the runs, never carried over
         paired = _paired(results)
         if paired:
             results[PAIRED] = paired
