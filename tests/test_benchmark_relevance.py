@@ -152,3 +152,7 @@ def test_trained_systems_are_compared_with_the_baseline_seed_by_seed(tmp_path, c
     assert "cross_roc_auc" not in row and bench.BASELINE not in saved[bench.PAIRED]
     bench.print_table(saved)
     assert "+0.15 ±" in capsys.readouterr().out
+    # a comparison left in the file by an earlier write is not carried over without its runs
+    (tmp_path / "results.json").write_text(json.dumps({bench.PAIRED: row, "tags": {"runs": tags}}))
+    bench._store(tmp_path, {"tags": {"runs": tags}})
+    assert bench.PAIRED not in json.loads((tmp_path / "results.json").read_text())
