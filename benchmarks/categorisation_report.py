@@ -353,6 +353,7 @@ def mwpd() -> list[dict[str, Any]]:
         "mwpd", "domain_expert@4ep-ctx-nn-sumboth", (42, 43, 44), shipped_model=False
     )
     rows += label_summary_rows()
+    rows += shipped_rows()
     rows += rationale_rows("mwpd")
     rows += strategy_rows(
         "mwpd",
@@ -426,6 +427,52 @@ def current_mwpd() -> list[dict[str, Any]]:
                     products_s=_speed([name], "fused_products_s"), train_min=_fit_minutes(fits)),
             ]  # fmt: skip
     return rows
+
+
+def shipped_rows(
+    model: str = "domain_expert@4ep-syn-ctx-titles", seeds: tuple[int, ...] = (42, 43, 44)
+) -> list[dict[str, Any]]:
+    """Session 42: the default as shipped, end to end (`train`'s recipe: context, synthetic
+    products from the bundled LLM, tau 1, lexical expert, neighbour index keeping titles; then
+    the channel with 2 examples a candidate below 0.8, fused at 0.3), against the bars' baseline
+    (the encoder alone with context, no synthetic products: ``@4ep-ctx``) on the same seeds."""
+    name = "disagreement/disagreement-mwpd-{}-s{}-k5-confidence-channel-ex2-t0.8.json"
+    found = {s: d for s in seeds if (d := _load(name.format(model, s)))}
+    ctx = _load("fusion-mwpd@4ep-ctx.json")
+    if not found or ctx is None:
+        return []
+    alone_by_seed = {r["seed"]: r["rows"]["domain expert alone (encoder)"] for r in ctx["runs"]}
+    used = [s for s in found if s in alone_by_seed]
+    if not used:
+        return []
+    alone = [alone_by_seed[s] for s in used]
+    tier = [found[s]["rows"]["domain expert, shipped (fused), no LLM"] for s in used]
+    fused = [found[s]["rows"]["fused with the LLM, w=0.3"] for s in used]
+    calls = mean(found[s]["meta"]["llm_calls_per_product_all_routed"] for s in used)
+    secs = mean(found[s]["meta"]["llm_seconds_per_asked"] for s in used)
+    fits = [f"mwpd/domain_expert{model.split('domain_expert', 1)[1]}{_seed_suffix(s)}.json"
+            for s in used]  # fmt: skip
+    src = name.format(model, "*")
+    bars = ("lvl3 wF1", "lvl3 mF1", "lvl3 acc")
+    speeds = [v for f in fits if (v := _speed_of(f))]
+    tier_speed = mean(speeds) if speeds else None
+    # the whole system: every routed product asked, one call at a time, at the measured seconds
+    whole = 1 / (1 / tier_speed + calls * secs) if tier_speed else None
+    return [
+        row("**session 42, the default as shipped, domain tier alone** (context + synthetic "
+            "+ lexical + neighbours, tau 1)", tier, src, llm_calls=0.0,
+            products_s=tier_speed, train_min=_fit_minutes(fits),
+            note=f"seeds {', '.join(map(str, used))}; minus the encoder alone (the bars' "
+            "baseline), points (paired by seed): " + paired(tier, alone, bars)),
+        row("session 42, the default as shipped: its LLM channel's pick alone (2 examples a "
+            "candidate, p < 0.8)", [found[s]["rows"]["LLM pick alone"] for s in used], src,
+            llm_calls=calls, note=f"{secs:.1f} s a routed product; minus the tier alone: "
+            + _gain([found[s]["rows"]["LLM pick alone"] for s in used], tier)),
+        row("**session 42, the default as shipped, end to end: + the channel fused at 0.3**",
+            fused, src, llm_calls=calls, products_s=whole, train_min=_fit_minutes(fits),
+            note="minus the encoder alone (the bars), points (paired by seed): "
+            + paired(fused, alone, bars) + "; minus the tier alone: " + _gain(fused, tier)),
+    ]  # fmt: skip
 
 
 def label_summary_rows() -> list[dict[str, Any]]:
