@@ -454,6 +454,10 @@ def shipped_rows(
             for s in used]  # fmt: skip
     src = name.format(model, "*")
     bars = ("lvl3 wF1", "lvl3 mF1", "lvl3 acc")
+    # the same tier with no LLM anywhere (no synthetic products, tau 0; session 35's models)
+    no_llm = {r["seed"]: r["rows"]["shipped: + neighbours"]
+              for r in (_load("fusion-mwpd@4ep-ctx-nn.json") or {}).get("runs", [])}  # fmt: skip
+    without = [no_llm[s] for s in used if s in no_llm]
     speeds = [v for f in fits if (v := _speed_of(f))]
     tier_speed = mean(speeds) if speeds else None
     # the whole system: every routed product asked, one call at a time, at the measured seconds
@@ -471,7 +475,9 @@ def shipped_rows(
         row("**session 42, the default as shipped, end to end: + the channel fused at 0.3**",
             fused, src, llm_calls=calls, products_s=whole, train_min=_fit_minutes(fits),
             note="minus the encoder alone (the bars), points (paired by seed): "
-            + paired(fused, alone, bars) + "; minus the tier alone: " + _gain(fused, tier)),
+            + paired(fused, alone, bars) + "; minus the tier alone: " + _gain(fused, tier)
+            + "; minus the same tier with no LLM at all (no synthetic products, tau 0): "
+            + paired(fused, without, bars)),
     ]  # fmt: skip
 
 
