@@ -99,6 +99,12 @@ def _fit_minutes(names: list[str]) -> float | None:
     return mean(vals) if vals else None
 
 
+def _with_llm(tier_speed: float, calls: float, seconds: float) -> float:
+    """Products/s of the whole system: the tier's rate, plus every routed product asked (``calls``
+    a product), one call at a time at the measured ``seconds`` a call."""
+    return 1 / (1 / tier_speed + calls * seconds)
+
+
 def paired(a: list[dict[str, float]], b: list[dict[str, float]], cols: tuple[str, ...]) -> str:
     """``a`` minus ``b`` in points, seed by seed (the lists in the same seed order), as
     ``col mean ± 95% half-width`` for each of ``cols``."""
@@ -134,7 +140,7 @@ def llm_rows(
             secs = [m["llm_seconds_per_asked"] for m in metas if m.get("llm_seconds_per_asked")]
             speed = None
             if base_speed and len(secs) == len(metas):
-                speed = 1 / (1 / base_speed + calls * mean(secs))
+                speed = _with_llm(base_speed, calls, mean(secs))
             rows.append(
                 row(label, [d["rows"][variant] for *_, d in found], names,
                     llm_calls=calls, products_s=speed,
@@ -460,8 +466,7 @@ def shipped_rows(
     without = [no_llm[s] for s in used if s in no_llm]
     speeds = [v for f in fits if (v := _speed_of(f))]
     tier_speed = mean(speeds) if speeds else None
-    # the whole system: every routed product asked, one call at a time, at the measured seconds
-    whole = 1 / (1 / tier_speed + calls * secs) if tier_speed else None
+    whole = _with_llm(tier_speed, calls, secs) if tier_speed else None
     return [
         row("**session 42, the default as shipped, domain tier alone** (context + synthetic "
             "+ lexical + neighbours, tau 1)", tier, src, llm_calls=0.0,

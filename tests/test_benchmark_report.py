@@ -72,6 +72,8 @@ def test_shipped_rows_pair_each_seed_with_its_own_baselines(tmp_path):
     assert "minus the tier alone: lvl3 wF1 +1.50" in end["note"]
     assert "6 fixed, 2 broken" in end["note"]
     assert "2 fixed, 4 broken" in pick_row["note"]
+    # minus the tier with no LLM at all (0.79 on both seeds): +2 and +5 points
+    assert "no synthetic products, tau 0): lvl3 wF1 +3.50" in end["note"]
     # the whole system's rate: 1 / (1/2 + 0.05 * 10) products/s
     assert end["products_s"] == pytest.approx(1.0)
     assert end["train_min"] == pytest.approx(10.0)
