@@ -616,6 +616,7 @@ def bigbasket() -> list[dict[str, Any]]:
                           "bigbasket/domain_expert@4ep-syn-s44.json")  # fmt: skip
     rows += channel_rows("bigbasket", "domain_expert@4ep-nn", (42, 43, 44))
     rows += examples_rows("bigbasket", "domain_expert@4ep-nn", (42, 43, 44))
+    rows += bigbasket_shipped_rows()
     return rows
 
 
@@ -648,6 +649,52 @@ def current_bigbasket() -> list[dict[str, Any]]:
             note=f"{note}; minus TF-IDF on the same split, points (paired): "
             + paired(shipped, tfidf, ("lvl3 acc", "lvl3 mF1", "lvl3 wF1"))),
     ]  # fmt: skip
+
+
+def bigbasket_shipped_rows(
+    model: str = "domain_expert@4ep-syn-titles", seeds: tuple[int, ...] = (42, 43, 44)
+) -> list[dict[str, Any]]:
+    """Session 43: BigBasket's default as shipped, end to end (`train`'s recipe: synthetic
+    products from the bundled LLM for each split's rare leaves, tau 1, lexical expert, neighbour
+    index keeping titles; then the channel with 2 examples a candidate below 0.8, fused at 0.3),
+    against TF-IDF + LinearSVC on the same seed's split (the issue's BigBasket bar)."""
+    fits = {s: f"bigbasket/{model}{_seed_suffix(s)}.json" for s in seeds}
+    tier = {s: r for s, f in fits.items() for r in from_report(f)}
+    tfidf = {s: r for s in seeds
+             for r in from_report(f"bigbasket/tfidf_linear@2ep{_seed_suffix(s)}.json")}  # fmt: skip
+    used = [s for s in tier if s in tfidf]
+    if not used:
+        return []
+    bar = ("lvl3 acc", "lvl3 mF1", "lvl3 wF1")
+    speeds = [v for s in used if (v := _speed_of(fits[s]))]
+    tier_speed = mean(speeds) if speeds else None
+    rows = [
+        row("**session 43, BigBasket's default as shipped, domain tier alone** (synthetic + "
+            "lexical + neighbours, tau 1)", [tier[s] for s in used], f"bigbasket/{model}*.json",
+            llm_calls=0.0, products_s=tier_speed,
+            train_min=_fit_minutes([fits[s] for s in used]),
+            note=f"seeds {', '.join(map(str, used))}; minus TF-IDF on the same split, points "
+            "(paired by seed): " + paired([tier[s] for s in used], [tfidf[s] for s in used], bar)),
+    ]  # fmt: skip
+    name = "disagreement/disagreement-bigbasket-{}-s{}-k5-confidence-channel-ex2-t0.8.json"
+    found = {s: d for s in used if (d := _load(name.format(model, s)))}
+    if not found:
+        return rows
+    asked = list(found)
+    alone = [found[s]["rows"]["domain expert, shipped (fused), no LLM"] for s in asked]
+    fused = [found[s]["rows"]["fused with the LLM, w=0.3"] for s in asked]
+    calls = mean(found[s]["meta"]["llm_calls_per_product_all_routed"] for s in asked)
+    secs = mean(found[s]["meta"]["llm_seconds_per_asked"] for s in asked)
+    whole = _with_llm(tier_speed, calls, secs) if tier_speed else None
+    rows.append(row(
+        "**session 43, BigBasket's default as shipped, end to end: + the channel with 2 "
+        "examples a candidate on p < 0.8, fused at 0.3**", fused, name.format(model, "*"),
+        llm_calls=calls, products_s=whole, train_min=_fit_minutes([fits[s] for s in asked]),
+        note=f"seeds {', '.join(map(str, asked))}; {secs:.1f} s a routed product; minus TF-IDF "
+        "on the same split, points (paired by seed): "
+        + paired(fused, [tfidf[s] for s in asked], bar) + "; minus the tier alone: "
+        + _gain(fused, alone)))  # fmt: skip
+    return rows
 
 
 def _speed_cell(v: float | None) -> str:

@@ -81,3 +81,47 @@ def test_shipped_rows_pair_each_seed_with_its_own_baselines(tmp_path):
 
 def test_shipped_rows_are_empty_without_the_runs(tmp_path):
     assert _report(tmp_path).shipped_rows() == []
+
+
+def _report_file(path: Path, v: float) -> None:
+    """A domain_expert.py result with every level at ``v``."""
+    level = {"accuracy": v, "f1_weighted": v, "f1_macro": v}
+    _write(path, {"lvl1": level, "lvl2": level, "lvl3": level,
+                  "timing": {"fit_seconds": 1200.0, "products_per_second": 4.0}})  # fmt: skip
+
+
+def test_bigbasket_shipped_rows_pair_each_seed_with_its_own_split(tmp_path):
+    model = "domain_expert@x"
+    tier = {42: 0.75, 43: 0.74, 44: 0.76}
+    tfidf = {42: 0.73, 43: 0.74, 44: 0.73}
+    for s in (42, 43, 44):
+        suffix = "" if s == 42 else f"-s{s}"
+        _report_file(tmp_path / f"bigbasket/{model}{suffix}.json", tier[s])
+        _report_file(tmp_path / f"bigbasket/tfidf_linear@2ep{suffix}.json", tfidf[s])
+    rep = _report(tmp_path)
+    (tier_row,) = rep.bigbasket_shipped_rows(model, (42, 43, 44))  # no LLM run yet: one row
+    assert tier_row["seeds"] == 3
+    # +2, 0, +3 points by seed
+    assert "lvl3 acc +1.67" in tier_row["note"]
+    # the channel on seed 43 only: its end-to-end row pairs with seed 43's split, not seed 42's
+    _write(
+        tmp_path
+        / f"disagreement/disagreement-bigbasket-{model}-s43-k5-confidence-channel-ex2-t0.8.json",
+        {
+            "meta": {"llm_calls_per_product_all_routed": 0.05, "llm_seconds_per_asked": 5.0},
+            "rows": {
+                "domain expert, shipped (fused), no LLM": _scores(0.74),
+                "fused with the LLM, w=0.3": _scores(0.745, fixed=4, broken=1),
+            },
+        },
+    )
+    rows = rep.bigbasket_shipped_rows(model, (42, 43, 44))
+    assert len(rows) == 2
+    end = rows[1]
+    assert end["seeds"] == 1
+    assert "seeds 43;" in end["note"]
+    assert "minus TF-IDF on the same split, points (paired by seed): lvl3 acc +0.50" in end["note"]
+    assert "minus the tier alone: lvl3 wF1 +0.50" in end["note"]
+    assert "4 fixed, 1 broken" in end["note"]
+    # the whole system's rate: 1 / (1/4 + 0.05 * 5) products/s
+    assert end["products_s"] == pytest.approx(2.0)
