@@ -435,6 +435,20 @@ def current_mwpd() -> list[dict[str, Any]]:
     return rows
 
 
+def _shipped_channel(
+    dataset: str, model: str, seeds: list[int] | tuple[int, ...]
+) -> tuple[dict[int, dict[str, Any]], float, float]:
+    """The default as shipped's channel runs (2 examples a candidate, below 0.8) of ``model``'s
+    ``seeds`` that exist, by seed, with their mean LLM calls a product and seconds a call."""
+    name = "disagreement/disagreement-{}-{}-s{}-k5-confidence-channel-ex2-t0.8.json"
+    found = {s: d for s in seeds if (d := _load(name.format(dataset, model, s)))}
+    if not found:
+        return {}, math.nan, math.nan
+    calls = mean(d["meta"]["llm_calls_per_product_all_routed"] for d in found.values())
+    secs = mean(d["meta"]["llm_seconds_per_asked"] for d in found.values())
+    return found, calls, secs
+
+
 def shipped_rows(
     model: str = "domain_expert@4ep-syn-ctx-titles", seeds: tuple[int, ...] = (42, 43, 44)
 ) -> list[dict[str, Any]]:
@@ -442,23 +456,19 @@ def shipped_rows(
     products from the bundled LLM, tau 1, lexical expert, neighbour index keeping titles; then
     the channel with 2 examples a candidate below 0.8, fused at 0.3), against the bars' baseline
     (the encoder alone with context, no synthetic products: ``@4ep-ctx``) on the same seeds."""
-    name = "disagreement/disagreement-mwpd-{}-s{}-k5-confidence-channel-ex2-t0.8.json"
-    found = {s: d for s in seeds if (d := _load(name.format(model, s)))}
     ctx = _load("fusion-mwpd@4ep-ctx.json")
-    if not found or ctx is None:
+    if ctx is None:
         return []
     alone_by_seed = {r["seed"]: r["rows"]["domain expert alone (encoder)"] for r in ctx["runs"]}
-    used = [s for s in found if s in alone_by_seed]
+    found, calls, secs = _shipped_channel("mwpd", model, [s for s in seeds if s in alone_by_seed])
+    used = list(found)
     if not used:
         return []
     alone = [alone_by_seed[s] for s in used]
     tier = [found[s]["rows"]["domain expert, shipped (fused), no LLM"] for s in used]
     fused = [found[s]["rows"]["fused with the LLM, w=0.3"] for s in used]
-    calls = mean(found[s]["meta"]["llm_calls_per_product_all_routed"] for s in used)
-    secs = mean(found[s]["meta"]["llm_seconds_per_asked"] for s in used)
-    fits = [f"mwpd/domain_expert{model.split('domain_expert', 1)[1]}{_seed_suffix(s)}.json"
-            for s in used]  # fmt: skip
-    src = name.format(model, "*")
+    fits = [f"mwpd/{model}{_seed_suffix(s)}.json" for s in used]
+    src = f"disagreement/disagreement-mwpd-{model}-s*-k5-confidence-channel-ex2-t0.8.json"
     bars = ("lvl3 wF1", "lvl3 mF1", "lvl3 acc")
     # the same tier with no LLM anywhere (no synthetic products, tau 0; session 35's models)
     no_llm = {r["seed"]: r["rows"]["shipped: + neighbours"]
@@ -676,19 +686,17 @@ def bigbasket_shipped_rows(
             note=f"seeds {', '.join(map(str, used))}; minus TF-IDF on the same split, points "
             "(paired by seed): " + paired([tier[s] for s in used], [tfidf[s] for s in used], bar)),
     ]  # fmt: skip
-    name = "disagreement/disagreement-bigbasket-{}-s{}-k5-confidence-channel-ex2-t0.8.json"
-    found = {s: d for s in used if (d := _load(name.format(model, s)))}
+    found, calls, secs = _shipped_channel("bigbasket", model, used)
     if not found:
         return rows
     asked = list(found)
     alone = [found[s]["rows"]["domain expert, shipped (fused), no LLM"] for s in asked]
     fused = [found[s]["rows"]["fused with the LLM, w=0.3"] for s in asked]
-    calls = mean(found[s]["meta"]["llm_calls_per_product_all_routed"] for s in asked)
-    secs = mean(found[s]["meta"]["llm_seconds_per_asked"] for s in asked)
     whole = _with_llm(tier_speed, calls, secs) if tier_speed else None
     rows.append(row(
         "**session 43, BigBasket's default as shipped, end to end: + the channel with 2 "
-        "examples a candidate on p < 0.8, fused at 0.3**", fused, name.format(model, "*"),
+        "examples a candidate on p < 0.8, fused at 0.3**", fused,
+        f"disagreement/disagreement-bigbasket-{model}-s*-k5-confidence-channel-ex2-t0.8.json",
         llm_calls=calls, products_s=whole, train_min=_fit_minutes([fits[s] for s in asked]),
         note=f"seeds {', '.join(map(str, asked))}; {secs:.1f} s a routed product; minus TF-IDF "
         "on the same split, points (paired by seed): "
