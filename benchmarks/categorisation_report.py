@@ -694,7 +694,7 @@ def bigbasket_shipped_rows(
     fused = [found[s]["rows"]["fused with the LLM, w=0.3"] for s in asked]
     whole = _with_llm(tier_speed, calls, secs) if tier_speed else None
     rows.append(row(
-        "**session 43, BigBasket's default as shipped, end to end: + the channel with 2 "
+        "**sessions 43-44, BigBasket's default as shipped, end to end: + the channel with 2 "
         "examples a candidate on p < 0.8, fused at 0.3**", fused,
         f"disagreement/disagreement-bigbasket-{model}-s*-k5-confidence-channel-ex2-t0.8.json",
         llm_calls=calls, products_s=whole, train_min=_fit_minutes([fits[s] for s in asked]),
