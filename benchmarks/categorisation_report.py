@@ -435,13 +435,16 @@ def current_mwpd() -> list[dict[str, Any]]:
     return rows
 
 
+# the default as shipped's channel runs: dataset, model, seed ("*" in a row's source)
+SHIPPED_CHANNEL = "disagreement/disagreement-{}-{}-s{}-k5-confidence-channel-ex2-t0.8.json"
+
+
 def _shipped_channel(
     dataset: str, model: str, seeds: list[int] | tuple[int, ...]
 ) -> tuple[dict[int, dict[str, Any]], float, float]:
     """The default as shipped's channel runs (2 examples a candidate, below 0.8) of ``model``'s
     ``seeds`` that exist, by seed, with their mean LLM calls a product and seconds a call."""
-    name = "disagreement/disagreement-{}-{}-s{}-k5-confidence-channel-ex2-t0.8.json"
-    found = {s: d for s in seeds if (d := _load(name.format(dataset, model, s)))}
+    found = {s: d for s in seeds if (d := _load(SHIPPED_CHANNEL.format(dataset, model, s)))}
     if not found:
         return {}, math.nan, math.nan
     calls = mean(d["meta"]["llm_calls_per_product_all_routed"] for d in found.values())
@@ -468,7 +471,7 @@ def shipped_rows(
     tier = [found[s]["rows"]["domain expert, shipped (fused), no LLM"] for s in used]
     fused = [found[s]["rows"]["fused with the LLM, w=0.3"] for s in used]
     fits = [f"mwpd/{model}{_seed_suffix(s)}.json" for s in used]
-    src = f"disagreement/disagreement-mwpd-{model}-s*-k5-confidence-channel-ex2-t0.8.json"
+    src = SHIPPED_CHANNEL.format("mwpd", model, "*")
     bars = ("lvl3 wF1", "lvl3 mF1", "lvl3 acc")
     # the same tier with no LLM anywhere (no synthetic products, tau 0; session 35's models)
     no_llm = {r["seed"]: r["rows"]["shipped: + neighbours"]
@@ -696,7 +699,7 @@ def bigbasket_shipped_rows(
     rows.append(row(
         "**sessions 43-44, BigBasket's default as shipped, end to end: + the channel with 2 "
         "examples a candidate on p < 0.8, fused at 0.3**", fused,
-        f"disagreement/disagreement-bigbasket-{model}-s*-k5-confidence-channel-ex2-t0.8.json",
+        SHIPPED_CHANNEL.format("bigbasket", model, "*"),
         llm_calls=calls, products_s=whole, train_min=_fit_minutes([fits[s] for s in asked]),
         note=f"seeds {', '.join(map(str, asked))}; {secs:.1f} s a routed product; minus TF-IDF "
         "on the same split, points (paired by seed): "
