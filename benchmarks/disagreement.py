@@ -117,7 +117,13 @@ def ask_llm(
                 rank = {c: r for r, c in enumerate(g.ranking)}
                 logp = [-float(rank.get(c, len(shown))) for c in range(len(shown))]
             done[test[i].id] = logp
-            rec = {"id": test[i].id, "logp": logp, "fallback": bool(g.fallback), "seconds": took}
+            rec = {
+                "id": test[i].id,
+                "logp": logp,
+                "fallback": bool(g.fallback),
+                "decision": getattr(g, "decision", None),
+                "seconds": took,
+            }
             f.write(json.dumps(rec) + "\n")
             f.flush()
             if n % 10 == 0 or n == len(todo):
@@ -126,11 +132,14 @@ def ask_llm(
     return done
 
 
-def examples_shown(expert, train, test, asked, top, m: int) -> dict[int, list[str]]:
+def examples_shown(
+    expert, train, test, asked, top, m: int, inline: bool = False
+) -> dict[int, list[str]]:
     """Each asked product's candidates as ``DualExpert(representation="examples")`` shows them:
     the descriptive name and the ``m`` training products of that class nearest to the product.
     A model saved before its neighbour index kept titles gets the index rebuilt from ``train``
-    (the products it was built from; the same encoder and settings)."""
+    (the products it was built from; the same encoder and settings). ``inline`` puts the
+    products on the candidate's line instead (:func:`inline_examples`)."""
     from dualexpert.domain import Candidate
     from dualexpert.pipeline import DualExpert
 
@@ -141,8 +150,22 @@ def examples_shown(expert, train, test, asked, top, m: int) -> dict[int, list[st
     out = {}
     for i in asked:
         cands = [Candidate(expert.classes_[j], (), 0.0) for j in top[i]]
-        out[i] = de.general_inputs(test[i], cands)["candidates"]
+        if inline:  # a probe: the same products on the candidate's own line
+            names = [de.taxonomy.descriptive_name(c.id) for c in cands]
+            near = expert.neighbours_.examples(test[i].text(), [c.id for c in cands], m)
+            out[i] = [inline_examples(n, e) for n, e in zip(names, near, strict=True)]
+        else:
+            out[i] = de.general_inputs(test[i], cands)["candidates"]
     return out
+
+
+def inline_examples(name: str, examples: list[str]) -> str:
+    """``name (e.g. <title>; <title>)``: each title cut as ``with_examples`` cuts it, all on
+    one line, so every candidate stays one numbered line of the prompt."""
+    from dualexpert.pipeline import EXAMPLE_WORDS
+
+    cut = "; ".join(" ".join(e.split()[:EXAMPLE_WORDS]) for e in examples)
+    return f"{name} (e.g. {cut})" if examples else name
 
 
 def seconds_per_call(cache: Path) -> float | None:
@@ -207,6 +230,11 @@ def main() -> None:
         "their training products, those nearest to the product",
     )
     ap.add_argument(
+        "--inline",
+        action="store_true",
+        help="with --exemplars: each candidate's products on its own line, in brackets",
+    )
+    ap.add_argument(
         "--prior-adjustment",
         type=float,
         default=None,
@@ -227,7 +255,7 @@ def main() -> None:
         summaries = SummaryIndex.load(args.summaries).summaries
         tag += f"-summary-{args.summaries.name}"
     if args.exemplars:
-        tag += f"-ex{args.exemplars}"
+        tag += f"-ex{args.exemplars}" + ("-inline" if args.inline else "")
     folder = ROOT / "runs" / f"{args.dataset}-{args.system}{args.tag}-s{args.seed}" / "model"
     expert = DomainExpert.load(folder)
     if expert.lexical_ is None:
@@ -264,7 +292,7 @@ def main() -> None:
         tag += f"-t{args.threshold:g}"
     shown_as = None
     if args.exemplars:
-        shown_as = examples_shown(expert, train, test, asked, top, args.exemplars)
+        shown_as = examples_shown(expert, train, test, asked, top, args.exemplars, args.inline)
     logp = ask_llm(expert, test, asked, top, cache, args.llm, args.strategy, summaries, shown_as)
     is_score = args.strategy in LOGPROB_STRATEGIES
     weights = CHANNEL_WEIGHTS if args.strategy == "channel" else WEIGHTS
@@ -327,6 +355,7 @@ def main() -> None:
         "strategy": args.strategy,
         "summaries": str(args.summaries) if args.summaries else None,
         "exemplars": args.exemplars,
+        "inline": args.inline,
         "routed": len(routed),
         "asked": len(asked),
         "n_test": len(test),
