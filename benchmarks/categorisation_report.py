@@ -360,6 +360,7 @@ def mwpd() -> list[dict[str, Any]]:
     )
     rows += label_summary_rows()
     rows += shipped_rows()
+    rows += hosted_rule_rows()
     rows += rationale_rows("mwpd")
     rows += strategy_rows(
         "mwpd",
@@ -497,6 +498,49 @@ def shipped_rows(
             + "; minus the same tier with no LLM at all (no synthetic products, tau 0): "
             + paired(fused, without, bars)),
     ]  # fmt: skip
+
+
+def hosted_rule_rows(
+    model: str = "domain_expert@4ep-syn-ctx-titles", seeds: tuple[int, ...] = (42, 43, 44)
+) -> list[dict[str, Any]]:
+    """Session 45: the rule a hosted LLM gets (``zero_shot`` on p < 0.9, its pick as is), with
+    the bundled 1.5B model standing in, on the default as shipped's tier: candidates by name,
+    with two examples each as ``DualExpert(representation="examples")`` shows them, and the
+    same examples on the candidate's own line (a probe). Each row against the tier alone on
+    the same seeds."""
+    fits = [f"mwpd/{model}{_seed_suffix(s)}.json" for s in seeds]
+    speeds = [v for f in fits if (v := _speed_of(f))]
+    speed = mean(speeds) if speeds else None
+    name = "disagreement/disagreement-mwpd-{}-s{}-k5-confidence-zero_shot{}.json"
+    rows = []
+    for shown, label in (
+        ("", "names"),
+        ("-ex2", "2 examples a candidate, one a line (the channel's)"),
+        ("-ex2-inline", "2 examples a candidate, on its line (a probe)"),
+    ):
+        found = {s: d for s in seeds if (d := _load(name.format(model, s, shown)))}
+        if not found:
+            continue
+        tier = [d["rows"]["domain expert, shipped (fused), no LLM"] for d in found.values()]
+        calls = mean(d["meta"]["llm_calls_per_product_all_routed"] for d in found.values())
+        secs = mean(d["meta"]["llm_seconds_per_asked"] for d in found.values())
+        asked = ", ".join(f"{d['meta']['asked']} of {d['meta']['routed']}" for d in found.values())
+        for variant, how in (("LLM pick alone", "its pick as is (a hosted LLM's rule)"),
+                             ("fused with the LLM, w=0.25", "rank-fused at 0.25")):  # fmt: skip
+            runs = [d["rows"][variant] for d in found.values()]
+            rows.append(
+                row(
+                    f"session 45, the default as shipped's tier + local LLM zero_shot on p < 0.9, "
+                    f"{label}, {how}",
+                    runs,
+                    name.format(model, "*", shown),
+                    llm_calls=calls,
+                    products_s=_with_llm(speed, calls, secs) if speed else None,
+                    note=f"seeds {', '.join(map(str, found))}; the LLM asked about {asked} routed "
+                    f"products; {secs:.1f} s a call; minus the tier alone: " + _gain(runs, tier),
+                )
+            )
+    return rows
 
 
 def label_summary_rows() -> list[dict[str, Any]]:

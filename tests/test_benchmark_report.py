@@ -125,3 +125,39 @@ def test_bigbasket_shipped_rows_pair_each_seed_with_its_own_split(tmp_path):
     assert "4 fixed, 1 broken" in end["note"]
     # the whole system's rate: 1 / (1/4 + 0.05 * 5) products/s
     assert end["products_s"] == pytest.approx(2.0)
+
+
+def test_hosted_rule_rows_compare_each_showing_with_its_own_tier(tmp_path):
+    model = "domain_expert@x"
+    picks = {"": (0.78, 1, 3), "-ex2": (0.80, 0, 0)}  # (wF1 of the pick, fixed, broken)
+    for shown, (v, fixed, broken) in picks.items():
+        for s in (42, 43):
+            _write(
+                tmp_path / f"disagreement/disagreement-mwpd-{model}-s{s}-k5-confidence-zero_shot"
+                f"{shown}.json",
+                {
+                    "meta": {
+                        "asked": 100,
+                        "routed": 200,
+                        "llm_seconds_per_asked": 8.0,
+                        "llm_calls_per_product_all_routed": 0.05,
+                    },  # fmt: skip
+                    "rows": {
+                        "domain expert, shipped (fused), no LLM": _scores(0.80),
+                        "LLM pick alone": _scores(v, fixed=fixed, broken=broken),
+                        "fused with the LLM, w=0.25": _scores(0.81, fixed=2, broken=1),
+                    },
+                },
+            )
+    rows = _report(tmp_path).hosted_rule_rows(model, (42, 43, 44))
+    # names and the examples, each as its pick and fused; no inline runs: no rows for them
+    assert len(rows) == 4
+    names_pick, names_fused, ex_pick, _ = rows
+    assert names_pick["seeds"] == 2 and "names, its pick as is" in names_pick["system"]
+    assert "minus the tier alone: lvl3 wF1 -2.00" in names_pick["note"]
+    assert "2 fixed, 6 broken" in names_pick["note"]
+    assert "minus the tier alone: lvl3 wF1 +1.00" in names_fused["note"]
+    assert "one a line" in ex_pick["system"] and "0 fixed, 0 broken" in ex_pick["note"]
+    # no timed tier in tmp_path: no whole-system rate
+    assert names_pick["products_s"] is None
+    assert names_pick["llm_calls"] == pytest.approx(0.05)
