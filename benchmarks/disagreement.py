@@ -242,6 +242,8 @@ def main() -> None:
         "they kept their class counts get them from the training file)",
     )
     args = ap.parse_args()
+    if args.inline and not args.exemplars:
+        ap.error("--inline needs --exemplars N (the products it puts on each candidate's line)")
 
     from dualexpert.domain import DomainExpert
 
