@@ -444,8 +444,16 @@ def _shipped_channel(
     dataset: str, model: str, seeds: list[int] | tuple[int, ...]
 ) -> tuple[dict[int, dict[str, Any]], float, float]:
     """The default as shipped's channel runs (2 examples a candidate, below 0.8) of ``model``'s
-    ``seeds`` that exist, by seed, with their mean LLM calls a product and seconds a call."""
-    found = {s: d for s in seeds if (d := _load(SHIPPED_CHANNEL.format(dataset, model, s)))}
+    ``seeds``: :func:`_llm_runs`."""
+    return _llm_runs([SHIPPED_CHANNEL.format(dataset, model, s) for s in seeds], seeds)
+
+
+def _llm_runs(
+    names: list[str], seeds: list[int] | tuple[int, ...]
+) -> tuple[dict[int, dict[str, Any]], float, float]:
+    """The disagreement.py results ``names`` (one a seed of ``seeds``) that exist, by seed, with
+    their mean LLM calls a product and seconds a call."""
+    found = {s: d for s, n in zip(seeds, names, strict=True) if (d := _load(n))}
     if not found:
         return {}, math.nan, math.nan
     calls = mean(d["meta"]["llm_calls_per_product_all_routed"] for d in found.values())
@@ -518,12 +526,10 @@ def hosted_rule_rows(
         ("-ex2", "2 examples a candidate, one a line (the channel's)"),
         ("-ex2-inline", "2 examples a candidate, on its line (a probe)"),
     ):
-        found = {s: d for s in seeds if (d := _load(name.format(model, s, shown)))}
+        found, calls, secs = _llm_runs([name.format(model, s, shown) for s in seeds], seeds)
         if not found:
             continue
         tier = [d["rows"]["domain expert, shipped (fused), no LLM"] for d in found.values()]
-        calls = mean(d["meta"]["llm_calls_per_product_all_routed"] for d in found.values())
-        secs = mean(d["meta"]["llm_seconds_per_asked"] for d in found.values())
         asked = ", ".join(f"{d['meta']['asked']} of {d['meta']['routed']}" for d in found.values())
         for variant, how in (("LLM pick alone", "its pick as is (a hosted LLM's rule)"),
                              ("fused with the LLM, w=0.25", "rank-fused at 0.25")):  # fmt: skip
