@@ -275,6 +275,23 @@ def test_evaluate_default_run_file_is_per_configuration(work, tmp_path, monkeypa
     assert sorted({len(r["candidates"]) for f in files for r in labelled_records(f)}) == [2, 3]
 
 
+def test_evaluate_strategy_sends_the_candidates_classify_sends(work, tmp_path):
+    """Without --k, `evaluate --strategy` shows the general expert as many candidates as
+    `classify` does (not the 10 of the domain expert's own report), so it measures what
+    `classify` ships; the domain report keeps its top-10."""
+    common = [*LLM, "--strategy", "score", "--threshold", 0.0, "--limit", 3]
+    rep, run = tmp_path / "dual.json", tmp_path / "run.jsonl"
+    _run(["evaluate", work["model"], work["held"], *common, "--run-file", run, "--json", rep])
+    out = tmp_path / "labelled.jsonl"
+    _run(["classify", work["model"], work["held"], "--out", out, *common])
+    shipped = {len(json.loads(x)["candidates"]) for x in out.read_text().splitlines()}
+    assert shipped == {5} and json.loads(rep.read_text())["config"]["k"] == 5
+    assert {len(r["candidates"]) for r in labelled_records(run)} == shipped
+    domain = tmp_path / "domain.json"
+    _run(["evaluate", work["model"], work["held"], "--json", domain])
+    assert "top10" in json.dumps(json.loads(domain.read_text()))
+
+
 def test_threshold_plots_and_chooses_on_the_dev_run(work, tmp_path):
     run, plot = tmp_path / "dev.jsonl", tmp_path / "fig5.png"
     res = _run(

@@ -45,6 +45,11 @@ from .common import (
     writable_report,
 )
 
+# Candidates the general expert sees (classify, threshold, evaluate --strategy), and the top-K of
+# the domain expert's own report (evaluate without --strategy).
+DUAL_K = 5
+REPORT_K = 10
+
 
 def train(
     train_file: Annotated[Path, typer.Argument(help="Labelled catalogue (csv, jsonl, parquet).")],
@@ -364,7 +369,14 @@ def predict(
 def evaluate(
     model: Annotated[Path, typer.Argument(help="A saved domain expert folder.")],
     test_file: Annotated[Path, typer.Argument(help="Labelled catalogue.")],
-    k: KOpt = 10,
+    k: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Candidate leaves (top-K) per product. Default: 10 for the domain expert's "
+            f"report; with --strategy, {DUAL_K}, as classify sends the general expert.",
+        ),
+    ] = None,
     train_file: Annotated[
         Path | None, typer.Option(help="Training catalogue, for the head/tail split.")
     ] = None,
@@ -409,6 +421,7 @@ def evaluate(
     runtime = runtime_for(runtime, quantize)
     writable_report(json_out, test_file, train_file)
     if strategy is not None:  # the dual expert against the domain expert alone
+        k = k or DUAL_K
         de = _dual_expert(llm, api_base, model, strategy, representation, k, threshold,
                           summaries, fusion_weight, general=general, llm_tier=llm_tier,
                           prior_adjustment=prior_adjustment, runtime=runtime)  # fmt: skip
@@ -447,7 +460,7 @@ def evaluate(
     counts = None
     if train_file:
         counts = Counter(load_or_exit(train_file, columns, skip_bad).paths)
-    report = evaluate_domain_expert(expert, cat.products, counts, k=k)
+    report = evaluate_domain_expert(expert, cat.products, counts, k=k or REPORT_K)
     _print_report(report)
     if json_out:
         json_out.write_text(json.dumps(report, indent=1))
@@ -536,7 +549,7 @@ def classify(
     api_base: ApiBaseOpt = None,
     strategy: StrategyOpt = "auto",
     representation: RepresentationOpt = "auto",
-    k: KOpt = 5,
+    k: KOpt = DUAL_K,
     threshold: ThresholdOpt = None,
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
     fusion_weight: FusionOpt = "auto",
@@ -665,7 +678,7 @@ def optimize(
     api_base: ApiBaseOpt = None,
     strategy: str = "zero_shot",
     representation: str = "descriptive",
-    k: KOpt = 5,
+    k: KOpt = DUAL_K,
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
     metric: Annotated[str, typer.Option(help="exact, hierarchical or mrr.")] = "exact",
     max_calls: Annotated[int, typer.Option(help="Cap on LLM calls for the whole run.")] = 300,
@@ -823,7 +836,7 @@ def threshold(
     ),
     strategy: StrategyOpt = "auto",
     representation: RepresentationOpt = "auto",
-    k: KOpt = 5,
+    k: KOpt = DUAL_K,
     summaries: Annotated[Path | None, typer.Option(help="Summary index folder.")] = None,
     max_traffic: Annotated[float, typer.Option(help="Cap on the share sent to the LLM.")] = 1.0,
     general: GeneralOpt = "auto",
