@@ -94,6 +94,12 @@ def _speed_of(name: str) -> float | None:
     return data["timing"]["products_per_second"] if data and "timing" in data else None
 
 
+def _mean_speed(names: list[str]) -> float | None:
+    """Mean products/s of the domain_expert.py results ``names`` that have a timing."""
+    vals = [v for n in names if (v := _speed_of(n))]
+    return mean(vals) if vals else None
+
+
 def _fit_minutes(names: list[str]) -> float | None:
     vals = [d["timing"]["fit_seconds"] / 60 for n in names if (d := _load(n)) and "timing" in d]
     return mean(vals) if vals else None
@@ -486,8 +492,7 @@ def shipped_rows(
     no_llm = {r["seed"]: r["rows"]["shipped: + neighbours"]
               for r in (_load("fusion-mwpd@4ep-ctx-nn.json") or {}).get("runs", [])}  # fmt: skip
     without = [no_llm[s] for s in used if s in no_llm]
-    speeds = [v for f in fits if (v := _speed_of(f))]
-    tier_speed = mean(speeds) if speeds else None
+    tier_speed = _mean_speed(fits)
     whole = _with_llm(tier_speed, calls, secs) if tier_speed else None
     return [
         row("**session 42, the default as shipped, domain tier alone** (context + synthetic "
@@ -517,8 +522,7 @@ def hosted_rule_rows(
     same examples on the candidate's own line (a probe). Each row against the tier alone on
     the same seeds."""
     fits = [f"mwpd/{model}{_seed_suffix(s)}.json" for s in seeds]
-    speeds = [v for f in fits if (v := _speed_of(f))]
-    speed = mean(speeds) if speeds else None
+    speed = _mean_speed(fits)
     name = "disagreement/disagreement-mwpd-{}-s{}-k5-confidence-zero_shot{}.json"
     rows = []
     for shown, label in (
@@ -729,8 +733,7 @@ def bigbasket_shipped_rows(
     if not used:
         return []
     bar = ("lvl3 acc", "lvl3 mF1", "lvl3 wF1")
-    speeds = [v for s in used if (v := _speed_of(fits[s]))]
-    tier_speed = mean(speeds) if speeds else None
+    tier_speed = _mean_speed([fits[s] for s in used])
     rows = [
         row("**session 43, BigBasket's default as shipped, domain tier alone** (synthetic + "
             "lexical + neighbours, tau 1)", [tier[s] for s in used], f"bigbasket/{model}*.json",
